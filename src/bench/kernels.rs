@@ -1,0 +1,414 @@
+//! `rowflow bench kernels`: every kernel of the `Device` trait at a realistic size, plus a plain
+//! memory copy (the bandwidth ceiling) and the whole embedding part of a training step.
+//!
+//! Each row is the median of `--reps` timed runs after two warm-up runs; every run ends with
+//! `synchronize`. `bytes` counts the logical traffic of one run (documented per kernel below),
+//! so `gbps = bytes / seconds / 1e9` compares kernels with the copy.
+
+use super::{BenchRow, median, print_rows};
+use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
+use crate::data::{Batch, Dataset};
+use crate::device::kernels::interaction_width;
+use crate::device::{
+    Activation, BackendChoice, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, Device,
+    DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling,
+};
+use crate::embedding::{EmbeddingSettings, EmbeddingTables, RowMap};
+use crate::model::OptimizerKind;
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// Options of `rowflow bench kernels`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct KernelBenchArgs {
+    /// Backend to measure.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// One JSON line per kernel instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Embedding tables (T).
+    #[arg(long, default_value_t = 8)]
+    pub tables: usize,
+    /// Rows per table (E).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u32,
+    /// Embedding dimension (D).
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Samples per batch (B).
+    #[arg(long, default_value_t = 2048)]
+    pub batch_size: usize,
+    /// Rows per bag (L).
+    #[arg(long, default_value_t = 20)]
+    pub pooling: usize,
+    /// Zipf exponent of row popularity.
+    #[arg(long, default_value_t = 1.05)]
+    pub alpha: f64,
+    /// Seed of the indices and weights.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Timed runs per kernel (the median is reported).
+    #[arg(long, default_value_t = 15)]
+    pub reps: usize,
+    /// Size of the copied buffer for the `copy` row, in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub copy_mib: usize,
+}
+
+/// Runs `f` twice to warm up, then `reps` times; returns the median seconds.
+fn time<D: Device>(
+    dev: &D,
+    reps: usize,
+    mut f: impl FnMut(usize) -> Result<(), DeviceError>,
+) -> Result<f64, DeviceError> {
+    for i in 0..2 {
+        f(i)?;
+    }
+    dev.synchronize()?;
+    let mut times = Vec::with_capacity(reps);
+    for i in 0..reps {
+        let t = Instant::now();
+        f(i)?;
+        dev.synchronize()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(&mut times))
+}
+
+/// Validates the options, with messages naming the flag.
+fn check(args: &KernelBenchArgs) -> Result<(), DeviceError> {
+    let bad = |flag: &str, range: &str| {
+        Err(DeviceError::InvalidArgument {
+            kernel: "bench",
+            message: format!("{flag} is out of range: expected {range}"),
+        })
+    };
+    if args.tables == 0 || args.tables > 1024 {
+        return bad("--tables", "1 to 1024");
+    }
+    if args.rows == 0 {
+        return bad("--rows", "at least 1");
+    }
+    if args.dim == 0 || args.dim > 4096 {
+        return bad("--dim", "1 to 4096");
+    }
+    if args.batch_size == 0 || args.batch_size > 1 << 20 {
+        return bad("--batch-size", "1 to 1048576");
+    }
+    if args.pooling == 0 || args.pooling > 4096 {
+        return bad("--pooling", "1 to 4096");
+    }
+    if !(args.alpha.is_finite() && args.alpha >= 0.0) {
+        return bad("--alpha", "a finite number >= 0");
+    }
+    if args.reps < 3 {
+        return bad("--reps", "at least 3");
+    }
+    if args.copy_mib == 0 {
+        return bad("--copy-mib", "at least 1");
+    }
+    Ok(())
+}
+
+/// Runs the benchmark on `dev` and prints a table or JSON lines; returns the rows.
+pub fn run_kernel_bench<D: Device>(
+    dev: &D,
+    args: &KernelBenchArgs,
+) -> Result<Vec<BenchRow>, anyhow::Error> {
+    check(args)?;
+    let (t, e, d, b, l) = (
+        args.tables,
+        args.rows,
+        args.dim,
+        args.batch_size,
+        args.pooling,
+    );
+    let backend = dev.info().backend;
+    let mut rows = Vec::new();
+    let mut push = |kernel: &str, seconds: f64, bytes: f64| {
+        rows.push(BenchRow::new(kernel, backend, seconds, bytes));
+    };
+
+    // copy: the bandwidth ceiling of this machine (read + written bytes). Its runs alternate
+    // with bag_forward's below, so both medians come from the same stretch of time: memory
+    // bandwidth on a shared machine drifts from one minute to the next.
+    let copy_bytes = (args.copy_mib as u64) << 20;
+    let (copy_src, copy_dst) = (dev.alloc(copy_bytes)?, dev.alloc(copy_bytes)?);
+    let copy = || -> Result<f64, DeviceError> {
+        let t0 = Instant::now();
+        dev.copy_buffer(&copy_src, 0, &copy_dst, 0, copy_bytes)?;
+        dev.synchronize()?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    let mut copy_times = Vec::new();
+
+    // Batches of real Zipf lookups from the synthetic generator, one per timed run.
+    let opts = SyntheticOptions {
+        tables: t,
+        pooling_factor: l,
+        zipf_alpha: args.alpha,
+        train_samples: (b * (args.reps + 2)) as u64,
+        test_samples: 2,
+        drift_samples_per_rank: 0,
+        ..Default::default()
+    };
+    let data = SyntheticDataset::new(&opts, &vec![e; t], args.seed)?;
+    let mut stream = data.open_train()?;
+    let mut batches = Vec::new();
+    for _ in 0..args.reps.min(8) {
+        let mut batch = Batch::new(opts.dense_features, t);
+        stream.next_batch(b, &mut batch)?;
+        let maps: Vec<RowMap> = batch.sparse.iter().map(RowMap::from_bags).collect();
+        batches.push((batch, maps));
+    }
+    let pick = |i: usize| &batches[i % batches.len()];
+
+    let settings = |optimizer| EmbeddingSettings {
+        dim: d,
+        pooling: Pooling::Sum,
+        optimizer,
+        adagrad_eps: 1e-8,
+        adagrad_init: 0.0,
+        init_scale: 0.05,
+    };
+    let mut sgd =
+        EmbeddingTables::new(dev, &vec![e; t], settings(OptimizerKind::Sgd), b, args.seed)?;
+    let pooled = dev.alloc_elems(b * t * d)?;
+    let grad = dev.buffer_from_f32(&vec![1e-3f32; b * t * d])?;
+
+    // Logical bytes per batch: rows read, pooled output, indices and offsets.
+    let nnz = (b * t * l) as f64;
+    let row_bytes = 4.0 * d as f64;
+    let index_bytes = 4.0 * nnz + 4.0 * (t * (b + 1)) as f64;
+    let fwd_bytes = nnz * row_bytes + (b * t) as f64 * row_bytes + index_bytes;
+    let unique: f64 = batches
+        .iter()
+        .map(|(_, m)| m.iter().map(|m| m.unique()).sum::<usize>() as f64)
+        .sum::<f64>()
+        / batches.len() as f64;
+    // Backward: each occurrence reads its bag's gradient, each unique row is read and written,
+    // plus the map (unique rows, starts, bag ids) and the offsets.
+    let map_bytes = 4.0 * (2.0 * unique + nnz) + 4.0 * (t * (b + 1)) as f64;
+    let bwd_bytes = nnz * row_bytes + 2.0 * unique * row_bytes + map_bytes;
+
+    // Stage each batch once so the embedding kernels see fresh indices per run.
+    let mut staged = usize::MAX;
+    let stage = |tables: &mut EmbeddingTables<D>,
+                 i: usize,
+                 staged: &mut usize|
+     -> Result<(), DeviceError> {
+        let idx = i % batches.len();
+        if *staged != idx {
+            let (batch, maps) = pick(idx);
+            tables.stage(dev, &batch.sparse, Some(maps))?;
+            *staged = idx;
+        }
+        Ok(())
+    };
+    // Staging is outside the timed kernels: do it first, then time forward alone per batch.
+    let mut fwd_times = Vec::new();
+    for i in 0..args.reps + 2 {
+        let copy_s = copy()?;
+        // The copy streamed a gigabyte through the caches: warm them again with the previous
+        // batch, as a training step would find them, before timing this one.
+        stage(&mut sgd, i + batches.len() - 1, &mut staged)?;
+        sgd.forward(dev, &pooled)?;
+        stage(&mut sgd, i, &mut staged)?;
+        let t0 = Instant::now();
+        sgd.forward(dev, &pooled)?;
+        dev.synchronize()?;
+        if i >= 2 {
+            fwd_times.push(t0.elapsed().as_secs_f64());
+            copy_times.push(copy_s);
+        }
+    }
+    push("copy", median(&mut copy_times), 2.0 * copy_bytes as f64);
+    drop((copy_src, copy_dst));
+    push("bag_forward", median(&mut fwd_times), fwd_bytes);
+
+    let mut bwd_times = Vec::new();
+    for i in 0..args.reps + 2 {
+        stage(&mut sgd, i, &mut staged)?;
+        let t0 = Instant::now();
+        sgd.backward(dev, &grad, 0.01)?;
+        dev.synchronize()?;
+        if i >= 2 {
+            bwd_times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    push("bag_backward_sgd", median(&mut bwd_times), bwd_bytes);
+
+    // The embedding part of a training step as training runs it: build the unique-row maps,
+    // upload the batch, forward, fused backward + SGD.
+    let mut maps: Vec<RowMap> = vec![RowMap::new(); t];
+    let mut step_times = Vec::new();
+    for i in 0..args.reps + 2 {
+        let (batch, _) = pick(i);
+        let t0 = Instant::now();
+        maps.par_iter_mut()
+            .zip(&batch.sparse)
+            .for_each(|(m, bags)| m.build(bags));
+        sgd.stage(dev, &batch.sparse, Some(&maps))?;
+        sgd.forward(dev, &pooled)?;
+        sgd.backward(dev, &grad, 0.01)?;
+        dev.synchronize()?;
+        if i >= 2 {
+            step_times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    push(
+        "embedding_step_sgd",
+        median(&mut step_times),
+        fwd_bytes + bwd_bytes + index_bytes,
+    );
+    drop(sgd);
+
+    let mut ada = EmbeddingTables::new(
+        dev,
+        &vec![e; t],
+        settings(OptimizerKind::Adagrad),
+        b,
+        args.seed,
+    )?;
+    let mut staged = usize::MAX;
+    let mut ada_times = Vec::new();
+    for i in 0..args.reps + 2 {
+        stage(&mut ada, i, &mut staged)?;
+        let t0 = Instant::now();
+        ada.backward(dev, &grad, 0.01)?;
+        dev.synchronize()?;
+        if i >= 2 {
+            ada_times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    // Adagrad also reads and writes one f32 of state per unique row.
+    push(
+        "bag_backward_adagrad",
+        median(&mut ada_times),
+        bwd_bytes + 8.0 * unique,
+    );
+    drop(ada);
+
+    // Dense kernels at DLRM sizes: a 512 → 256 layer over the batch, the interaction of
+    // T + 1 vectors of D, the loss over the batch, an Adagrad step over 1M parameters.
+    let (k, nn) = (512usize, 256usize);
+    let x = dev.buffer_from_f32(&vec![0.5f32; b * k])?;
+    let w = dev.buffer_from_f32(&vec![0.01f32; nn * k])?;
+    let y = dev.alloc_elems(b * nn)?;
+    let secs = time(dev, args.reps, |_| {
+        dev.gemm(&Gemm {
+            a: &x,
+            b: &w,
+            c: &y,
+            m: b as u32,
+            n: nn as u32,
+            k: k as u32,
+            trans_a: false,
+            trans_b: true,
+            alpha: 1.0,
+            beta: 0.0,
+        })
+    })?;
+    push("gemm", secs, 4.0 * (b * k + nn * k + b * nn) as f64);
+    let bias = dev.buffer_from_f32(&vec![0.1f32; nn])?;
+    let secs = time(dev, args.reps, |_| {
+        dev.bias_act_forward(&BiasActForward {
+            x: &y,
+            bias: &bias,
+            rows: b as u32,
+            cols: nn as u32,
+            act: Activation::Relu,
+        })
+    })?;
+    push("bias_act_forward", secs, 4.0 * (2 * b * nn + nn) as f64);
+    let dy = dev.buffer_from_f32(&vec![0.1f32; b * nn])?;
+    let db = dev.alloc_elems(nn)?;
+    let secs = time(dev, args.reps, |_| {
+        dev.bias_act_backward(&BiasActBackward {
+            y: &y,
+            dy: &dy,
+            dbias: &db,
+            rows: b as u32,
+            cols: nn as u32,
+            act: Activation::Relu,
+        })
+    })?;
+    push("bias_act_backward", secs, 4.0 * (3 * b * nn + nn) as f64);
+
+    let width = interaction_width(t as u32, d as u32) as usize;
+    let dense = dev.buffer_from_f32(&vec![0.1f32; b * d])?;
+    let inter = dev.alloc_elems(b * width)?;
+    let (tu, du, bu) = (t as u32, d as u32, b as u32);
+    let secs = time(dev, args.reps, |_| {
+        dev.interaction_forward(&InteractionForward {
+            dense: &dense,
+            emb: &pooled,
+            out: &inter,
+            batch: bu,
+            tables: tu,
+            dim: du,
+        })
+    })?;
+    push(
+        "interaction_forward",
+        secs,
+        4.0 * (b * d + b * t * d + b * width) as f64,
+    );
+    let dinter = dev.buffer_from_f32(&vec![0.01f32; b * width])?;
+    let ddense = dev.alloc_elems(b * d)?;
+    let demb = dev.alloc_elems(b * t * d)?;
+    let secs = time(dev, args.reps, |_| {
+        dev.interaction_backward(&InteractionBackward {
+            dense: &dense,
+            emb: &pooled,
+            dout: &dinter,
+            ddense: &ddense,
+            demb: &demb,
+            batch: bu,
+            tables: tu,
+            dim: du,
+        })
+    })?;
+    push(
+        "interaction_backward",
+        secs,
+        4.0 * (2 * (b * d + b * t * d) + b * width) as f64,
+    );
+
+    let logits = dev.buffer_from_f32(&(0..b).map(|i| (i % 7) as f32 - 3.0).collect::<Vec<_>>())?;
+    let labels = dev.buffer_from_f32(&(0..b).map(|i| (i % 2) as f32).collect::<Vec<_>>())?;
+    let (loss, dlogits) = (dev.alloc_elems(b)?, dev.alloc_elems(b)?);
+    let secs = time(dev, args.reps, |_| {
+        dev.bce_loss(&BceLoss {
+            logits: &logits,
+            labels: &labels,
+            loss: &loss,
+            dlogits: &dlogits,
+            batch: bu,
+            scale: 1.0 / b as f32,
+        })
+    })?;
+    push("bce_loss", secs, 4.0 * 4.0 * b as f64);
+
+    let np = 1usize << 20;
+    let (param, pgrad, state) = (
+        dev.buffer_from_f32(&vec![0.1f32; np])?,
+        dev.buffer_from_f32(&vec![1e-3f32; np])?,
+        dev.alloc_elems(np)?,
+    );
+    let secs = time(dev, args.reps, |_| {
+        dev.dense_update(&DenseUpdate {
+            param: &param,
+            grad: &pgrad,
+            state: Some(&state),
+            len: np as u32,
+            lr: 0.01,
+            optimizer: Optimizer::Adagrad { eps: 1e-8 },
+        })
+    })?;
+    push("dense_update", secs, 4.0 * 5.0 * np as f64);
+
+    print_rows(&rows, args.json);
+    Ok(rows)
+}

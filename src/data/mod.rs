@@ -1,0 +1,195 @@
+//! Training data: batches, datasets and the two sources (synthetic, Criteo TSV).
+//!
+//! A [`Dataset`] has a training split, read as an endless [`SampleStream`] of batches (epoch
+//! after epoch, each epoch from its first sample, a partial last batch dropped), and a test split
+//! held in memory as one [`Batch`] for evaluation.
+
+pub mod criteo;
+pub mod synthetic;
+
+use std::path::PathBuf;
+
+/// One table's lookups for a batch in CSR form: bag `b` reads the rows
+/// `indices[offsets[b] .. offsets[b + 1]]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Bags {
+    /// `len + 1` entries, starting at 0, non-decreasing.
+    pub offsets: Vec<u32>,
+    /// Row ids, each below the table's row count.
+    pub indices: Vec<u32>,
+}
+
+impl Bags {
+    /// Empty bags (no samples yet).
+    pub fn new() -> Self {
+        Bags {
+            offsets: vec![0],
+            indices: Vec::new(),
+        }
+    }
+    /// Number of bags.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+    /// True when there are no bags.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Appends one bag.
+    pub fn push(&mut self, rows: &[u32]) {
+        self.indices.extend_from_slice(rows);
+        self.offsets.push(self.indices.len() as u32);
+    }
+    /// The rows of bag `b`.
+    pub fn bag(&self, b: usize) -> &[u32] {
+        &self.indices[self.offsets[b] as usize..self.offsets[b + 1] as usize]
+    }
+    fn clear(&mut self) {
+        self.offsets.clear();
+        self.offsets.push(0);
+        self.indices.clear();
+    }
+}
+
+/// A batch of samples, column by column.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// Dense features per sample.
+    pub num_dense: usize,
+    /// `len × num_dense` dense features, row-major.
+    pub dense: Vec<f32>,
+    /// `len` labels in {0, 1}.
+    pub labels: Vec<f32>,
+    /// One entry per table.
+    pub sparse: Vec<Bags>,
+}
+
+impl Batch {
+    /// An empty batch for `num_dense` dense features and `tables` tables.
+    pub fn new(num_dense: usize, tables: usize) -> Self {
+        Batch {
+            num_dense,
+            dense: Vec::new(),
+            labels: Vec::new(),
+            sparse: vec![Bags::new(); tables],
+        }
+    }
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    /// True when the batch holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    /// Removes all samples, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.dense.clear();
+        self.labels.clear();
+        self.sparse.iter_mut().for_each(Bags::clear);
+    }
+    /// Appends sample `i` of `other` (same schema).
+    pub fn push_from(&mut self, other: &Batch, i: usize) {
+        let d = self.num_dense;
+        self.dense
+            .extend_from_slice(&other.dense[i * d..(i + 1) * d]);
+        self.labels.push(other.labels[i]);
+        for (mine, theirs) in self.sparse.iter_mut().zip(&other.sparse) {
+            mine.push(theirs.bag(i));
+        }
+    }
+    /// Replaces `out`'s contents with samples `start .. start + len` of `self`.
+    pub fn copy_range_into(&self, start: usize, len: usize, out: &mut Batch) {
+        out.clear();
+        let d = self.num_dense;
+        out.num_dense = d;
+        out.dense
+            .extend_from_slice(&self.dense[start * d..(start + len) * d]);
+        out.labels
+            .extend_from_slice(&self.labels[start..start + len]);
+        out.sparse.resize_with(self.sparse.len(), Bags::new);
+        for (o, s) in out.sparse.iter_mut().zip(&self.sparse) {
+            let base = s.offsets[start];
+            let end = s.offsets[start + len];
+            o.indices
+                .extend_from_slice(&s.indices[base as usize..end as usize]);
+            o.offsets
+                .extend(s.offsets[start + 1..=start + len].iter().map(|x| x - base));
+        }
+    }
+}
+
+/// The shape of a dataset's samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schema {
+    /// Dense features per sample.
+    pub num_dense: usize,
+    /// Rows of each embedding table (one table per sparse feature).
+    pub table_rows: Vec<u32>,
+}
+
+/// A source of training batches that never ends: after the last full batch of an epoch it starts
+/// the next epoch from the first sample (a partial last batch is dropped).
+pub trait SampleStream: Send {
+    /// Replaces `out` with the next `batch_size` samples.
+    fn next_batch(&mut self, batch_size: usize, out: &mut Batch) -> Result<(), DataError>;
+}
+
+/// A dataset: a streamed training split and an in-memory test split.
+pub trait Dataset: Send + Sync {
+    /// `synthetic` or the file's path, for summaries.
+    fn name(&self) -> String;
+    /// Dense feature count and table sizes.
+    fn schema(&self) -> &Schema;
+    /// Samples in one epoch of the training split.
+    fn train_samples(&self) -> u64;
+    /// Opens the training split at its first sample.
+    fn open_train(&self) -> Result<Box<dyn SampleStream + '_>, DataError>;
+    /// The test split.
+    fn test(&self) -> &Batch;
+    /// The AUC of the process that generated the labels, on the test split (synthetic data
+    /// only): the ceiling a model can reach.
+    fn teacher_auc(&self) -> Option<f64>;
+    /// Malformed lines skipped while reading (`--skip-bad-lines`).
+    fn skipped_lines(&self) -> u64;
+    /// The first few skipped lines' error messages (`PATH:LINE: …`), to show the user.
+    fn skipped_examples(&self) -> &[String] {
+        &[]
+    }
+}
+
+/// Errors reading or generating data. Input errors name the place as `PATH:LINE:`.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file cannot be opened or read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A line that does not parse.
+    #[error("{}:{line}: {}{message}", path.display(), field.as_ref().map(|f| format!("field {f}: ")).unwrap_or_default())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// The field's name (`label`, `I3`, `C12`) when one field is at fault.
+        field: Option<String>,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// The file holds no usable samples.
+    #[error("{}: {message}", path.display())]
+    NoSamples {
+        /// The file.
+        path: PathBuf,
+        /// What is missing and what to do.
+        message: String,
+    },
+    /// Settings that cannot produce data.
+    #[error("{0}")]
+    Invalid(String),
+}

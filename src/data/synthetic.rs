@@ -1,0 +1,550 @@
+//! Seeded synthetic click data with a known ceiling.
+//!
+//! Every sample `i` (training samples first, then test samples, on one time axis) is generated
+//! from its own PCG stream seeded by `(seed, i)`, so any sample can be produced alone, in any
+//! order, on any thread, and always comes out the same.
+//!
+//! **Features.** `dense_features` values drawn from N(0, 1). For each of the `tables` sparse
+//! features, `pooling_factor` rows: a popularity rank `r` is drawn from Zipf(`zipf_alpha`) over
+//! the table's rows, shifted by the drift (below) and mapped to a row id by a per-table
+//! pseudo-random permutation (a 4-round Feistel network with cycle walking), so that hot rows are
+//! scattered over the table as in real data.
+//!
+//! **Drift.** The hot set moves slowly: at sample `i` the rank-to-row map is shifted by
+//! `s = i / drift_samples_per_rank` ranks (rank `r` maps to the row that had rank `r + s` at the
+//! start). Rows climb towards the head over time and the head row of one period falls to the cold
+//! tail, as items gain and lose popularity. `drift_samples_per_rank = 0` turns drift off.
+//!
+//! **Labels** come from a hidden teacher, a small DLRM with `teacher_dim`-dimensional embeddings
+//! whose weights are pure functions of the seed (a hash of table, row and component, so even
+//! tables of billions of rows cost no memory). With `p_0 = V·x / √F` (the dense features seen
+//! through a random projection) and `p_t` the pooled teacher embeddings of table `t` scaled by
+//! `1/√L`, the logit is
+//! `bias + scale · (Σ_{i<j} g_ij ⟨p_i, p_j⟩ / √k + Σ_i ⟨a_i, p_i⟩)`,
+//! with `g` and `a` random and normalised so that both sums have unit variance. The sparse
+//! features take part in every term and the dense ones in a fraction, so labels are mostly driven
+//! by the sparse features. The label is Bernoulli(sigmoid(logit)): that sampling is the noise,
+//! and the teacher's own test AUC (`teacher_auc`) is the ceiling any model can reach.
+
+use super::{Batch, DataError, Dataset, SampleStream, Schema};
+use crate::metrics::auc;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, StandardNormal, Zipf};
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+
+/// Settings of the generator (`[synthetic]` in a config file). Table sizes come from
+/// `table_rows`, shared with the Criteo reader.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticOptions {
+    /// Sparse features, one table each.
+    pub tables: usize,
+    /// Rows per bag (multi-hot pooling factor `L`).
+    pub pooling_factor: usize,
+    /// Zipf exponent of row popularity.
+    pub zipf_alpha: f64,
+    /// Dense features per sample.
+    pub dense_features: usize,
+    /// Samples in the training split.
+    pub train_samples: u64,
+    /// Samples in the test split (generated after the training samples in time).
+    pub test_samples: u64,
+    /// Samples per one-rank shift of the hot set (0: no drift).
+    pub drift_samples_per_rank: u64,
+    /// Embedding size of the hidden teacher.
+    pub teacher_dim: usize,
+    /// Scale of the teacher's logit: larger is less noisy labels and a higher `teacher_auc`.
+    pub teacher_scale: f64,
+    /// Bias of the teacher's logit (sets the click rate).
+    pub teacher_bias: f64,
+    /// Fraction of the teacher logit's variance from pairwise dot products (the rest is
+    /// linear in the pooled embeddings).
+    pub teacher_pair_share: f64,
+    /// Popularity rank at which a row's teacher embedding has half its full weight
+    /// (`1 / (1 + rank / R)`); 0 gives every row full weight.
+    pub teacher_tail_rank: f64,
+}
+
+impl Default for SyntheticOptions {
+    fn default() -> Self {
+        SyntheticOptions {
+            tables: 8,
+            pooling_factor: 4,
+            zipf_alpha: 1.05,
+            dense_features: 13,
+            train_samples: 1_000_000,
+            test_samples: 100_000,
+            drift_samples_per_rank: 10_000,
+            teacher_dim: 4,
+            teacher_scale: 2.0,
+            teacher_bias: -1.0,
+            teacher_tail_rank: 300.0,
+            teacher_pair_share: 0.1,
+        }
+    }
+}
+
+/// The standard SplitMix64 finalizer: a good 64-bit mix, used to derive independent streams.
+pub fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// A pseudo-random bijection of `0..n`: a balanced Feistel network on the smallest even-bit
+/// domain covering `n`, with cycle walking to stay inside `0..n`.
+#[derive(Clone, Debug)]
+pub struct Permutation {
+    n: u64,
+    half_bits: u32,
+    keys: [u64; 4],
+}
+
+impl Permutation {
+    /// A permutation of `0..n` (n ≥ 1) chosen by `seed`.
+    pub fn new(n: u64, seed: u64) -> Self {
+        let bits = 64 - (n.max(2) - 1).leading_zeros();
+        let half_bits = bits.div_ceil(2).max(1);
+        let mut keys = [0u64; 4];
+        for (r, k) in keys.iter_mut().enumerate() {
+            *k = splitmix64(seed ^ (r as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+        }
+        Permutation { n, half_bits, keys }
+    }
+
+    fn round(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut l, mut r) = (x >> self.half_bits, x & mask);
+        for k in self.keys {
+            let f = splitmix64(r ^ k) & mask;
+            (l, r) = (r, l ^ f);
+        }
+        (l << self.half_bits) | r
+    }
+
+    /// The image of `x < n`.
+    pub fn apply(&self, x: u64) -> u64 {
+        // The domain is < 4n, so the expected number of walks is < 4.
+        let mut y = self.round(x);
+        while y >= self.n {
+            y = self.round(y);
+        }
+        y
+    }
+}
+
+/// Uniform value with unit variance in [-√3, √3] from a hash.
+fn unit_uniform(h: u64) -> f64 {
+    let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+    (2.0 * u - 1.0) * 3f64.sqrt()
+}
+
+/// The hidden teacher: its weights are drawn from the seed; its embeddings are hashed on demand.
+#[derive(Clone, Debug)]
+struct Teacher {
+    k: usize,
+    seed: u64,
+    /// `k × dense_features` projection of the dense features.
+    proj: Vec<f64>,
+    /// Pair weights `g_ij`, DLRM order (i in 1..=T, j < i).
+    pairs: Vec<f64>,
+    /// `(T + 1) × k` linear weights.
+    linear: Vec<f64>,
+    scale: f64,
+    bias: f64,
+}
+
+impl Teacher {
+    fn new(opts: &SyntheticOptions, seed: u64) -> Self {
+        let mut rng = Pcg64Mcg::seed_from_u64(splitmix64(seed ^ 0x7EAC_4E20));
+        let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
+        let (k, t, f) = (opts.teacher_dim, opts.tables, opts.dense_features);
+        let npairs = (t + 1) * t / 2;
+        let proj = (0..k * f).map(|_| normal()).collect();
+        // Share the logit's variance between the pair term and the linear term.
+        let pw = opts.teacher_pair_share.sqrt();
+        let lw = (1.0 - opts.teacher_pair_share).sqrt();
+        let pairs = (0..npairs)
+            .map(|_| pw * normal() / (npairs as f64).sqrt())
+            .collect();
+        let linear = (0..(t + 1) * k)
+            .map(|_| lw * normal() / (((t + 1) * k) as f64).sqrt())
+            .collect();
+        Teacher {
+            k,
+            seed,
+            proj,
+            pairs,
+            linear,
+            scale: opts.teacher_scale,
+            bias: opts.teacher_bias,
+        }
+    }
+
+    /// Component `j` of the teacher embedding of `row` in table `t`.
+    fn embedding(&self, t: usize, row: u32, j: usize) -> f64 {
+        let h = splitmix64(
+            self.seed ^ splitmix64(((t as u64) << 40) ^ ((row as u64) << 8) ^ j as u64 ^ 0x5EED),
+        );
+        unit_uniform(h)
+    }
+
+    /// The logit of a sample: its `dense` features, and per table `l` looked-up rows with the
+    /// weight of each (`rows` and `weights` are `tables × l`, table-major).
+    fn logit(
+        &self,
+        dense: &[f32],
+        rows: &[u32],
+        weights: &[f64],
+        l: usize,
+        vecs: &mut Vec<f64>,
+    ) -> f64 {
+        let k = self.k;
+        let t = rows.len() / l.max(1);
+        vecs.clear();
+        vecs.resize((t + 1) * k, 0.0);
+        let fnorm = 1.0 / (dense.len().max(1) as f64).sqrt();
+        for (j, v) in vecs[..k].iter_mut().enumerate() {
+            let row = &self.proj[j * dense.len()..(j + 1) * dense.len()];
+            *v = row
+                .iter()
+                .zip(dense)
+                .map(|(w, x)| w * *x as f64)
+                .sum::<f64>()
+                * fnorm;
+        }
+        let lnorm = 1.0 / (l.max(1) as f64).sqrt();
+        for (p, (&r, &w)) in rows.iter().zip(weights).enumerate() {
+            let ti = p / l;
+            for j in 0..k {
+                vecs[(ti + 1) * k + j] += self.embedding(ti, r, j) * w * lnorm;
+            }
+        }
+        let knorm = 1.0 / (k as f64).sqrt();
+        let mut pair_sum = 0.0;
+        let mut p = 0;
+        for i in 1..=t {
+            for jv in 0..i {
+                let d: f64 = (0..k).map(|c| vecs[i * k + c] * vecs[jv * k + c]).sum();
+                pair_sum += self.pairs[p] * d * knorm;
+                p += 1;
+            }
+        }
+        let linear: f64 = self
+            .linear
+            .iter()
+            .zip(vecs.iter())
+            .map(|(a, v)| a * v)
+            .sum();
+        self.bias + self.scale * (pair_sum + linear)
+    }
+}
+
+/// The synthetic dataset: a generator for any sample index plus the materialised test split.
+pub struct SyntheticDataset {
+    opts: SyntheticOptions,
+    seed: u64,
+    schema: Schema,
+    perms: Vec<Permutation>,
+    zipfs: Vec<Zipf<f64>>,
+    teacher: Teacher,
+    test: Batch,
+    teacher_auc: f64,
+}
+
+impl SyntheticDataset {
+    /// Builds the generator for tables of `table_rows` rows (one value per table) and generates
+    /// the test split.
+    pub fn new(opts: &SyntheticOptions, table_rows: &[u32], seed: u64) -> Result<Self, DataError> {
+        let invalid = |m: String| Err(DataError::Invalid(m));
+        if opts.tables == 0 {
+            return invalid("synthetic.tables must be at least 1".into());
+        }
+        if table_rows.len() != opts.tables {
+            return invalid(format!(
+                "table_rows has {} values for {} synthetic tables",
+                table_rows.len(),
+                opts.tables
+            ));
+        }
+        if table_rows.contains(&0) {
+            return invalid("every table needs at least one row".into());
+        }
+        if opts.teacher_dim == 0 {
+            return invalid("synthetic.teacher_dim must be at least 1".into());
+        }
+        let mut zipfs = Vec::with_capacity(table_rows.len());
+        for &rows in table_rows {
+            let z = Zipf::new(rows as f64, opts.zipf_alpha).map_err(|e| {
+                DataError::Invalid(format!("synthetic.zipf_alpha {}: {e}", opts.zipf_alpha))
+            })?;
+            zipfs.push(z);
+        }
+        let perms = table_rows
+            .iter()
+            .enumerate()
+            .map(|(t, &rows)| Permutation::new(rows as u64, splitmix64(seed ^ (t as u64 + 17))))
+            .collect();
+        let schema = Schema {
+            num_dense: opts.dense_features,
+            table_rows: table_rows.to_vec(),
+        };
+        let mut ds = SyntheticDataset {
+            opts: opts.clone(),
+            seed,
+            schema,
+            perms,
+            zipfs,
+            teacher: Teacher::new(opts, seed),
+            test: Batch::new(opts.dense_features, opts.tables),
+            teacher_auc: f64::NAN,
+        };
+        let mut test = Batch::new(opts.dense_features, opts.tables);
+        let mut probs = Vec::with_capacity(opts.test_samples as usize);
+        let start = opts.train_samples;
+        for i in start..start + opts.test_samples {
+            probs.push(ds.sample_into(i, &mut test));
+        }
+        ds.teacher_auc = auc(&probs, &test.labels);
+        ds.test = test;
+        Ok(ds)
+    }
+
+    /// Appends sample `i` (training samples are `0..train_samples`, test samples follow) to
+    /// `out` and returns the teacher's click probability for it.
+    pub fn sample_into(&self, i: u64, out: &mut Batch) -> f64 {
+        let mut rng = Pcg64Mcg::seed_from_u64(splitmix64(self.seed ^ splitmix64(i)));
+        let d0 = out.dense.len();
+        for _ in 0..self.opts.dense_features {
+            let x: f64 = StandardNormal.sample(&mut rng);
+            out.dense.push(x as f32);
+        }
+        let shift = i.checked_div(self.opts.drift_samples_per_rank).unwrap_or(0);
+        let l = self.opts.pooling_factor;
+        let mut rows = Vec::with_capacity(self.opts.tables * l);
+        let mut weights = Vec::with_capacity(self.opts.tables * l);
+        for (t, bags) in out.sparse.iter_mut().enumerate() {
+            let n = self.schema.table_rows[t] as u64;
+            for _ in 0..l {
+                let rank = self.zipfs[t].sample(&mut rng) as u64 - 1;
+                let row = self.perms[t].apply((rank + shift) % n) as u32;
+                bags.indices.push(row);
+                rows.push(row);
+                weights.push(self.rank_weight(rank));
+            }
+            bags.offsets.push(bags.indices.len() as u32);
+        }
+        let mut scratch = Vec::new();
+        let logit = self
+            .teacher
+            .logit(&out.dense[d0..], &rows, &weights, l, &mut scratch);
+        let p = 1.0 / (1.0 + (-logit).exp());
+        let label = rng.random::<f64>() < p;
+        out.labels.push(if label { 1.0 } else { 0.0 });
+        p
+    }
+
+    /// Weight of a row of popularity `rank` (0 = hottest) in the teacher: `1 / (1 + rank / R)`
+    /// with `R = teacher_tail_rank` (1 for every row when `R` is 0).
+    fn rank_weight(&self, rank: u64) -> f64 {
+        let r0 = self.opts.teacher_tail_rank;
+        if r0 > 0.0 {
+            1.0 / (1.0 + rank as f64 / r0)
+        } else {
+            1.0
+        }
+    }
+
+    /// The generator's settings.
+    pub fn options(&self) -> &SyntheticOptions {
+        &self.opts
+    }
+}
+
+struct SyntheticStream<'a> {
+    ds: &'a SyntheticDataset,
+    next: u64,
+}
+
+impl SampleStream for SyntheticStream<'_> {
+    fn next_batch(&mut self, batch_size: usize, out: &mut Batch) -> Result<(), DataError> {
+        let n = self.ds.opts.train_samples;
+        if batch_size == 0 || batch_size as u64 > n {
+            return Err(DataError::Invalid(format!(
+                "batch size {batch_size} does not fit the {n} training samples; \
+                 use a batch size between 1 and {n}"
+            )));
+        }
+        if self.next + batch_size as u64 > n {
+            self.next = 0; // a partial last batch is dropped; the next epoch starts
+        }
+        out.clear();
+        for i in self.next..self.next + batch_size as u64 {
+            self.ds.sample_into(i, out);
+        }
+        self.next += batch_size as u64;
+        Ok(())
+    }
+}
+
+impl Dataset for SyntheticDataset {
+    fn name(&self) -> String {
+        "synthetic".into()
+    }
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+    fn train_samples(&self) -> u64 {
+        self.opts.train_samples
+    }
+    fn open_train(&self) -> Result<Box<dyn SampleStream + '_>, DataError> {
+        Ok(Box::new(SyntheticStream { ds: self, next: 0 }))
+    }
+    fn test(&self) -> &Batch {
+        &self.test
+    }
+    fn teacher_auc(&self) -> Option<f64> {
+        Some(self.teacher_auc)
+    }
+    fn skipped_lines(&self) -> u64 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> SyntheticOptions {
+        SyntheticOptions {
+            train_samples: 2000,
+            test_samples: 4000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn permutation_is_a_bijection_for_awkward_sizes() {
+        for n in [1u64, 2, 3, 7, 100, 1000, 4097] {
+            let p = Permutation::new(n, n * 31);
+            let mut seen = vec![false; n as usize];
+            for x in 0..n {
+                let y = p.apply(x);
+                assert!(y < n, "n={n}: {x} -> {y}");
+                assert!(!seen[y as usize], "n={n}: {y} hit twice");
+                seen[y as usize] = true;
+            }
+        }
+    }
+
+    #[test]
+    fn samples_are_reproducible_and_in_range() {
+        let rows = vec![1000u32; 8];
+        let a = SyntheticDataset::new(&small(), &rows, 7).unwrap();
+        let b = SyntheticDataset::new(&small(), &rows, 7).unwrap();
+        let (mut x, mut y) = (Batch::new(13, 8), Batch::new(13, 8));
+        for i in [0u64, 5, 1999] {
+            a.sample_into(i, &mut x);
+            b.sample_into(i, &mut y);
+        }
+        assert_eq!(x, y);
+        assert!(
+            x.sparse
+                .iter()
+                .all(|bags| bags.indices.iter().all(|&r| r < 1000))
+        );
+        assert!(
+            x.sparse
+                .iter()
+                .all(|bags| bags.len() == 3 && bags.indices.len() == 12)
+        );
+        let c = SyntheticDataset::new(&small(), &rows, 8).unwrap();
+        let mut z = Batch::new(13, 8);
+        for i in [0u64, 5, 1999] {
+            c.sample_into(i, &mut z);
+        }
+        assert_ne!(x, z, "a different seed gives different data");
+    }
+
+    #[test]
+    fn popularity_is_skewed_and_hot_rows_are_scattered() {
+        let rows = vec![10_000u32; 1];
+        let opts = SyntheticOptions {
+            tables: 1,
+            drift_samples_per_rank: 0,
+            ..small()
+        };
+        let ds = SyntheticDataset::new(&opts, &rows, 3).unwrap();
+        let mut counts = vec![0u32; 10_000];
+        for &r in &ds.test().sparse[0].indices {
+            counts[r as usize] += 1;
+        }
+        let mut sorted = counts.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        let top100: u32 = sorted[..100].iter().sum();
+        let total: u32 = sorted.iter().sum();
+        // Zipf(1.05) over 10,000 rows puts about half of the mass on the top 100 ranks.
+        assert!(
+            top100 as f64 > 0.4 * total as f64,
+            "top100 {top100} of {total}"
+        );
+        let hottest = counts
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, c)| **c)
+            .unwrap()
+            .0;
+        assert_ne!(
+            hottest, 0,
+            "the permutation moves the hottest rank away from row 0"
+        );
+    }
+
+    #[test]
+    fn hot_set_drifts() {
+        let opts = SyntheticOptions {
+            tables: 1,
+            drift_samples_per_rank: 10,
+            ..small()
+        };
+        let ds = SyntheticDataset::new(&opts, &[1000], 3).unwrap();
+        // Rank 0 at sample i maps to perm(i / 10): the hottest row changes over time.
+        assert_ne!(ds.perms[0].apply(0), ds.perms[0].apply(100));
+    }
+
+    #[test]
+    fn teacher_auc_is_in_the_target_band_and_labels_are_mixed() {
+        let rows = vec![100_000u32; 8];
+        let opts = SyntheticOptions {
+            train_samples: 10,
+            test_samples: 50_000,
+            ..Default::default()
+        };
+        let ds = SyntheticDataset::new(&opts, &rows, 42).unwrap();
+        let auc = ds.teacher_auc().unwrap();
+        assert!((0.75..=0.90).contains(&auc), "teacher AUC {auc}");
+        let ctr = ds.test().labels.iter().sum::<f32>() / ds.test().len() as f32;
+        assert!((0.1..0.6).contains(&ctr), "click rate {ctr}");
+    }
+
+    #[test]
+    fn stream_wraps_and_drops_the_partial_batch() {
+        let opts = SyntheticOptions {
+            train_samples: 10,
+            test_samples: 5,
+            ..Default::default()
+        };
+        let ds = SyntheticDataset::new(&opts, &[50; 8], 1).unwrap();
+        let mut s = ds.open_train().unwrap();
+        let mut b = Batch::new(13, 8);
+        let mut first = Batch::new(13, 8);
+        s.next_batch(4, &mut first).unwrap();
+        s.next_batch(4, &mut b).unwrap();
+        s.next_batch(4, &mut b).unwrap(); // samples 8, 9 are dropped: back to 0..4
+        assert_eq!(b, first);
+        assert!(s.next_batch(11, &mut b).is_err());
+        assert!(s.next_batch(0, &mut b).is_err());
+    }
+}

@@ -1,0 +1,437 @@
+//! The CPU reference backend: plain loops, rayon where it pays, `matrixmultiply` for GEMM.
+//!
+//! It is the oracle of the parity tests, so every kernel is written for clarity first and is
+//! deterministic: each output element is computed by one worker in a fixed order, whatever the
+//! thread count. Launches run synchronously in the caller's thread (ordered by construction).
+//!
+//! The kernels are free functions over slices, named like the shaders (`bag_forward` …), so they
+//! can be tested directly; [`CpuDevice`] locks its buffers and calls them.
+
+mod dense;
+mod embedding;
+mod gemm;
+mod hugepages;
+mod simd;
+
+pub use dense::{
+    bce_loss, bias_act_backward, bias_act_forward, dense_update, interaction_backward,
+    interaction_forward, sigmoid,
+};
+pub use embedding::{bag_backward_adagrad, bag_backward_sgd, bag_forward};
+pub use gemm::gemm;
+
+use super::{
+    BackendKind, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
+    Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
+};
+use rayon::prelude::*;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Host memory standing in for device memory: 32-bit words behind a lock, so kernels can take
+/// `&Buffer` like on a GPU while Rust still sees exclusive access for writes.
+pub struct CpuBuffer {
+    words: RwLock<Vec<u32>>,
+}
+
+impl CpuBuffer {
+    fn read(&self) -> RwLockReadGuard<'_, Vec<u32>> {
+        // A poisoned lock only means a panic elsewhere; the words are still valid memory.
+        self.words.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> RwLockWriteGuard<'_, Vec<u32>> {
+        self.words.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The CPU backend.
+pub struct CpuDevice {
+    info: DeviceInfo,
+}
+
+impl CpuDevice {
+    /// Creates the backend on rayon's global thread pool.
+    pub fn new() -> Self {
+        CpuDevice {
+            info: DeviceInfo {
+                backend: BackendKind::Cpu,
+                name: cpu_name(),
+                parallelism: rayon::current_num_threads(),
+                max_buffer_bytes: isize::MAX as u64,
+            },
+        }
+    }
+
+    /// One line for `rowflow info`: the processor and thread count.
+    pub fn describe() -> String {
+        format!("{} ({} threads)", cpu_name(), rayon::current_num_threads())
+    }
+}
+
+impl Default for CpuDevice {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|n| n.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Rejects launches whose output buffer is also an input (the CPU would deadlock on its locks,
+/// a GPU would race).
+fn distinct(
+    kernel: &'static str,
+    out: &CpuBuffer,
+    inputs: &[&CpuBuffer],
+) -> Result<(), DeviceError> {
+    if inputs.iter().any(|b| std::ptr::eq(*b, out)) {
+        return Err(DeviceError::InvalidArgument {
+            kernel,
+            message: "an output buffer is also passed as an input".into(),
+        });
+    }
+    Ok(())
+}
+
+fn f32s(words: &[u32]) -> &[f32] {
+    bytemuck::cast_slice(words)
+}
+
+fn f32s_mut(words: &mut [u32]) -> &mut [f32] {
+    bytemuck::cast_slice_mut(words)
+}
+
+fn range(
+    op: &'static str,
+    buffer: &CpuBuffer,
+    offset: u64,
+    len: usize,
+) -> Result<(usize, usize), DeviceError> {
+    let size = 4 * buffer.read().len() as u64;
+    let end = offset + len as u64;
+    if end > size {
+        return Err(DeviceError::OutOfBounds {
+            op,
+            offset,
+            end,
+            len: size,
+        });
+    }
+    Ok((offset as usize, end as usize))
+}
+
+impl Device for CpuDevice {
+    type Buffer = CpuBuffer;
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn alloc(&self, bytes: u64) -> Result<CpuBuffer, DeviceError> {
+        let oom = |reason: String| DeviceError::OutOfMemory {
+            requested: bytes,
+            device: self.info.name.clone(),
+            reason,
+        };
+        if bytes % 4 != 0 {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "alloc",
+                message: format!("{bytes} bytes is not a multiple of 4"),
+            });
+        }
+        let words =
+            usize::try_from(bytes / 4).map_err(|_| oom("larger than the address space".into()))?;
+        let mut v: Vec<u32> = Vec::new();
+        v.try_reserve_exact(words).map_err(|e| oom(e.to_string()))?;
+        hugepages::advise(v.spare_capacity_mut());
+        v.resize(words, 0u32);
+        Ok(CpuBuffer {
+            words: RwLock::new(v),
+        })
+    }
+
+    fn buffer_bytes(&self, buffer: &CpuBuffer) -> u64 {
+        4 * buffer.read().len() as u64
+    }
+
+    fn upload(&self, dst: &CpuBuffer, offset: u64, src: &[u8]) -> Result<(), DeviceError> {
+        let (a, b) = range("upload", dst, offset, src.len())?;
+        let mut words = dst.write();
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words[..]);
+        bytes[a..b].copy_from_slice(src);
+        Ok(())
+    }
+
+    fn download(&self, src: &CpuBuffer, offset: u64, dst: &mut [u8]) -> Result<(), DeviceError> {
+        let (a, b) = range("download", src, offset, dst.len())?;
+        let words = src.read();
+        let bytes: &[u8] = bytemuck::cast_slice(&words[..]);
+        dst.copy_from_slice(&bytes[a..b]);
+        Ok(())
+    }
+
+    fn copy_buffer(
+        &self,
+        src: &CpuBuffer,
+        src_offset: u64,
+        dst: &CpuBuffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) -> Result<(), DeviceError> {
+        distinct("copy_buffer", dst, &[src])?;
+        if bytes % 4 != 0 || src_offset % 4 != 0 || dst_offset % 4 != 0 {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "copy_buffer",
+                message: format!(
+                    "offsets {src_offset}, {dst_offset} and size {bytes} must be multiples of 4"
+                ),
+            });
+        }
+        let (a, b) = range("copy_buffer", src, src_offset, bytes as usize)?;
+        let (c, d) = range("copy_buffer", dst, dst_offset, bytes as usize)?;
+        let from = src.read();
+        let mut to = dst.write();
+        // Large blocks per task: a plain streaming copy on every core.
+        to[c / 4..d / 4]
+            .par_chunks_mut(1 << 16)
+            .zip(from[a / 4..b / 4].par_chunks(1 << 16))
+            .for_each(|(o, i)| o.copy_from_slice(i));
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+
+    fn bag_forward(&self, a: &BagForward<'_, CpuBuffer>) -> Result<(), DeviceError> {
+        a.validate(|b| self.buffer_bytes(b))?;
+        distinct("bag_forward", a.out, &[a.table, a.indices, a.offsets])?;
+        let (table, indices, offsets) = (a.table.read(), a.indices.read(), a.offsets.read());
+        let mut out = a.out.write();
+        bag_forward(
+            f32s(&table),
+            a.rows,
+            a.dim as usize,
+            &indices,
+            &offsets[..a.bags as usize + 1],
+            a.pooling,
+            f32s_mut(&mut out),
+            a.out_stride as usize,
+            a.out_offset as usize,
+        )
+    }
+
+    fn bag_backward_sgd(&self, a: &BagBackward<'_, CpuBuffer>) -> Result<(), DeviceError> {
+        const K: &str = "bag_backward_sgd";
+        a.validate(K, |b| self.buffer_bytes(b))?;
+        let m = &a.map;
+        distinct(
+            K,
+            a.table,
+            &[m.unique_rows, m.row_starts, m.bag_ids, a.offsets, a.grad],
+        )?;
+        let (rows, starts, bags) = (m.unique_rows.read(), m.row_starts.read(), m.bag_ids.read());
+        let (offsets, grad) = (a.offsets.read(), a.grad.read());
+        let mut table = a.table.write();
+        let u = m.unique as usize;
+        bag_backward_sgd(
+            f32s_mut(&mut table),
+            a.rows,
+            a.dim as usize,
+            &rows[..u],
+            &starts[..u + 1],
+            &bags,
+            &offsets[..a.bags as usize + 1],
+            a.pooling,
+            f32s(&grad),
+            a.grad_stride as usize,
+            a.grad_offset as usize,
+            a.lr,
+        )
+    }
+
+    fn bag_backward_adagrad(
+        &self,
+        a: &BagBackward<'_, CpuBuffer>,
+        state: &CpuBuffer,
+        eps: f32,
+    ) -> Result<(), DeviceError> {
+        const K: &str = "bag_backward_adagrad";
+        a.validate(K, |b| self.buffer_bytes(b))?;
+        if self.buffer_bytes(state) / 4 < a.rows as u64 {
+            return Err(DeviceError::InvalidArgument {
+                kernel: K,
+                message: format!("`state` holds fewer than the table's {} rows", a.rows),
+            });
+        }
+        let m = &a.map;
+        let inputs = [m.unique_rows, m.row_starts, m.bag_ids, a.offsets, a.grad];
+        distinct(K, a.table, &inputs)?;
+        distinct(K, state, &inputs)?;
+        distinct(K, state, &[a.table])?;
+        let (rows, starts, bags) = (m.unique_rows.read(), m.row_starts.read(), m.bag_ids.read());
+        let (offsets, grad) = (a.offsets.read(), a.grad.read());
+        let (mut table, mut st) = (a.table.write(), state.write());
+        let u = m.unique as usize;
+        bag_backward_adagrad(
+            f32s_mut(&mut table),
+            f32s_mut(&mut st),
+            a.rows,
+            a.dim as usize,
+            &rows[..u],
+            &starts[..u + 1],
+            &bags,
+            &offsets[..a.bags as usize + 1],
+            a.pooling,
+            f32s(&grad),
+            a.grad_stride as usize,
+            a.grad_offset as usize,
+            a.lr,
+            eps,
+        )
+    }
+
+    fn gemm(&self, a: &Gemm<'_, CpuBuffer>) -> Result<(), DeviceError> {
+        a.validate(|b| self.buffer_bytes(b))?;
+        distinct("gemm", a.c, &[a.a, a.b])?;
+        let (x, y) = (a.a.read(), a.b.read());
+        let mut c = a.c.write();
+        let (m, n, k) = (a.m as usize, a.n as usize, a.k as usize);
+        gemm(
+            f32s(&x),
+            f32s(&y),
+            &mut f32s_mut(&mut c)[..m * n],
+            m,
+            n,
+            k,
+            a.trans_a,
+            a.trans_b,
+            a.alpha,
+            a.beta,
+        )
+    }
+
+    fn bias_act_forward(&self, a: &BiasActForward<'_, CpuBuffer>) -> Result<(), DeviceError> {
+        a.validate(|b| self.buffer_bytes(b))?;
+        distinct("bias_act_forward", a.x, &[a.bias])?;
+        let bias = a.bias.read();
+        let mut x = a.x.write();
+        let (r, c) = (a.rows as usize, a.cols as usize);
+        bias_act_forward(&mut f32s_mut(&mut x)[..r * c], &f32s(&bias)[..c], a.act);
+        Ok(())
+    }
+
+    fn bias_act_backward(&self, a: &BiasActBackward<'_, CpuBuffer>) -> Result<(), DeviceError> {
+        const K: &str = "bias_act_backward";
+        a.validate(|b| self.buffer_bytes(b))?;
+        distinct(K, a.dy, &[a.y, a.dbias])?;
+        distinct(K, a.dbias, &[a.y])?;
+        let y = a.y.read();
+        let (mut dy, mut db) = (a.dy.write(), a.dbias.write());
+        let (r, c) = (a.rows as usize, a.cols as usize);
+        bias_act_backward(
+            &f32s(&y)[..r * c],
+            &mut f32s_mut(&mut dy)[..r * c],
+            &mut f32s_mut(&mut db)[..c],
+            a.act,
+        );
+        Ok(())
+    }
+
+    fn interaction_forward(
+        &self,
+        a: &InteractionForward<'_, CpuBuffer>,
+    ) -> Result<(), DeviceError> {
+        a.validate(|b| self.buffer_bytes(b))?;
+        distinct("interaction_forward", a.out, &[a.dense, a.emb])?;
+        let (dense, emb) = (a.dense.read(), a.emb.read());
+        let mut out = a.out.write();
+        interaction_forward(
+            f32s(&dense),
+            f32s(&emb),
+            f32s_mut(&mut out),
+            a.batch as usize,
+            a.tables as usize,
+            a.dim as usize,
+        );
+        Ok(())
+    }
+
+    fn interaction_backward(
+        &self,
+        a: &InteractionBackward<'_, CpuBuffer>,
+    ) -> Result<(), DeviceError> {
+        const K: &str = "interaction_backward";
+        a.validate(|b| self.buffer_bytes(b))?;
+        distinct(K, a.ddense, &[a.dense, a.emb, a.dout, a.demb])?;
+        distinct(K, a.demb, &[a.dense, a.emb, a.dout])?;
+        let (dense, emb, dout) = (a.dense.read(), a.emb.read(), a.dout.read());
+        let (mut dd, mut de) = (a.ddense.write(), a.demb.write());
+        interaction_backward(
+            f32s(&dense),
+            f32s(&emb),
+            f32s(&dout),
+            f32s_mut(&mut dd),
+            f32s_mut(&mut de),
+            a.batch as usize,
+            a.tables as usize,
+            a.dim as usize,
+        );
+        Ok(())
+    }
+
+    fn bce_loss(&self, a: &BceLoss<'_, CpuBuffer>) -> Result<(), DeviceError> {
+        const K: &str = "bce_loss";
+        a.validate(|b| self.buffer_bytes(b))?;
+        distinct(K, a.loss, &[a.logits, a.labels, a.dlogits])?;
+        distinct(K, a.dlogits, &[a.logits, a.labels])?;
+        let (z, y) = (a.logits.read(), a.labels.read());
+        let (mut loss, mut dz) = (a.loss.write(), a.dlogits.write());
+        let n = a.batch as usize;
+        bce_loss(
+            &f32s(&z)[..n],
+            &f32s(&y)[..n],
+            &mut f32s_mut(&mut loss)[..n],
+            &mut f32s_mut(&mut dz)[..n],
+            a.scale,
+        );
+        Ok(())
+    }
+
+    fn dense_update(&self, a: &DenseUpdate<'_, CpuBuffer>) -> Result<(), DeviceError> {
+        const K: &str = "dense_update";
+        a.validate(|b| self.buffer_bytes(b))?;
+        distinct(K, a.param, &[a.grad])?;
+        let n = a.len as usize;
+        let grad = a.grad.read();
+        let mut param = a.param.write();
+        match a.state {
+            Some(s) => {
+                distinct(K, s, &[a.grad, a.param])?;
+                let mut st = s.write();
+                dense_update(
+                    &mut f32s_mut(&mut param)[..n],
+                    &f32s(&grad)[..n],
+                    Some(&mut f32s_mut(&mut st)[..n]),
+                    a.lr,
+                    a.optimizer,
+                )
+            }
+            None => dense_update(
+                &mut f32s_mut(&mut param)[..n],
+                &f32s(&grad)[..n],
+                None,
+                a.lr,
+                a.optimizer,
+            ),
+        }
+    }
+}

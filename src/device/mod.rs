@@ -1,0 +1,243 @@
+//! The one place where backends meet the training core.
+//!
+//! A [`Device`] owns opaque buffers and runs kernels on them. The host sees data only through
+//! explicit [`Device::upload`] and [`Device::download`]; kernel launches are asynchronous and
+//! ordered (a GPU backend enqueues them and returns), and [`Device::synchronize`] waits for all of
+//! them. A backend never reads buffers back to the host inside a kernel method.
+//!
+//! Every kernel has one name used three times: `shaders/NAME.wgsl`, `kernels/NAME.cu` and the CPU
+//! function `NAME` in [`cpu`], so a reader finds all implementations of an op at once. Kernel
+//! arguments are buffers plus shapes ([`kernels`]), never host slices.
+//!
+//! Backends: [`cpu`] (the reference and oracle for parity tests) is always built. The wgpu and
+//! CUDA backends arrive with their own issues; until then [`select_backend`] answers
+//! [`DeviceError::NotCompiled`] for them, so callers need no `#[cfg]`.
+
+pub mod cpu;
+pub mod kernels;
+mod select;
+pub mod staging;
+
+pub use kernels::{
+    Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
+    Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling, RowGradMap,
+};
+pub use select::{
+    BackendChoice, BackendKind, BackendReport, Selection, probe_backends, select_backend,
+};
+pub use staging::StagingBuffer;
+
+/// Short alias for a device's buffer type, to keep signatures readable.
+pub type Buf<D> = <D as Device>::Buffer;
+
+/// What a device is: shown by `rowflow info`, recorded in summaries.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeviceInfo {
+    /// Which backend runs it.
+    pub backend: BackendKind,
+    /// Human-readable device name (CPU model, adapter name, GPU name).
+    pub name: String,
+    /// Worker threads (CPU) or compute units where known.
+    pub parallelism: usize,
+    /// The largest single buffer this device can allocate, in bytes.
+    pub max_buffer_bytes: u64,
+}
+
+/// Everything that can go wrong on a device. Messages say what, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The backend exists in this build but no usable device was found.
+    #[error("backend `{backend}` is unavailable: {reason}")]
+    Unavailable {
+        /// The backend that was asked for.
+        backend: BackendKind,
+        /// Why it cannot be used, and what to do about it.
+        reason: String,
+    },
+    /// The backend was not compiled into this build.
+    #[error(
+        "backend `{0}` is not part of this build of rowflow; use `--backend cpu` or `--backend auto`"
+    )]
+    NotCompiled(BackendKind),
+    /// An allocation larger than the device allows, or that failed.
+    #[error("cannot allocate {requested} bytes on {device}: {reason}")]
+    OutOfMemory {
+        /// Bytes requested.
+        requested: u64,
+        /// The device's name.
+        device: String,
+        /// Why (limit exceeded, allocator failure).
+        reason: String,
+    },
+    /// An upload or download outside a buffer.
+    #[error("{op}: bytes {offset}..{end} are outside the {len}-byte buffer")]
+    OutOfBounds {
+        /// `upload` or `download`.
+        op: &'static str,
+        /// First byte touched.
+        offset: u64,
+        /// One past the last byte touched.
+        end: u64,
+        /// The buffer's size in bytes.
+        len: u64,
+    },
+    /// A kernel was given shapes or buffers that do not fit together.
+    #[error("kernel `{kernel}`: {message}")]
+    InvalidArgument {
+        /// The kernel's name (as in `shaders/NAME.wgsl`).
+        kernel: &'static str,
+        /// What does not fit.
+        message: String,
+    },
+    /// An embedding index past the end of its table.
+    #[error(
+        "kernel `{kernel}`: index {index} at position {position} is past the table's {rows} rows; \
+         check the data's table sizes (`--table-rows`)"
+    )]
+    IndexOutOfRange {
+        /// The kernel's name.
+        kernel: &'static str,
+        /// The offending index.
+        index: u32,
+        /// Its position in the index buffer.
+        position: usize,
+        /// Rows in the table.
+        rows: u32,
+    },
+}
+
+/// A compute device: memory, transfers and the kernels DLRM training needs.
+///
+/// Kernel methods enqueue work and return; results are visible to later kernels on the same
+/// device (launches are ordered) and to the host after [`Device::download`], which waits for the
+/// work before it. Buffers are not `Clone`: device memory has one owner.
+pub trait Device: Send + Sync + 'static {
+    /// An opaque handle to device memory.
+    type Buffer: Send + Sync;
+
+    /// Name, backend and limits.
+    fn info(&self) -> &DeviceInfo;
+
+    // ---- memory ----------------------------------------------------------------------------
+
+    /// Allocates `bytes` (a multiple of 4) of zeroed device memory.
+    fn alloc(&self, bytes: u64) -> Result<Self::Buffer, DeviceError>;
+    /// The size of a buffer in bytes.
+    fn buffer_bytes(&self, buffer: &Self::Buffer) -> u64;
+    /// Copies `src` into `dst` starting at byte `offset` (ordered after earlier launches).
+    fn upload(&self, dst: &Self::Buffer, offset: u64, src: &[u8]) -> Result<(), DeviceError>;
+    /// Copies bytes starting at `offset` of `src` into `dst`, after all earlier launches finish.
+    fn download(&self, src: &Self::Buffer, offset: u64, dst: &mut [u8]) -> Result<(), DeviceError>;
+    /// Copies `bytes` (a multiple of 4) from `src` at `src_offset` to `dst` at `dst_offset`,
+    /// on the device, ordered with kernels. `src` and `dst` must be different buffers.
+    fn copy_buffer(
+        &self,
+        src: &Self::Buffer,
+        src_offset: u64,
+        dst: &Self::Buffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) -> Result<(), DeviceError>;
+    /// Waits until every launched kernel and transfer has finished.
+    fn synchronize(&self) -> Result<(), DeviceError>;
+
+    // ---- embedding ---------------------------------------------------------------------------
+
+    /// Pooled lookup of table rows per bag into a strided output.
+    fn bag_forward(&self, args: &BagForward<'_, Self::Buffer>) -> Result<(), DeviceError>;
+    /// Fused embedding backward + SGD: each unique row's summed gradient is applied once.
+    fn bag_backward_sgd(&self, args: &BagBackward<'_, Self::Buffer>) -> Result<(), DeviceError>;
+    /// Fused embedding backward + row-wise Adagrad (one accumulator per row).
+    fn bag_backward_adagrad(
+        &self,
+        args: &BagBackward<'_, Self::Buffer>,
+        state: &Self::Buffer,
+        eps: f32,
+    ) -> Result<(), DeviceError>;
+
+    // ---- dense -------------------------------------------------------------------------------
+
+    /// `C = alpha * op(A) * op(B) + beta * C`, row-major.
+    fn gemm(&self, args: &Gemm<'_, Self::Buffer>) -> Result<(), DeviceError>;
+    /// In place: `x = act(x + bias)` per row.
+    fn bias_act_forward(&self, args: &BiasActForward<'_, Self::Buffer>) -> Result<(), DeviceError>;
+    /// In place: `dy = dy * act'(y)`; `dbias = sum over rows of dy`.
+    fn bias_act_backward(
+        &self,
+        args: &BiasActBackward<'_, Self::Buffer>,
+    ) -> Result<(), DeviceError>;
+    /// DLRM dot interaction: dense vector and pooled embeddings → `[dense, pairwise dots]`.
+    fn interaction_forward(
+        &self,
+        args: &InteractionForward<'_, Self::Buffer>,
+    ) -> Result<(), DeviceError>;
+    /// Gradient of [`Device::interaction_forward`] with respect to both inputs.
+    fn interaction_backward(
+        &self,
+        args: &InteractionBackward<'_, Self::Buffer>,
+    ) -> Result<(), DeviceError>;
+    /// Sigmoid + binary cross-entropy: per-sample loss and the gradient of `scale * sum(loss)`.
+    fn bce_loss(&self, args: &BceLoss<'_, Self::Buffer>) -> Result<(), DeviceError>;
+    /// SGD or Adagrad step on a dense parameter tensor.
+    fn dense_update(&self, args: &DenseUpdate<'_, Self::Buffer>) -> Result<(), DeviceError>;
+}
+
+/// Typed helpers over [`Device`]'s byte transfers.
+pub trait DeviceExt: Device {
+    /// Allocates a buffer for `len` 32-bit elements (at least one element, so no handle is empty).
+    fn alloc_elems(&self, len: usize) -> Result<Self::Buffer, DeviceError> {
+        self.alloc(4 * len.max(1) as u64)
+    }
+    /// Uploads `f32`s at element offset `offset`.
+    fn upload_f32(
+        &self,
+        dst: &Self::Buffer,
+        offset: usize,
+        src: &[f32],
+    ) -> Result<(), DeviceError> {
+        self.upload(dst, 4 * offset as u64, bytemuck::cast_slice(src))
+    }
+    /// Uploads `u32`s at element offset `offset`.
+    fn upload_u32(
+        &self,
+        dst: &Self::Buffer,
+        offset: usize,
+        src: &[u32],
+    ) -> Result<(), DeviceError> {
+        self.upload(dst, 4 * offset as u64, bytemuck::cast_slice(src))
+    }
+    /// Downloads `dst.len()` `f32`s from element offset `offset`.
+    fn download_f32(
+        &self,
+        src: &Self::Buffer,
+        offset: usize,
+        dst: &mut [f32],
+    ) -> Result<(), DeviceError> {
+        self.download(src, 4 * offset as u64, bytemuck::cast_slice_mut(dst))
+    }
+    /// Downloads `len` `f32`s from element offset `offset` into a new vector.
+    fn read_f32(
+        &self,
+        src: &Self::Buffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<Vec<f32>, DeviceError> {
+        let mut out = vec![0f32; len];
+        self.download_f32(src, offset, &mut out)?;
+        Ok(out)
+    }
+    /// Allocates a buffer holding `data`.
+    fn buffer_from_f32(&self, data: &[f32]) -> Result<Self::Buffer, DeviceError> {
+        let buffer = self.alloc_elems(data.len())?;
+        self.upload_f32(&buffer, 0, data)?;
+        Ok(buffer)
+    }
+    /// Allocates a buffer holding `data`.
+    fn buffer_from_u32(&self, data: &[u32]) -> Result<Self::Buffer, DeviceError> {
+        let buffer = self.alloc_elems(data.len())?;
+        self.upload_u32(&buffer, 0, data)?;
+        Ok(buffer)
+    }
+}
+
+impl<D: Device> DeviceExt for D {}

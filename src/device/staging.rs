@@ -1,0 +1,67 @@
+//! Device buffers for per-batch inputs that grow on demand.
+
+use super::{Device, DeviceError, DeviceExt};
+
+/// A device buffer of 32-bit elements that is reused batch after batch and reallocated (to at
+/// least twice its size) only when an upload does not fit, so steady-state training allocates
+/// nothing.
+pub struct StagingBuffer<D: Device> {
+    buffer: D::Buffer,
+    capacity: usize,
+    len: usize,
+}
+
+impl<D: Device> StagingBuffer<D> {
+    /// A buffer with room for `capacity` elements.
+    pub fn new(dev: &D, capacity: usize) -> Result<Self, DeviceError> {
+        let capacity = capacity.max(1);
+        Ok(StagingBuffer {
+            buffer: dev.alloc_elems(capacity)?,
+            capacity,
+            len: 0,
+        })
+    }
+
+    fn reserve(&mut self, dev: &D, len: usize) -> Result<(), DeviceError> {
+        if len > self.capacity {
+            let capacity = len.max(2 * self.capacity);
+            self.buffer = dev.alloc_elems(capacity)?;
+            self.capacity = capacity;
+        }
+        Ok(())
+    }
+
+    /// Replaces the contents with `data`.
+    pub fn upload_u32(&mut self, dev: &D, data: &[u32]) -> Result<(), DeviceError> {
+        self.reserve(dev, data.len())?;
+        self.len = data.len();
+        dev.upload_u32(&self.buffer, 0, data)
+    }
+
+    /// Replaces the contents with `data`.
+    pub fn upload_f32(&mut self, dev: &D, data: &[f32]) -> Result<(), DeviceError> {
+        self.reserve(dev, data.len())?;
+        self.len = data.len();
+        dev.upload_f32(&self.buffer, 0, data)
+    }
+
+    /// The device buffer.
+    pub fn buffer(&self) -> &D::Buffer {
+        &self.buffer
+    }
+
+    /// Elements uploaded last.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the last upload was empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Allocated bytes.
+    pub fn bytes(&self) -> u64 {
+        4 * self.capacity as u64
+    }
+}

@@ -1,0 +1,301 @@
+//! The `rowflow` command line: train, info, bench.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rowflow::bench::kernels::{KernelBenchArgs, run_kernel_bench};
+use rowflow::config::{RunConfig, TableRows};
+use rowflow::device::cpu::CpuDevice;
+use rowflow::device::{
+    BackendChoice, BackendKind, Device, DeviceError, probe_backends, select_backend,
+};
+use rowflow::telemetry::{Snapshot, TelemetryWriter};
+use rowflow::train::{TrainSummary, open_dataset, planned_steps, train};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "rowflow",
+    version,
+    about = "Train DLRM-style models whose embeddings exceed device memory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a DLRM model (synthetic data by default) and evaluate it on the test split.
+    Train(TrainArgs),
+    /// List the backends present on this machine, and why the others are not usable.
+    Info {
+        /// One JSON object per backend instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Time every kernel at a realistic size (median of repeated runs).
+    Kernels(KernelBenchArgs),
+}
+
+/// `rowflow train`: a config file plus flags that override its keys.
+#[derive(Args)]
+struct TrainArgs {
+    /// TOML config file (see assets/default.toml); flags override its values.
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+    /// Backend to train on.
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
+    /// `synthetic` or the path of a Criteo TSV file (plain or .gz).
+    #[arg(long, value_name = "synthetic|PATH")]
+    data: Option<String>,
+    /// Training steps (wins over --epochs; data wraps around).
+    #[arg(long, value_name = "N")]
+    steps: Option<u64>,
+    /// Passes over the training split.
+    #[arg(long, value_name = "N")]
+    epochs: Option<u64>,
+    /// Samples per step (a partial last batch of an epoch is dropped).
+    #[arg(long, value_name = "B")]
+    batch_size: Option<usize>,
+    /// Learning rate.
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    lr: Option<f32>,
+    /// Seed of the data and of the initial weights.
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// Evaluate every N steps (0: only at the end).
+    #[arg(long, value_name = "N")]
+    eval_every: Option<u64>,
+    /// Rows per table: one value, or a comma-separated list (one per table).
+    #[arg(long, value_name = "N|N,N,…", value_parser = TableRows::parse)]
+    table_rows: Option<TableRows>,
+    /// Fraction of a data file's last lines held out for testing.
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    test_fraction: Option<f64>,
+    /// Write one JSON line per step (the telemetry Snapshot) to this file.
+    #[arg(long, value_name = "FILE.jsonl")]
+    telemetry: Option<PathBuf>,
+    /// Write the run's summary as one JSON object to this file.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+    /// Skip and count malformed data lines instead of failing.
+    #[arg(long)]
+    skip_bad_lines: bool,
+}
+
+impl TrainArgs {
+    fn into_config(self) -> Result<RunConfig> {
+        let mut c = match &self.config {
+            Some(path) => RunConfig::from_file(path)?,
+            None => RunConfig::default(),
+        };
+        if let Some(v) = self.backend {
+            c.backend = v;
+        }
+        if let Some(v) = self.data {
+            c.data = v;
+        }
+        if let Some(v) = self.epochs {
+            c.epochs = v;
+            c.steps = None; // an explicit --epochs replaces a config file's `steps`
+        }
+        if let Some(v) = self.steps {
+            c.steps = Some(v);
+        }
+        if let Some(v) = self.batch_size {
+            c.batch_size = v;
+        }
+        if let Some(v) = self.lr {
+            c.lr = v;
+        }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
+        if let Some(v) = self.eval_every {
+            c.eval_every = v;
+        }
+        if let Some(v) = self.table_rows {
+            c.table_rows = v;
+        }
+        if let Some(v) = self.test_fraction {
+            c.test_fraction = v;
+        }
+        if let Some(v) = self.telemetry {
+            c.telemetry = Some(v);
+        }
+        if let Some(v) = self.summary_json {
+            c.summary_json = Some(v);
+        }
+        if self.skip_bad_lines {
+            c.skip_bad_lines = true;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => args.into_config().and_then(|c| run_train(&c)),
+        Command::Info { json } => run_info(json),
+        Command::Bench {
+            which: BenchCommand::Kernels(args),
+        } => bench_kernels(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_info(json: bool) -> Result<()> {
+    let reports = probe_backends();
+    let picked = select_backend(BackendChoice::Auto).ok().map(|s| s.backend);
+    for r in &reports {
+        if json {
+            let mut v = serde_json::to_value(r)?;
+            v["auto_picks"] = serde_json::Value::Bool(Some(r.backend) == picked);
+            println!("{v}");
+        } else {
+            let mark = if Some(r.backend) == picked {
+                " (auto picks this)"
+            } else {
+                ""
+            };
+            let state = if r.available {
+                "available"
+            } else {
+                "unavailable"
+            };
+            println!("{:<5} {state}{mark}: {}", r.backend.to_string(), r.detail);
+        }
+    }
+    Ok(())
+}
+
+fn run_train(cfg: &RunConfig) -> Result<()> {
+    let selection = select_backend(cfg.backend)?;
+    for reason in &selection.reasons {
+        eprintln!("backend {reason}");
+    }
+    let summary = match selection.backend {
+        BackendKind::Cpu => train_on(&CpuDevice::new(), cfg)?,
+        other => return Err(DeviceError::NotCompiled(other).into()),
+    };
+    print_summary(&summary);
+    if let Some(path) = &cfg.summary_json {
+        let text = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("{}: cannot write the summary", path.display()))?;
+    }
+    Ok(())
+}
+
+fn train_on<D: Device>(dev: &D, cfg: &RunConfig) -> Result<TrainSummary> {
+    let data = open_dataset(cfg)?;
+    if data.skipped_lines() > 0 {
+        eprintln!(
+            "skipped {} malformed lines (--skip-bad-lines); the first:",
+            data.skipped_lines()
+        );
+        for e in data.skipped_examples() {
+            eprintln!("  {e}");
+        }
+    }
+    if let Some(auc) = data.teacher_auc() {
+        eprintln!("synthetic data: teacher AUC {auc:.4} on the test split (the ceiling)");
+    }
+    let steps = planned_steps(cfg, data.train_samples())?;
+    let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut telemetry = match &cfg.telemetry {
+        Some(p) => Some(
+            TelemetryWriter::create(p)
+                .with_context(|| format!("{}: cannot create", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut write_error = None;
+    let mut smoothed = None::<f64>;
+    let mut last_auc = None::<f64>;
+    let mut on_step = |s: &Snapshot| {
+        smoothed = Some(smoothed.map_or(s.loss, |m| 0.98 * m + 0.02 * s.loss));
+        if s.test_auc.is_some() {
+            last_auc = s.test_auc;
+        }
+        bar.set_position(s.step);
+        bar.set_message(format!(
+            "{:.0} samples/s  loss {:.4}  AUC {}",
+            s.samples_per_sec,
+            smoothed.unwrap_or(s.loss),
+            last_auc.map_or("-".into(), |a| format!("{a:.4}"))
+        ));
+        if let (Some(w), None) = (telemetry.as_mut(), write_error.as_ref()) {
+            if let Err(e) = w.write(s) {
+                write_error = Some(format!(
+                    "{}: cannot write telemetry: {e}",
+                    w.path().display()
+                ));
+            }
+        }
+    };
+    let summary = train(dev, cfg, data.as_ref(), &mut on_step)?;
+    bar.finish_and_clear();
+    if let Some(e) = write_error {
+        bail!(e);
+    }
+    if let Some(w) = telemetry {
+        w.finish().context("cannot flush the telemetry file")?;
+    }
+    Ok(summary)
+}
+
+fn print_summary(s: &TrainSummary) {
+    let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    println!(
+        "trained {} steps ({} samples, {:.2} epochs) on {} ({}) in {:.1} s: {:.0} samples/s",
+        s.steps, s.samples, s.epochs, s.backend, s.device, s.train_seconds, s.samples_per_sec
+    );
+    println!(
+        "test AUC {}  test log loss {}  teacher AUC {}  ({} test samples)",
+        f(s.test_auc),
+        f(s.test_logloss),
+        f(s.teacher_auc),
+        s.test_samples
+    );
+    if s.skipped_lines > 0 {
+        println!("skipped_lines {}", s.skipped_lines);
+    }
+}
+
+fn bench_kernels(args: &KernelBenchArgs) -> Result<()> {
+    let selection = select_backend(args.backend)?;
+    for reason in &selection.reasons {
+        eprintln!("backend {reason}");
+    }
+    match selection.backend {
+        BackendKind::Cpu => run_kernel_bench(&CpuDevice::new(), args)?,
+        other => return Err(DeviceError::NotCompiled(other).into()),
+    };
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! DLRM: bottom MLP over the dense features → pooled embeddings per sparse feature → pairwise
+//! dot interaction → top MLP → sigmoid + binary cross-entropy.
+//!
+//! Every tensor lives on the device; a training step uploads the batch, launches the kernels in
+//! order and downloads only the per-sample losses (needed on the host for the progress bar).
+
+use super::{Mlp, ModelConfig, mlp::ParamRef};
+use crate::data::{Batch, Schema};
+use crate::device::kernels::interaction_width;
+use crate::device::{
+    Activation, BceLoss, Device, DeviceError, DeviceExt, InteractionBackward, InteractionForward,
+    StagingBuffer, cpu::sigmoid,
+};
+use crate::embedding::{EmbeddingSettings, EmbeddingTables, RowMap};
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+
+/// The model, its optimizer state and its activation buffers on device `D`.
+pub struct Dlrm<D: Device> {
+    num_dense: usize,
+    dim: usize,
+    capacity: usize,
+    bottom: Mlp<D>,
+    top: Mlp<D>,
+    embeddings: EmbeddingTables<D>,
+    dense_in: StagingBuffer<D>,
+    labels: StagingBuffer<D>,
+    /// `[capacity, tables, dim]` pooled embeddings and their gradient.
+    pooled: D::Buffer,
+    dpooled: D::Buffer,
+    /// `[capacity, interaction_width]` top-MLP input and its gradient.
+    inter: D::Buffer,
+    dinter: D::Buffer,
+    loss: D::Buffer,
+    host_out: Vec<f32>,
+}
+
+impl<D: Device> Dlrm<D> {
+    /// Builds the model for data of `schema`, for batches of up to `capacity` samples, with
+    /// weights drawn from `seed`.
+    pub fn new(
+        dev: &D,
+        cfg: &ModelConfig,
+        schema: &Schema,
+        capacity: usize,
+        seed: u64,
+    ) -> Result<Self, DeviceError> {
+        let tables = schema.table_rows.len();
+        let dim = cfg.dim;
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let mut bottom_sizes = vec![schema.num_dense];
+        bottom_sizes.extend(&cfg.bottom_mlp);
+        bottom_sizes.push(dim);
+        let width = interaction_width(tables as u32, dim as u32) as usize;
+        let mut top_sizes = vec![width];
+        top_sizes.extend(&cfg.top_mlp);
+        top_sizes.push(1);
+        let rule = cfg.dense_rule();
+        let bottom = Mlp::new(
+            dev,
+            &bottom_sizes,
+            Activation::Relu,
+            capacity,
+            rule,
+            &mut rng,
+        )?;
+        let top = Mlp::new(
+            dev,
+            &top_sizes,
+            Activation::Identity,
+            capacity,
+            rule,
+            &mut rng,
+        )?;
+        let settings = EmbeddingSettings {
+            dim,
+            pooling: cfg.pooling,
+            optimizer: cfg.embedding_optimizer,
+            adagrad_eps: cfg.adagrad_eps,
+            adagrad_init: cfg.adagrad_init,
+            init_scale: cfg.embedding_init_scale,
+        };
+        let embeddings =
+            EmbeddingTables::new(dev, &schema.table_rows, settings, capacity, seed ^ 0xE3B)?;
+        Ok(Dlrm {
+            num_dense: schema.num_dense,
+            dim,
+            capacity,
+            bottom,
+            top,
+            embeddings,
+            dense_in: StagingBuffer::new(dev, capacity * schema.num_dense)?,
+            labels: StagingBuffer::new(dev, capacity)?,
+            pooled: dev.alloc_elems(capacity * tables * dim)?,
+            dpooled: dev.alloc_elems(capacity * tables * dim)?,
+            inter: dev.alloc_elems(capacity * width)?,
+            dinter: dev.alloc_elems(capacity * width)?,
+            loss: dev.alloc_elems(capacity)?,
+            host_out: vec![0.0; capacity],
+        })
+    }
+
+    fn stage(
+        &mut self,
+        dev: &D,
+        batch: &Batch,
+        maps: Option<&[RowMap]>,
+    ) -> Result<usize, DeviceError> {
+        let n = batch.len();
+        if n == 0 || n > self.capacity {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "bag_forward",
+                message: format!(
+                    "batch of {n} samples; this model takes 1 to {}",
+                    self.capacity
+                ),
+            });
+        }
+        if batch.num_dense != self.num_dense || batch.dense.len() != n * self.num_dense {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "gemm",
+                message: format!(
+                    "batch has {} dense values for {n} samples of {} features",
+                    batch.dense.len(),
+                    self.num_dense
+                ),
+            });
+        }
+        self.dense_in.upload_f32(dev, &batch.dense)?;
+        self.labels.upload_f32(dev, &batch.labels)?;
+        self.embeddings.stage(dev, &batch.sparse, maps)?;
+        Ok(n)
+    }
+
+    fn forward(&self, dev: &D, n: usize) -> Result<(), DeviceError> {
+        let tables = self.embeddings.tables() as u32;
+        self.bottom.forward(dev, self.dense_in.buffer(), n)?;
+        self.embeddings.forward(dev, &self.pooled)?;
+        dev.interaction_forward(&InteractionForward {
+            dense: self.bottom.output(),
+            emb: &self.pooled,
+            out: &self.inter,
+            batch: n as u32,
+            tables,
+            dim: self.dim as u32,
+        })?;
+        self.top.forward(dev, &self.inter, n)
+    }
+
+    /// Forward + loss only: `sum` of the per-sample losses of `batch` (no update).
+    pub fn loss_sum(&mut self, dev: &D, batch: &Batch) -> Result<f64, DeviceError> {
+        let n = self.stage(dev, batch, None)?;
+        self.forward(dev, n)?;
+        self.bce(dev, n)?;
+        dev.download_f32(&self.loss, 0, &mut self.host_out[..n])?;
+        Ok(self.host_out[..n].iter().map(|&l| l as f64).sum())
+    }
+
+    fn bce(&self, dev: &D, n: usize) -> Result<(), DeviceError> {
+        dev.bce_loss(&BceLoss {
+            logits: self.top.output(),
+            labels: self.labels.buffer(),
+            loss: &self.loss,
+            dlogits: self.top.output_grad(),
+            batch: n as u32,
+            scale: 1.0 / n as f32,
+        })
+    }
+
+    /// Computes the gradients of the mean loss of `batch` without applying any update except
+    /// the embeddings' fused one (which cannot be separated), given each table's unique-row map.
+    fn forward_backward(
+        &mut self,
+        dev: &D,
+        batch: &Batch,
+        maps: &[RowMap],
+        lr: f32,
+    ) -> Result<usize, DeviceError> {
+        let n = self.stage(dev, batch, Some(maps))?;
+        self.forward(dev, n)?;
+        self.bce(dev, n)?;
+        self.top.backward(dev, &self.inter, Some(&self.dinter), n)?;
+        dev.interaction_backward(&InteractionBackward {
+            dense: self.bottom.output(),
+            emb: &self.pooled,
+            dout: &self.dinter,
+            ddense: self.bottom.output_grad(),
+            demb: &self.dpooled,
+            batch: n as u32,
+            tables: self.embeddings.tables() as u32,
+            dim: self.dim as u32,
+        })?;
+        self.bottom.backward(dev, self.dense_in.buffer(), None, n)?;
+        self.embeddings.backward(dev, &self.dpooled, lr)?;
+        Ok(n)
+    }
+
+    /// One training step on `batch` (with one unique-row map per table, see
+    /// [`RowMap::build`]): forward, backward, updates. Returns the batch's mean loss.
+    pub fn train_step(
+        &mut self,
+        dev: &D,
+        batch: &Batch,
+        maps: &[RowMap],
+        lr: f32,
+    ) -> Result<f64, DeviceError> {
+        let n = self.forward_backward(dev, batch, maps, lr)?;
+        self.top.update(dev, lr)?;
+        self.bottom.update(dev, lr)?;
+        dev.download_f32(&self.loss, 0, &mut self.host_out[..n])?;
+        Ok(self.host_out[..n].iter().map(|&l| l as f64).sum::<f64>() / n as f64)
+    }
+
+    /// Gradients only (for gradient checks): the dense gradients are left in the MLPs'
+    /// gradient buffers; the embeddings get their fused update with `embedding_lr`.
+    pub fn compute_gradients(
+        &mut self,
+        dev: &D,
+        batch: &Batch,
+        maps: &[RowMap],
+        embedding_lr: f32,
+    ) -> Result<(), DeviceError> {
+        self.forward_backward(dev, batch, maps, embedding_lr)
+            .map(|_| ())
+    }
+
+    /// Click probabilities for every sample of `batch`, appended to `out`.
+    pub fn predict(
+        &mut self,
+        dev: &D,
+        batch: &Batch,
+        out: &mut Vec<f32>,
+    ) -> Result<(), DeviceError> {
+        let n = self.stage(dev, batch, None)?;
+        self.forward(dev, n)?;
+        dev.download_f32(self.top.output(), 0, &mut self.host_out[..n])?;
+        out.extend(self.host_out[..n].iter().map(|&z| sigmoid(z)));
+        Ok(())
+    }
+
+    /// The embedding tables.
+    pub fn embeddings(&self) -> &EmbeddingTables<D> {
+        &self.embeddings
+    }
+
+    /// Every dense parameter (bottom MLP first, then top), with its gradient buffer.
+    pub fn dense_params(&self) -> Vec<ParamRef<'_, D::Buffer>> {
+        let mut v: Vec<_> = self.bottom.params();
+        v.iter_mut()
+            .for_each(|p| p.name = format!("bottom.{}", p.name));
+        let mut top = self.top.params();
+        top.iter_mut()
+            .for_each(|p| p.name = format!("top.{}", p.name));
+        v.extend(top);
+        v
+    }
+
+    /// Largest batch the model accepts.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Device bytes of the whole model (parameters, optimizer state, activations, staging).
+    pub fn device_bytes(&self, dev: &D) -> u64 {
+        self.bottom.device_bytes(dev)
+            + self.top.device_bytes(dev)
+            + self.embeddings.device_bytes(dev)
+            + self.dense_in.bytes()
+            + self.labels.bytes()
+            + [
+                &self.pooled,
+                &self.dpooled,
+                &self.inter,
+                &self.dinter,
+                &self.loss,
+            ]
+            .iter()
+            .map(|b| dev.buffer_bytes(b))
+            .sum::<u64>()
+    }
+}

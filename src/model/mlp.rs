@@ -1,0 +1,292 @@
+//! A multilayer perceptron on the device: `y = act(x·Wᵀ + b)` per layer.
+
+use super::{OptimizerKind, OptimizerRule};
+use crate::device::{
+    Activation, BiasActBackward, BiasActForward, DenseUpdate, Device, DeviceError, DeviceExt, Gemm,
+    Optimizer,
+};
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+/// One fully connected layer with its gradients, optimizer state and activations.
+struct Layer<D: Device> {
+    input: usize,
+    output: usize,
+    act: Activation,
+    /// `[output, input]`.
+    w: D::Buffer,
+    /// `[output]`.
+    b: D::Buffer,
+    dw: D::Buffer,
+    db: D::Buffer,
+    /// Adagrad accumulators for `w` and `b`.
+    state: Option<(D::Buffer, D::Buffer)>,
+    /// `[capacity, output]` post-activation output of the last forward.
+    y: D::Buffer,
+    /// `[capacity, output]` gradient of `y`, turned into that of the pre-activation in backward.
+    dy: D::Buffer,
+}
+
+/// A stack of layers sized for batches of up to `capacity` samples.
+pub struct Mlp<D: Device> {
+    layers: Vec<Layer<D>>,
+    capacity: usize,
+    optimizer: Optimizer,
+}
+
+/// A dense parameter tensor and its gradient, for inspection and gradient checks.
+pub struct ParamRef<'a, B> {
+    /// `layerN.weight` or `layerN.bias`.
+    pub name: String,
+    /// The values.
+    pub value: &'a B,
+    /// The gradient from the last backward.
+    pub grad: &'a B,
+    /// Elements.
+    pub len: usize,
+}
+
+impl<D: Device> Mlp<D> {
+    /// Layers `sizes[0] → sizes[1] → …`; ReLU after each hidden layer, `last` after the last.
+    /// Weights are Xavier-normal and biases N(0, 1/out), as in the DLRM reference.
+    pub fn new(
+        dev: &D,
+        sizes: &[usize],
+        last: Activation,
+        capacity: usize,
+        rule: OptimizerRule,
+        rng: &mut impl Rng,
+    ) -> Result<Self, DeviceError> {
+        if sizes.len() < 2 || sizes.contains(&0) {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "gemm",
+                message: format!("an MLP needs at least two non-zero sizes, got {sizes:?}"),
+            });
+        }
+        let mut layers = Vec::with_capacity(sizes.len() - 1);
+        for (l, pair) in sizes.windows(2).enumerate() {
+            let (input, output) = (pair[0], pair[1]);
+            let w_std = (2.0 / (input + output) as f64).sqrt();
+            let b_std = (1.0 / output as f64).sqrt();
+            let w: Vec<f32> = sample_normal(rng, w_std, input * output);
+            let b: Vec<f32> = sample_normal(rng, b_std, output);
+            let adagrad_init = rule.adagrad_init;
+            let state = match rule.kind {
+                OptimizerKind::Adagrad => Some((
+                    dev.buffer_from_f32(&vec![adagrad_init; input * output])?,
+                    dev.buffer_from_f32(&vec![adagrad_init; output])?,
+                )),
+                OptimizerKind::Sgd => None,
+            };
+            layers.push(Layer {
+                input,
+                output,
+                act: if l + 2 == sizes.len() {
+                    last
+                } else {
+                    Activation::Relu
+                },
+                w: dev.buffer_from_f32(&w)?,
+                b: dev.buffer_from_f32(&b)?,
+                dw: dev.alloc_elems(input * output)?,
+                db: dev.alloc_elems(output)?,
+                state,
+                y: dev.alloc_elems(capacity * output)?,
+                dy: dev.alloc_elems(capacity * output)?,
+            });
+        }
+        let optimizer = match rule.kind {
+            OptimizerKind::Sgd => Optimizer::Sgd,
+            OptimizerKind::Adagrad => Optimizer::Adagrad {
+                eps: rule.adagrad_eps,
+            },
+        };
+        Ok(Mlp {
+            layers,
+            capacity,
+            optimizer,
+        })
+    }
+
+    fn check_batch(&self, batch: usize) -> Result<(), DeviceError> {
+        if batch > self.capacity {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "gemm",
+                message: format!(
+                    "batch of {batch} exceeds the MLP's capacity {}",
+                    self.capacity
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Forward pass of `batch` samples of `x` (`[batch, sizes[0]]`); the result is in
+    /// [`Mlp::output`].
+    pub fn forward(&self, dev: &D, x: &D::Buffer, batch: usize) -> Result<(), DeviceError> {
+        self.check_batch(batch)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let input = if l == 0 { x } else { &self.layers[l - 1].y };
+            dev.gemm(&Gemm {
+                a: input,
+                b: &layer.w,
+                c: &layer.y,
+                m: batch as u32,
+                n: layer.output as u32,
+                k: layer.input as u32,
+                trans_a: false,
+                trans_b: true,
+                alpha: 1.0,
+                beta: 0.0,
+            })?;
+            dev.bias_act_forward(&BiasActForward {
+                x: &layer.y,
+                bias: &layer.b,
+                rows: batch as u32,
+                cols: layer.output as u32,
+                act: layer.act,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The last layer's output `[batch, out]` after [`Mlp::forward`].
+    pub fn output(&self) -> &D::Buffer {
+        self.layers
+            .last()
+            .map(|l| &l.y)
+            .expect("an MLP has at least one layer")
+    }
+
+    /// Where the caller writes the gradient of [`Mlp::output`] before [`Mlp::backward`].
+    pub fn output_grad(&self) -> &D::Buffer {
+        self.layers
+            .last()
+            .map(|l| &l.dy)
+            .expect("an MLP has at least one layer")
+    }
+
+    /// Backward pass: from the gradient in [`Mlp::output_grad`], computes every weight and bias
+    /// gradient and, when `dx` is given, the gradient of the input `x` (`[batch, sizes[0]]`).
+    pub fn backward(
+        &self,
+        dev: &D,
+        x: &D::Buffer,
+        dx: Option<&D::Buffer>,
+        batch: usize,
+    ) -> Result<(), DeviceError> {
+        self.check_batch(batch)?;
+        for l in (0..self.layers.len()).rev() {
+            let layer = &self.layers[l];
+            dev.bias_act_backward(&BiasActBackward {
+                y: &layer.y,
+                dy: &layer.dy,
+                dbias: &layer.db,
+                rows: batch as u32,
+                cols: layer.output as u32,
+                act: layer.act,
+            })?;
+            let input = if l == 0 { x } else { &self.layers[l - 1].y };
+            dev.gemm(&Gemm {
+                a: &layer.dy,
+                b: input,
+                c: &layer.dw,
+                m: layer.output as u32,
+                n: layer.input as u32,
+                k: batch as u32,
+                trans_a: true,
+                trans_b: false,
+                alpha: 1.0,
+                beta: 0.0,
+            })?;
+            let target = if l == 0 {
+                dx
+            } else {
+                Some(&self.layers[l - 1].dy)
+            };
+            if let Some(target) = target {
+                dev.gemm(&Gemm {
+                    a: &layer.dy,
+                    b: &layer.w,
+                    c: target,
+                    m: batch as u32,
+                    n: layer.input as u32,
+                    k: layer.output as u32,
+                    trans_a: false,
+                    trans_b: false,
+                    alpha: 1.0,
+                    beta: 0.0,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One optimizer step on every weight and bias from the last backward's gradients.
+    pub fn update(&self, dev: &D, lr: f32) -> Result<(), DeviceError> {
+        for layer in &self.layers {
+            let (sw, sb) = match &layer.state {
+                Some((sw, sb)) => (Some(sw), Some(sb)),
+                None => (None, None),
+            };
+            for (param, grad, state, len) in [
+                (&layer.w, &layer.dw, sw, layer.input * layer.output),
+                (&layer.b, &layer.db, sb, layer.output),
+            ] {
+                dev.dense_update(&DenseUpdate {
+                    param,
+                    grad,
+                    state,
+                    len: len as u32,
+                    lr,
+                    optimizer: self.optimizer,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every weight and bias with its gradient, in layer order.
+    pub fn params(&self) -> Vec<ParamRef<'_, D::Buffer>> {
+        let mut out = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            out.push(ParamRef {
+                name: format!("layer{l}.weight"),
+                value: &layer.w,
+                grad: &layer.dw,
+                len: layer.input * layer.output,
+            });
+            out.push(ParamRef {
+                name: format!("layer{l}.bias"),
+                value: &layer.b,
+                grad: &layer.db,
+                len: layer.output,
+            });
+        }
+        out
+    }
+
+    /// Device bytes of weights, gradients, optimizer state and activations.
+    pub fn device_bytes(&self, dev: &D) -> u64 {
+        self.layers
+            .iter()
+            .map(|l| {
+                [&l.w, &l.b, &l.dw, &l.db, &l.y, &l.dy]
+                    .iter()
+                    .map(|b| dev.buffer_bytes(b))
+                    .sum::<u64>()
+                    + l.state
+                        .as_ref()
+                        .map_or(0, |(a, b)| dev.buffer_bytes(a) + dev.buffer_bytes(b))
+            })
+            .sum()
+    }
+}
+
+fn sample_normal(rng: &mut impl Rng, std: f64, n: usize) -> Vec<f32> {
+    // std > 0 always (sizes are validated ≥ 1), so Normal::new cannot fail; fall back to 0s.
+    match Normal::new(0.0, std) {
+        Ok(dist) => (0..n).map(|_| dist.sample(rng) as f32).collect(),
+        Err(_) => vec![0.0; n],
+    }
+}

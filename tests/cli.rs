@@ -1,0 +1,329 @@
+//! The `rowflow` binary: bad input gives a clear error and a failure exit code, never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rowflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rowflow"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Asserts a clean failure: exit code 1, the message on stderr, and no panic.
+fn fails_with(o: &Output, needle: &str) -> String {
+    let (_, err) = text(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    err
+}
+
+/// A small synthetic configuration written to `dir`.
+fn tiny_config(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(
+        &path,
+        "batch_size = 64\neval_every = 0\ntable_rows = 1000\n[synthetic]\ntrain_samples = 2000\ntest_samples = 500\n",
+    )
+    .unwrap();
+    path
+}
+
+/// A valid Criteo line: label, 13 integers, 26 hex values.
+fn criteo_line(i: usize) -> String {
+    let mut f = vec![(i % 2).to_string()];
+    f.extend((0..13).map(|k| ((i * 7 + k) % 50).to_string()));
+    f.extend((0..26).map(|c| format!("{:08x}", (i * 31 + c * 7) % 97)));
+    f.join("\t")
+}
+
+fn criteo_file(dir: &Path, lines: &[String]) -> PathBuf {
+    let path = dir.join("sample.tsv");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn train_writes_summary_and_one_telemetry_line_per_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, telemetry) = (dir.path().join("s.json"), dir.path().join("t.jsonl"));
+    let cfg = tiny_config(dir.path());
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--summary-json",
+        summary.to_str().unwrap(),
+        "--telemetry",
+        telemetry.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    for key in [
+        "backend",
+        "steps",
+        "samples",
+        "samples_per_sec",
+        "test_auc",
+        "test_logloss",
+        "teacher_auc",
+        "skipped_lines",
+    ] {
+        assert!(s.get(key).is_some(), "summary lacks {key}: {s}");
+    }
+    assert_eq!(s["backend"], "cpu");
+    assert_eq!(s["steps"], 2000 / 64);
+    assert_eq!(s["skipped_lines"], 0);
+    assert!(s["teacher_auc"].as_f64().is_some());
+    let snaps = rowflow::telemetry::read_jsonl(&telemetry).unwrap();
+    assert_eq!(snaps.len(), 2000 / 64);
+    assert!(
+        snaps
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.schema == 1 && s.step == i as u64 + 1)
+    );
+    assert!(
+        snaps.last().unwrap().test_auc.is_some(),
+        "the last step evaluates"
+    );
+    assert!(
+        snaps[0].hotness.is_none() && snaps[0].link_gbps.is_none(),
+        "absent fields are null"
+    );
+}
+
+#[test]
+fn malformed_line_fails_before_training_with_path_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = (0..50).map(criteo_line).collect();
+    lines[6] = lines[6]
+        .replacen("\t", "\tx", 1)
+        .replacen("\tx", "\t4.5x", 1); // I1 = "4.5x…"
+    let path = criteo_file(dir.path(), &lines);
+    let o = rowflow(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        path.to_str().unwrap(),
+        "--batch-size",
+        "8",
+    ]);
+    let err = fails_with(
+        &o,
+        &format!("{}:7: field I1: expected an integer", path.display()),
+    );
+    assert!(!err.contains("step"), "no training started: {err}");
+}
+
+#[test]
+fn skip_bad_lines_trains_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = (0..60).map(criteo_line).collect();
+    lines[3] = "2\tbad".into();
+    lines[40] = lines[40].replace("\t0000", "\tzz00");
+    let path = criteo_file(dir.path(), &lines);
+    let summary = dir.path().join("s.json");
+    let o = rowflow(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        path.to_str().unwrap(),
+        "--batch-size",
+        "8",
+        "--skip-bad-lines",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out} {err}");
+    assert!(err.contains("skipped 2 malformed lines"), "{err}");
+    assert!(err.contains(&format!("{}:4:", path.display())), "{err}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["skipped_lines"], 2);
+    assert_eq!(s["teacher_auc"], serde_json::Value::Null);
+    assert_eq!(s["test_samples"], 12, "20% of the 58 valid lines");
+}
+
+#[test]
+fn batch_size_zero_names_the_batch_size() {
+    fails_with(
+        &rowflow(&["train", "--batch-size", "0"]),
+        "batch_size (--batch-size)",
+    );
+}
+
+#[test]
+fn out_of_range_values_name_their_key() {
+    fails_with(&rowflow(&["train", "--lr", "-1"]), "invalid lr (--lr)");
+    fails_with(
+        &rowflow(&["train", "--test-fraction", "1.5"]),
+        "test_fraction (--test-fraction)",
+    );
+    fails_with(&rowflow(&["train", "--table-rows", "10,20"]), "table_rows");
+}
+
+#[test]
+fn missing_and_empty_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.tsv");
+    fails_with(
+        &rowflow(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            missing.to_str().unwrap(),
+        ]),
+        "cannot read",
+    );
+    let empty = dir.path().join("empty.tsv");
+    std::fs::write(&empty, "").unwrap();
+    fails_with(
+        &rowflow(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            empty.to_str().unwrap(),
+        ]),
+        "empty",
+    );
+}
+
+#[test]
+fn bad_config_file_points_at_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "lr = 0.1\n[model]\ndimension = 8\n").unwrap();
+    fails_with(
+        &rowflow(&["train", "--config", path.to_str().unwrap()]),
+        &format!("{}:3:", path.display()),
+    );
+}
+
+#[test]
+fn batch_larger_than_the_data_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    fails_with(
+        &rowflow(&[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--batch-size",
+            "5000",
+        ]),
+        "lower --batch-size",
+    );
+}
+
+#[test]
+fn backends_not_in_this_build_fail_cleanly() {
+    fails_with(
+        &rowflow(&["train", "--backend", "cuda", "--steps", "1"]),
+        "backend `cuda`",
+    );
+    fails_with(
+        &rowflow(&["bench", "kernels", "--backend", "wgpu"]),
+        "backend `wgpu`",
+    );
+}
+
+#[test]
+fn info_lists_the_backends_and_which_auto_picks() {
+    let o = rowflow(&["info", "--json"]);
+    assert!(o.status.success());
+    let lines: Vec<serde_json::Value> = text(&o)
+        .0
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let cpu = lines.iter().find(|v| v["backend"] == "cpu").unwrap();
+    assert_eq!(cpu["available"], true);
+    assert_eq!(lines.iter().filter(|v| v["auto_picks"] == true).count(), 1);
+    for v in &lines {
+        assert!(
+            v["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "every backend says why: {v}"
+        );
+    }
+}
+
+#[test]
+fn bench_kernels_json_has_every_kernel() {
+    let o = rowflow(&[
+        "bench",
+        "kernels",
+        "--backend",
+        "cpu",
+        "--json",
+        "--tables",
+        "2",
+        "--rows",
+        "5000",
+        "--dim",
+        "16",
+        "--batch-size",
+        "128",
+        "--pooling",
+        "4",
+        "--reps",
+        "3",
+        "--copy-mib",
+        "8",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["kernel"].as_str().unwrap()).collect();
+    for k in [
+        "copy",
+        "bag_forward",
+        "bag_backward_sgd",
+        "bag_backward_adagrad",
+        "gemm",
+        "bias_act_forward",
+        "bias_act_backward",
+        "interaction_forward",
+        "interaction_backward",
+        "bce_loss",
+        "dense_update",
+        "embedding_step_sgd",
+    ] {
+        assert!(names.contains(&k), "{k} missing from {names:?}");
+    }
+    for r in &rows {
+        assert_eq!(r["backend"], "cpu");
+        assert!(
+            r["seconds"].as_f64().unwrap() > 0.0
+                && r["bytes"].as_u64().unwrap() > 0
+                && r["gbps"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+    }
+    fails_with(
+        &rowflow(&["bench", "kernels", "--backend", "cpu", "--reps", "1"]),
+        "--reps",
+    );
+}

@@ -1,0 +1,142 @@
+//! Finite-difference check of the whole DLRM's gradients on a tiny instance (CPU backend).
+//!
+//! The seed is fixed on purpose: a central difference is only valid away from ReLU kinks, and a
+//! fixed instance is one whose kinks we have checked are not crossed by the ±h probes.
+
+use rowflow::data::{Bags, Batch, Schema};
+use rowflow::device::cpu::CpuDevice;
+use rowflow::device::{DeviceExt, Pooling};
+use rowflow::embedding::RowMap;
+use rowflow::model::{Dlrm, ModelConfig, OptimizerKind};
+
+fn tiny_batch() -> Batch {
+    let mut b = Batch::new(3, 2);
+    let mut x = 0.37f32;
+    for _ in 0..6 * 3 {
+        x = (x * 7.31 + 0.17).fract();
+        b.dense.push(x * 2.0 - 1.0);
+    }
+    b.labels = vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0];
+    // Duplicates inside a bag, a row shared across bags, an empty bag, multi-hot bags.
+    let t0: [&[u32]; 6] = [&[0, 2], &[2, 2, 4], &[1], &[], &[3, 0], &[4]];
+    let t1: [&[u32]; 6] = [&[1], &[0, 1], &[3, 3], &[2], &[4, 1, 0], &[2]];
+    b.sparse = vec![Bags::new(), Bags::new()];
+    for (a, c) in t0.iter().zip(t1.iter()) {
+        b.sparse[0].push(a);
+        b.sparse[1].push(c);
+    }
+    b
+}
+
+fn check(pooling: Pooling) {
+    let dev = CpuDevice::new();
+    let cfg = ModelConfig {
+        dim: 3,
+        bottom_mlp: vec![4],
+        top_mlp: vec![5],
+        pooling,
+        embedding_optimizer: OptimizerKind::Sgd,
+        dense_optimizer: OptimizerKind::Sgd,
+        adagrad_eps: 1e-8,
+        adagrad_init: 0.0,
+        embedding_init_scale: 0.6,
+    };
+    let schema = Schema {
+        num_dense: 3,
+        table_rows: vec![5, 5],
+    };
+    let batch = tiny_batch();
+    let n = batch.len() as f64;
+    let maps: Vec<RowMap> = batch.sparse.iter().map(RowMap::from_bags).collect();
+    let mut model = Dlrm::new(&dev, &cfg, &schema, 8, 7).unwrap();
+
+    let tables_before: Vec<Vec<f32>> = (0..2)
+        .map(|t| model.embeddings().read_table(&dev, t).unwrap())
+        .collect();
+    // Analytic gradients of the mean loss; the embeddings get an SGD step with lr = 1, so their
+    // gradient is (before - after).
+    model.compute_gradients(&dev, &batch, &maps, 1.0).unwrap();
+    let mut analytic: Vec<(String, f64)> = Vec::new();
+    for p in model.dense_params() {
+        let g = dev.read_f32(p.grad, 0, p.len).unwrap();
+        analytic.extend(
+            g.iter()
+                .enumerate()
+                .map(|(i, g)| (format!("{}[{i}]", p.name), *g as f64 * n)),
+        );
+    }
+    for (t, before) in tables_before.iter().enumerate() {
+        let after = model.embeddings().read_table(&dev, t).unwrap();
+        analytic.extend(
+            before
+                .iter()
+                .zip(&after)
+                .enumerate()
+                .map(|(i, (b, a))| (format!("table{t}[{i}]"), (*b - *a) as f64 * n)),
+        );
+        model.embeddings().write_table(&dev, t, before).unwrap();
+    }
+
+    // Central differences of the summed loss, one coordinate at a time.
+    let h = 1e-3f32;
+    let mut numeric = Vec::new();
+    let params: Vec<_> = model
+        .dense_params()
+        .iter()
+        .map(|p| (p.len, p.name.clone()))
+        .collect();
+    for (pi, (len, _)) in params.iter().enumerate() {
+        for i in 0..*len {
+            let value =
+                |m: &Dlrm<CpuDevice>| dev.read_f32(m.dense_params()[pi].value, i, 1).unwrap()[0];
+            let set = |m: &Dlrm<CpuDevice>, v: f32| {
+                dev.upload_f32(m.dense_params()[pi].value, i, &[v]).unwrap()
+            };
+            let w = value(&model);
+            set(&model, w + h);
+            let up = model.loss_sum(&dev, &batch).unwrap();
+            set(&model, w - h);
+            let down = model.loss_sum(&dev, &batch).unwrap();
+            set(&model, w);
+            numeric.push((up - down) / (2.0 * h as f64));
+        }
+    }
+    for (t, before) in tables_before.iter().enumerate() {
+        for i in 0..before.len() {
+            let mut v = before.clone();
+            v[i] = before[i] + h;
+            model.embeddings().write_table(&dev, t, &v).unwrap();
+            let up = model.loss_sum(&dev, &batch).unwrap();
+            v[i] = before[i] - h;
+            model.embeddings().write_table(&dev, t, &v).unwrap();
+            let down = model.loss_sum(&dev, &batch).unwrap();
+            model.embeddings().write_table(&dev, t, before).unwrap();
+            numeric.push((up - down) / (2.0 * h as f64));
+        }
+    }
+
+    assert_eq!(analytic.len(), numeric.len());
+    let mut worst = 0.0f64;
+    for ((name, a), f) in analytic.iter().zip(&numeric) {
+        let err = (a - f).abs() / (1e-2 + a.abs().max(f.abs()));
+        worst = worst.max(err);
+        assert!(
+            err < 2e-2,
+            "{pooling:?} {name}: analytic {a:.6} vs finite difference {f:.6}"
+        );
+    }
+    println!(
+        "{pooling:?}: {} gradients checked, worst relative error {worst:.2e}",
+        analytic.len()
+    );
+}
+
+#[test]
+fn whole_model_gradients_match_finite_differences_sum_pooling() {
+    check(Pooling::Sum);
+}
+
+#[test]
+fn whole_model_gradients_match_finite_differences_mean_pooling() {
+    check(Pooling::Mean);
+}

@@ -1,0 +1,742 @@
+//! Every kernel of the `Device` trait against a naive float64 computation, on fresh random
+//! inputs at sizes that cross workgroup and SIMD-block boundaries.
+//!
+//! Each test body is generic over the backend; `kernel_tests!` stamps out one `#[test]` per
+//! backend. Tolerances: gathers and copies are exact; f32 sums are within `1e-5` of the sum of
+//! the magnitudes of their terms (f32 rounding grows with the number of terms, not with the
+//! result); transcendental functions (exp, ln, sqrt) add `1e-6` absolute.
+
+mod common;
+
+use common::{assert_close, rng, seed, uniform};
+use rand::RngExt;
+use rowflow::data::Bags;
+use rowflow::device::cpu::CpuDevice;
+use rowflow::device::kernels::interaction_width;
+use rowflow::device::{
+    Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
+    Device, DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer,
+    Pooling, RowGradMap,
+};
+use rowflow::embedding::RowMap;
+
+const REL: f64 = 1e-5;
+
+/// Random bags over `rows` rows: lengths 0..=max_len (so some are empty), Zipf-like repeats.
+fn random_bags(r: &mut rand_pcg::Pcg64Mcg, bags: usize, rows: u32, max_len: usize) -> Bags {
+    let mut out = Bags::new();
+    for _ in 0..bags {
+        let len = r.random_range(0..=max_len);
+        let bag: Vec<u32> = (0..len)
+            .map(|_| {
+                // Half the lookups go to 4 hot rows, so duplicates within and across bags occur.
+                if r.random_bool(0.5) {
+                    r.random_range(0..rows.min(4))
+                } else {
+                    r.random_range(0..rows)
+                }
+            })
+            .collect();
+        out.push(&bag);
+    }
+    out
+}
+
+fn bag_forward_matches_naive<D: Device>(dev: &D) {
+    let mut r = rng(seed("bag_forward"));
+    for (bags, dim) in [
+        (1, 1),
+        (63, 3),
+        (64, 16),
+        (65, 64),
+        (1000, 100),
+        (130, 128),
+        (7, 65),
+    ] {
+        for pooling in [Pooling::Sum, Pooling::Mean] {
+            let rows = r.random_range(1..300u32);
+            let table = uniform(&mut r, rows as usize * dim);
+            let b = random_bags(&mut r, bags, rows, 9);
+            // Strided output: this table is column 1 of 3.
+            let (stride, off) = (3 * dim, dim);
+            let out = dev.alloc_elems(bags * stride).unwrap();
+            dev.bag_forward(&BagForward {
+                table: &dev.buffer_from_f32(&table).unwrap(),
+                rows,
+                dim: dim as u32,
+                indices: &dev.buffer_from_u32(&b.indices).unwrap(),
+                offsets: &dev.buffer_from_u32(&b.offsets).unwrap(),
+                bags: bags as u32,
+                pooling,
+                out: &out,
+                out_stride: stride as u32,
+                out_offset: off as u32,
+            })
+            .unwrap();
+            let got = dev.read_f32(&out, 0, bags * stride).unwrap();
+            let (mut want, mut scale, mut got_col) = (vec![], vec![], vec![]);
+            for bag in 0..bags {
+                let idx = b.bag(bag);
+                let n = if pooling == Pooling::Mean && !idx.is_empty() {
+                    idx.len() as f64
+                } else {
+                    1.0
+                };
+                for d in 0..dim {
+                    want.push(
+                        idx.iter()
+                            .map(|&i| table[i as usize * dim + d] as f64)
+                            .sum::<f64>()
+                            / n,
+                    );
+                    scale.push(
+                        idx.iter()
+                            .map(|&i| table[i as usize * dim + d].abs() as f64)
+                            .sum::<f64>(),
+                    );
+                    got_col.push(got[bag * stride + off + d]);
+                }
+                // Columns of the other tables are untouched.
+                assert!(
+                    got[bag * stride..bag * stride + off]
+                        .iter()
+                        .all(|&x| x == 0.0)
+                );
+            }
+            assert_close(
+                &format!("bag_forward {pooling:?} bags={bags} dim={dim}"),
+                &got_col,
+                &want,
+                &scale,
+                REL,
+                0.0,
+            );
+        }
+    }
+}
+
+/// Naive float64 reference of the fused backward: per unique row, the summed gradient.
+fn naive_row_grads(
+    b: &Bags,
+    grad: &[f32],
+    stride: usize,
+    off: usize,
+    dim: usize,
+    pooling: Pooling,
+) -> std::collections::BTreeMap<u32, (Vec<f64>, Vec<f64>)> {
+    let mut m = std::collections::BTreeMap::new();
+    for bag in 0..b.len() {
+        let idx = b.bag(bag);
+        let inv = if pooling == Pooling::Mean {
+            1.0 / idx.len() as f64
+        } else {
+            1.0
+        };
+        for &row in idx {
+            let e = m
+                .entry(row)
+                .or_insert_with(|| (vec![0.0; dim], vec![0.0; dim]));
+            for d in 0..dim {
+                let g = grad[bag * stride + off + d] as f64 * inv;
+                e.0[d] += g;
+                e.1[d] += g.abs();
+            }
+        }
+    }
+    m
+}
+
+fn bag_backward_matches_naive<D: Device>(dev: &D) {
+    let mut r = rng(seed("bag_backward"));
+    for (bags, dim) in [
+        (1, 1),
+        (63, 3),
+        (64, 16),
+        (65, 64),
+        (1000, 100),
+        (300, 128),
+        (40, 65),
+    ] {
+        for pooling in [Pooling::Sum, Pooling::Mean] {
+            for adagrad in [false, true] {
+                let rows = r.random_range(1..2000u32);
+                let table = uniform(&mut r, rows as usize * dim);
+                let state: Vec<f32> = (0..rows).map(|_| r.random_range(0.0f32..0.5)).collect();
+                let b = random_bags(&mut r, bags, rows, 9);
+                let map = RowMap::from_bags(&b);
+                let (stride, off) = (2 * dim, dim);
+                let grad = uniform(&mut r, bags * stride);
+                let (lr, eps) = (0.3f32, 1e-6f32);
+                let table_buf = dev.buffer_from_f32(&table).unwrap();
+                let state_buf = dev.buffer_from_f32(&state).unwrap();
+                let (ur, rs, bi) = (
+                    dev.buffer_from_u32(&map.unique_rows).unwrap(),
+                    dev.buffer_from_u32(&map.row_starts).unwrap(),
+                    dev.buffer_from_u32(&map.bag_ids).unwrap(),
+                );
+                let (offs, grad_buf) = (
+                    dev.buffer_from_u32(&b.offsets).unwrap(),
+                    dev.buffer_from_f32(&grad).unwrap(),
+                );
+                let args = BagBackward {
+                    table: &table_buf,
+                    rows,
+                    dim: dim as u32,
+                    map: RowGradMap {
+                        unique_rows: &ur,
+                        row_starts: &rs,
+                        bag_ids: &bi,
+                        unique: map.unique() as u32,
+                    },
+                    offsets: &offs,
+                    bags: bags as u32,
+                    pooling,
+                    grad: &grad_buf,
+                    grad_stride: stride as u32,
+                    grad_offset: off as u32,
+                    lr,
+                };
+                if adagrad {
+                    dev.bag_backward_adagrad(&args, &state_buf, eps).unwrap();
+                } else {
+                    dev.bag_backward_sgd(&args).unwrap();
+                }
+                let got = dev.read_f32(&table_buf, 0, table.len()).unwrap();
+                let got_state = dev.read_f32(&state_buf, 0, rows as usize).unwrap();
+                let grads = naive_row_grads(&b, &grad, stride, off, dim, pooling);
+                let mut want: Vec<f64> = table.iter().map(|&x| x as f64).collect();
+                let mut want_state: Vec<f64> = state.iter().map(|&x| x as f64).collect();
+                let mut scale = vec![0.0; table.len()];
+                for (&row, (g, gabs)) in &grads {
+                    let row = row as usize;
+                    let step = if adagrad {
+                        want_state[row] += g.iter().map(|x| x * x).sum::<f64>() / dim as f64;
+                        lr as f64 / (want_state[row].sqrt() + eps as f64)
+                    } else {
+                        lr as f64
+                    };
+                    for d in 0..dim {
+                        want[row * dim + d] -= step * g[d];
+                        scale[row * dim + d] = step * gabs[d] * 4.0;
+                    }
+                }
+                let what =
+                    format!("bag_backward {pooling:?} adagrad={adagrad} bags={bags} dim={dim}");
+                assert_close(&what, &got, &want, &scale, REL, 1e-6);
+                if adagrad {
+                    let s_scale: Vec<f64> = want_state.iter().map(|s| s.abs()).collect();
+                    assert_close(
+                        &format!("{what} state"),
+                        &got_state,
+                        &want_state,
+                        &s_scale,
+                        REL,
+                        1e-7,
+                    );
+                } else {
+                    assert_eq!(got_state, state, "SGD leaves the state alone");
+                }
+            }
+        }
+    }
+}
+
+fn gemm_matches_naive<D: Device>(dev: &D) {
+    let mut r = rng(seed("gemm"));
+    for (m, n, k) in [
+        (1, 1, 1),
+        (17, 3, 64),
+        (64, 65, 63),
+        (130, 33, 200),
+        (2, 300, 5),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0), (-2.0, 0.25)] {
+                let a = uniform(&mut r, m * k);
+                let b = uniform(&mut r, k * n);
+                let mut c0 = uniform(&mut r, m * n);
+                if beta == 0.0 {
+                    c0.iter_mut().step_by(3).for_each(|x| *x = f32::NAN); // ignored when beta = 0
+                }
+                let c = dev.buffer_from_f32(&c0).unwrap();
+                dev.gemm(&Gemm {
+                    a: &dev.buffer_from_f32(&a).unwrap(),
+                    b: &dev.buffer_from_f32(&b).unwrap(),
+                    c: &c,
+                    m: m as u32,
+                    n: n as u32,
+                    k: k as u32,
+                    trans_a: ta,
+                    trans_b: tb,
+                    alpha,
+                    beta,
+                })
+                .unwrap();
+                let got = dev.read_f32(&c, 0, m * n).unwrap();
+                let at = |i: usize, l: usize| if ta { a[l * m + i] } else { a[i * k + l] } as f64;
+                let bt = |l: usize, j: usize| if tb { b[j * k + l] } else { b[l * n + j] } as f64;
+                let (mut want, mut scale) = (vec![], vec![]);
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f64 = (0..k).map(|l| at(i, l) * bt(l, j)).sum();
+                        let mag: f64 = (0..k).map(|l| (at(i, l) * bt(l, j)).abs()).sum();
+                        let prev = if beta == 0.0 {
+                            0.0
+                        } else {
+                            beta as f64 * c0[i * n + j] as f64
+                        };
+                        want.push(alpha as f64 * dot + prev);
+                        scale.push(alpha.abs() as f64 * mag + prev.abs());
+                    }
+                }
+                assert_close(
+                    &format!("gemm m={m} n={n} k={k} ta={ta} tb={tb} a={alpha} b={beta}"),
+                    &got,
+                    &want,
+                    &scale,
+                    REL,
+                    0.0,
+                );
+            }
+        }
+    }
+}
+
+fn bias_act_matches_naive<D: Device>(dev: &D) {
+    let mut r = rng(seed("bias_act"));
+    for (rows, cols) in [(1, 1), (63, 3), (64, 64), (65, 100), (1000, 17)] {
+        for act in [Activation::Relu, Activation::Identity] {
+            let x = uniform(&mut r, rows * cols);
+            let bias = uniform(&mut r, cols);
+            let xb = dev.buffer_from_f32(&x).unwrap();
+            let bb = dev.buffer_from_f32(&bias).unwrap();
+            dev.bias_act_forward(&BiasActForward {
+                x: &xb,
+                bias: &bb,
+                rows: rows as u32,
+                cols: cols as u32,
+                act,
+            })
+            .unwrap();
+            let y = dev.read_f32(&xb, 0, rows * cols).unwrap();
+            let f = |z: f64| {
+                if act == Activation::Relu {
+                    z.max(0.0)
+                } else {
+                    z
+                }
+            };
+            let want: Vec<f64> = (0..rows * cols)
+                .map(|i| f(x[i] as f64 + bias[i % cols] as f64))
+                .collect();
+            let scale: Vec<f64> = (0..rows * cols)
+                .map(|i| x[i].abs() as f64 + bias[i % cols].abs() as f64)
+                .collect();
+            assert_close(
+                &format!("bias_act_forward {act:?} {rows}x{cols}"),
+                &y,
+                &want,
+                &scale,
+                1e-7,
+                0.0,
+            );
+
+            let dy = uniform(&mut r, rows * cols);
+            let (dyb, db) = (
+                dev.buffer_from_f32(&dy).unwrap(),
+                dev.buffer_from_f32(&vec![9.0; cols]).unwrap(),
+            );
+            dev.bias_act_backward(&BiasActBackward {
+                y: &xb,
+                dy: &dyb,
+                dbias: &db,
+                rows: rows as u32,
+                cols: cols as u32,
+                act,
+            })
+            .unwrap();
+            let dz = dev.read_f32(&dyb, 0, rows * cols).unwrap();
+            let dbias = dev.read_f32(&db, 0, cols).unwrap();
+            let want_dz: Vec<f64> = (0..rows * cols)
+                .map(|i| {
+                    if act == Activation::Relu && y[i] <= 0.0 {
+                        0.0
+                    } else {
+                        dy[i] as f64
+                    }
+                })
+                .collect();
+            assert_close(
+                "bias_act_backward dz",
+                &dz,
+                &want_dz,
+                &vec![0.0; rows * cols],
+                0.0,
+                0.0,
+            );
+            let want_db: Vec<f64> = (0..cols)
+                .map(|c| (0..rows).map(|r| want_dz[r * cols + c]).sum())
+                .collect();
+            let scale_db: Vec<f64> = (0..cols)
+                .map(|c| (0..rows).map(|r| want_dz[r * cols + c].abs()).sum())
+                .collect();
+            assert_close(
+                &format!("bias_act_backward dbias {rows}x{cols}"),
+                &dbias,
+                &want_db,
+                &scale_db,
+                REL,
+                0.0,
+            );
+        }
+    }
+}
+
+fn interaction_matches_naive<D: Device>(dev: &D) {
+    let mut r = rng(seed("interaction"));
+    for (batch, tables, dim) in [
+        (1, 1, 1),
+        (63, 3, 3),
+        (64, 8, 16),
+        (65, 2, 100),
+        (17, 26, 16),
+    ] {
+        let width = interaction_width(tables as u32, dim as u32) as usize;
+        let dense = uniform(&mut r, batch * dim);
+        let emb = uniform(&mut r, batch * tables * dim);
+        let (db, eb, ob) = (
+            dev.buffer_from_f32(&dense).unwrap(),
+            dev.buffer_from_f32(&emb).unwrap(),
+            dev.alloc_elems(batch * width).unwrap(),
+        );
+        let (b32, t32, d32) = (batch as u32, tables as u32, dim as u32);
+        dev.interaction_forward(&InteractionForward {
+            dense: &db,
+            emb: &eb,
+            out: &ob,
+            batch: b32,
+            tables: t32,
+            dim: d32,
+        })
+        .unwrap();
+        let got = dev.read_f32(&ob, 0, batch * width).unwrap();
+        let v = |b: usize, i: usize, d: usize| if i == 0 { dense[b * dim + d] } else { emb[(b * tables + i - 1) * dim + d] } as f64;
+        let (mut want, mut scale) = (vec![], vec![]);
+        for b in 0..batch {
+            for d in 0..dim {
+                want.push(v(b, 0, d));
+                scale.push(0.0);
+            }
+            for i in 1..=tables {
+                for j in 0..i {
+                    want.push((0..dim).map(|d| v(b, i, d) * v(b, j, d)).sum());
+                    scale.push((0..dim).map(|d| (v(b, i, d) * v(b, j, d)).abs()).sum());
+                }
+            }
+        }
+        assert_close(
+            &format!("interaction_forward b={batch} t={tables} d={dim}"),
+            &got,
+            &want,
+            &scale,
+            REL,
+            0.0,
+        );
+
+        let dout = uniform(&mut r, batch * width);
+        let (gb, ddb, deb) = (
+            dev.buffer_from_f32(&dout).unwrap(),
+            dev.alloc_elems(batch * dim).unwrap(),
+            dev.alloc_elems(batch * tables * dim).unwrap(),
+        );
+        dev.interaction_backward(&InteractionBackward {
+            dense: &db,
+            emb: &eb,
+            dout: &gb,
+            ddense: &ddb,
+            demb: &deb,
+            batch: b32,
+            tables: t32,
+            dim: d32,
+        })
+        .unwrap();
+        let mut want_g = vec![0.0f64; batch * (tables + 1) * dim];
+        let mut scale_g = vec![0.0f64; batch * (tables + 1) * dim];
+        for b in 0..batch {
+            let g = &dout[b * width..][..width];
+            let base = b * (tables + 1) * dim;
+            for d in 0..dim {
+                want_g[base + d] = g[d] as f64;
+                scale_g[base + d] = (g[d] as f64).abs();
+            }
+            let mut p = 0;
+            for i in 1..=tables {
+                for j in 0..i {
+                    for d in 0..dim {
+                        let s = g[dim + p] as f64;
+                        want_g[base + i * dim + d] += s * v(b, j, d);
+                        want_g[base + j * dim + d] += s * v(b, i, d);
+                        scale_g[base + i * dim + d] += (s * v(b, j, d)).abs();
+                        scale_g[base + j * dim + d] += (s * v(b, i, d)).abs();
+                    }
+                    p += 1;
+                }
+            }
+        }
+        let dd = dev.read_f32(&ddb, 0, batch * dim).unwrap();
+        let de = dev.read_f32(&deb, 0, batch * tables * dim).unwrap();
+        let mut got_g = Vec::new();
+        for b in 0..batch {
+            got_g.extend_from_slice(&dd[b * dim..][..dim]);
+            got_g.extend_from_slice(&de[b * tables * dim..][..tables * dim]);
+        }
+        assert_close(
+            &format!("interaction_backward b={batch} t={tables} d={dim}"),
+            &got_g,
+            &want_g,
+            &scale_g,
+            REL,
+            0.0,
+        );
+    }
+}
+
+fn bce_matches_naive<D: Device>(dev: &D) {
+    let mut r = rng(seed("bce_loss"));
+    for batch in [1usize, 63, 64, 65, 1000] {
+        let mut z: Vec<f32> = (0..batch).map(|_| r.random_range(-8.0f32..8.0)).collect();
+        z[0] = if batch > 1 { 60.0 } else { -60.0 }; // saturated logits stay finite
+        let y: Vec<f32> = (0..batch).map(|_| r.random_range(0..2u8) as f32).collect();
+        let (zb, yb, lb, gb) = (
+            dev.buffer_from_f32(&z).unwrap(),
+            dev.buffer_from_f32(&y).unwrap(),
+            dev.alloc_elems(batch).unwrap(),
+            dev.alloc_elems(batch).unwrap(),
+        );
+        let scale = 1.0 / batch as f32;
+        dev.bce_loss(&BceLoss {
+            logits: &zb,
+            labels: &yb,
+            loss: &lb,
+            dlogits: &gb,
+            batch: batch as u32,
+            scale,
+        })
+        .unwrap();
+        let loss = dev.read_f32(&lb, 0, batch).unwrap();
+        let grad = dev.read_f32(&gb, 0, batch).unwrap();
+        let p = |z: f64| 1.0 / (1.0 + (-z).exp());
+        // log(1 + e^z) - y z, written stably in f64.
+        let want: Vec<f64> = z
+            .iter()
+            .zip(&y)
+            .map(|(&z, &y)| {
+                let z = z as f64;
+                z.max(0.0) + (-z.abs()).exp().ln_1p() - y as f64 * z
+            })
+            .collect();
+        let want_g: Vec<f64> = z
+            .iter()
+            .zip(&y)
+            .map(|(&z, &y)| scale as f64 * (p(z as f64) - y as f64))
+            .collect();
+        assert!(loss.iter().all(|l| l.is_finite()));
+        let mag: Vec<f64> = want.iter().map(|w| w.abs()).collect();
+        assert_close("bce_loss", &loss, &want, &mag, 1e-6, 1e-6);
+        assert_close(
+            "bce_loss grad",
+            &grad,
+            &want_g,
+            &vec![0.0; batch],
+            0.0,
+            1e-7,
+        );
+    }
+}
+
+fn dense_update_matches_naive<D: Device>(dev: &D) {
+    let mut r = rng(seed("dense_update"));
+    for len in [1usize, 63, 64, 65, 1000, 70_000] {
+        for adagrad in [false, true] {
+            let w = uniform(&mut r, len);
+            let g = uniform(&mut r, len);
+            let s: Vec<f32> = (0..len).map(|_| r.random_range(0.0f32..1.0)).collect();
+            let (wb, gb, sb) = (
+                dev.buffer_from_f32(&w).unwrap(),
+                dev.buffer_from_f32(&g).unwrap(),
+                dev.buffer_from_f32(&s).unwrap(),
+            );
+            let (lr, eps) = (0.1f32, 1e-8f32);
+            let optimizer = if adagrad {
+                Optimizer::Adagrad { eps }
+            } else {
+                Optimizer::Sgd
+            };
+            dev.dense_update(&DenseUpdate {
+                param: &wb,
+                grad: &gb,
+                state: Some(&sb),
+                len: len as u32,
+                lr,
+                optimizer,
+            })
+            .unwrap();
+            let got = dev.read_f32(&wb, 0, len).unwrap();
+            let got_s = dev.read_f32(&sb, 0, len).unwrap();
+            let (mut want, mut want_s) = (vec![], vec![]);
+            for i in 0..len {
+                let (w, g, s) = (w[i] as f64, g[i] as f64, s[i] as f64);
+                if adagrad {
+                    let s2 = s + g * g;
+                    want_s.push(s2);
+                    want.push(w - lr as f64 * g / (s2.sqrt() + eps as f64));
+                } else {
+                    want_s.push(s);
+                    want.push(w - lr as f64 * g);
+                }
+            }
+            let mag: Vec<f64> = want.iter().map(|x| x.abs() + 1.0).collect();
+            assert_close(
+                &format!("dense_update adagrad={adagrad} len={len}"),
+                &got,
+                &want,
+                &mag,
+                1e-6,
+                0.0,
+            );
+            assert_close(
+                "dense_update state",
+                &got_s,
+                &want_s,
+                &want_s.clone(),
+                1e-6,
+                0.0,
+            );
+        }
+    }
+}
+
+fn copy_buffer_is_exact<D: Device>(dev: &D) {
+    let mut r = rng(seed("copy_buffer"));
+    let src = uniform(&mut r, 70_001);
+    let (a, b) = (
+        dev.buffer_from_f32(&src).unwrap(),
+        dev.alloc_elems(80_000).unwrap(),
+    );
+    dev.copy_buffer(&a, 4, &b, 40, 4 * 70_000).unwrap();
+    let got = dev.read_f32(&b, 10, 70_000).unwrap();
+    assert_eq!(got, src[1..]);
+    assert!(dev.read_f32(&b, 0, 10).unwrap().iter().all(|&x| x == 0.0));
+}
+
+fn bad_launches_are_errors_not_panics<D: Device>(dev: &D) {
+    let table = dev.buffer_from_f32(&[1.0; 8]).unwrap();
+    let idx = dev.buffer_from_u32(&[0, 5]).unwrap(); // row 5 of a 4-row table
+    let offs = dev.buffer_from_u32(&[0, 2]).unwrap();
+    let out = dev.alloc_elems(2).unwrap();
+    let fwd = |indices: &D::Buffer, out: &D::Buffer| {
+        dev.bag_forward(&BagForward {
+            table: &table,
+            rows: 4,
+            dim: 2,
+            indices,
+            offsets: &offs,
+            bags: 1,
+            pooling: Pooling::Sum,
+            out,
+            out_stride: 2,
+            out_offset: 0,
+        })
+    };
+    assert!(matches!(
+        fwd(&idx, &out),
+        Err(DeviceError::IndexOutOfRange {
+            index: 5,
+            rows: 4,
+            ..
+        })
+    ));
+    let small = dev.alloc_elems(1).unwrap();
+    let ok_idx = dev.buffer_from_u32(&[0, 1]).unwrap();
+    assert!(
+        matches!(
+            fwd(&ok_idx, &small),
+            Err(DeviceError::InvalidArgument { .. })
+        ),
+        "output too small"
+    );
+    assert!(
+        matches!(
+            fwd(&ok_idx, &table),
+            Err(DeviceError::InvalidArgument { .. })
+        ),
+        "output aliases the table"
+    );
+    let g = dev.alloc_elems(4).unwrap();
+    let e = dev.dense_update(&DenseUpdate {
+        param: &table,
+        grad: &g,
+        state: None,
+        len: 4,
+        lr: 0.1,
+        optimizer: Optimizer::Adagrad { eps: 1e-8 },
+    });
+    assert!(
+        matches!(e, Err(DeviceError::InvalidArgument { .. })),
+        "Adagrad without state"
+    );
+    assert!(matches!(
+        dev.upload(&g, 12, &[0u8; 8]),
+        Err(DeviceError::OutOfBounds { .. })
+    ));
+    assert!(dev.alloc(3).is_err(), "sizes are multiples of 4");
+}
+
+macro_rules! kernel_tests {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+            fn dev() -> impl Device {
+                $make
+            }
+            #[test]
+            fn bag_forward_matches_float64_across_block_boundaries() {
+                bag_forward_matches_naive(&dev());
+            }
+            #[test]
+            fn bag_backward_sgd_and_adagrad_match_float64_with_duplicates() {
+                bag_backward_matches_naive(&dev());
+            }
+            #[test]
+            fn gemm_matches_float64_for_every_transpose() {
+                gemm_matches_naive(&dev());
+            }
+            #[test]
+            fn bias_act_forward_and_backward_match_float64() {
+                bias_act_matches_naive(&dev());
+            }
+            #[test]
+            fn interaction_forward_and_backward_match_float64() {
+                interaction_matches_naive(&dev());
+            }
+            #[test]
+            fn bce_loss_matches_float64_and_stays_finite() {
+                bce_matches_naive(&dev());
+            }
+            #[test]
+            fn dense_update_sgd_and_adagrad_match_float64() {
+                dense_update_matches_naive(&dev());
+            }
+            #[test]
+            fn copy_buffer_copies_exactly() {
+                copy_buffer_is_exact(&dev());
+            }
+            #[test]
+            fn bad_launches_are_errors_not_panics() {
+                super::bad_launches_are_errors_not_panics(&dev());
+            }
+        }
+    };
+}
+
+kernel_tests!(cpu, CpuDevice::new());
