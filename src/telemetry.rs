@@ -41,7 +41,8 @@ pub struct TableStats {
 }
 
 impl TableStats {
-    /// Adds `other`'s counts into `self` (occupancy becomes row-weighted).
+    /// Adds another table's stats into `self` (a total over tables): counts and cache rows add
+    /// up, occupancy becomes row-weighted.
     pub fn accumulate(&mut self, other: &TableStats) {
         let rows = self.cache_rows + other.cache_rows;
         if rows > 0 {
@@ -50,6 +51,18 @@ impl TableStats {
                 / rows as f64;
         }
         self.cache_rows = rows;
+        self.add_counts(other);
+    }
+
+    /// Adds a later step's counts into `self` (a total over time); the cache fields take the
+    /// later step's values.
+    pub fn add_step(&mut self, later: &TableStats) {
+        self.cache_rows = later.cache_rows;
+        self.cache_occupancy = later.cache_occupancy;
+        self.add_counts(later);
+    }
+
+    fn add_counts(&mut self, other: &TableStats) {
         self.lookups += other.lookups;
         self.unique_rows += other.unique_rows;
         self.hits += other.hits;

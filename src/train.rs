@@ -201,12 +201,7 @@ pub fn train<D: Device>(
                     .collect();
                 let mut total = TableStats::default();
                 tables.iter().for_each(|t| total.accumulate(t));
-                cumulative.accumulate(&TableStats {
-                    cache_rows: 0,
-                    ..total.clone()
-                });
-                cumulative.cache_rows = total.cache_rows;
-                cumulative.cache_occupancy = total.cache_occupancy;
+                cumulative.add_step(&total);
                 let stages = vec![
                     StageTime {
                         stage: "loader".into(),
