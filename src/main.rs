@@ -6,6 +6,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rowflow::bench::kernels::{KernelBenchArgs, run_kernel_bench};
 use rowflow::config::{RunConfig, TableRows};
 use rowflow::device::cpu::CpuDevice;
+use rowflow::device::wgpu::{WgpuDevice, probe};
 use rowflow::device::{
     BackendChoice, BackendKind, Device, DeviceError, probe_backends, select_backend,
 };
@@ -146,6 +147,23 @@ impl TrainArgs {
     }
 }
 
+/// Runs `$body` with `$dev` bound to a device of backend `$kind`.
+macro_rules! on_device {
+    ($kind:expr, |$dev:ident| $body:expr) => {
+        match $kind {
+            BackendKind::Cpu => {
+                let $dev = &CpuDevice::new();
+                $body
+            }
+            BackendKind::Wgpu => {
+                let $dev = &WgpuDevice::new()?;
+                $body
+            }
+            other => return Err(DeviceError::NotCompiled(other).into()),
+        }
+    };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -167,24 +185,46 @@ fn main() -> ExitCode {
 fn run_info(json: bool) -> Result<()> {
     let reports = probe_backends();
     let picked = select_backend(BackendChoice::Auto).ok().map(|s| s.backend);
+    let adapters = probe::reports();
+    if json {
+        let v = serde_json::json!({
+            "backends": reports,
+            "auto": picked,
+            "wgpu_adapters": adapters,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("backends (in the order --backend auto tries them):");
     for r in &reports {
-        if json {
-            let mut v = serde_json::to_value(r)?;
-            v["auto_picks"] = serde_json::Value::Bool(Some(r.backend) == picked);
-            println!("{v}");
+        let mark = if Some(r.backend) == picked {
+            " (auto picks this)"
         } else {
-            let mark = if Some(r.backend) == picked {
-                " (auto picks this)"
-            } else {
-                ""
-            };
-            let state = if r.available {
-                "available"
-            } else {
-                "unavailable"
-            };
-            println!("{:<5} {state}{mark}: {}", r.backend.to_string(), r.detail);
-        }
+            ""
+        };
+        let state = if r.available {
+            "available"
+        } else {
+            "unavailable"
+        };
+        println!("  {:<5} {state}{mark}: {}", r.backend.to_string(), r.detail);
+    }
+    println!("wgpu adapters (WGPU_BACKEND, WGPU_ADAPTER_NAME, WGPU_POWER_PREF choose among them):");
+    if adapters.is_empty() {
+        println!("  none");
+    }
+    for a in &adapters {
+        println!(
+            "  {}{} — {}, {}; max_buffer_size {} B, max_storage_buffer_binding_size {} B, \
+             max_compute_workgroups_per_dimension {}",
+            if a.selected { "* " } else { "  " },
+            a.name,
+            a.api,
+            a.device_type,
+            a.max_buffer_size,
+            a.max_storage_buffer_binding_size,
+            a.max_compute_workgroups_per_dimension
+        );
     }
     Ok(())
 }
@@ -194,10 +234,7 @@ fn run_train(cfg: &RunConfig) -> Result<()> {
     for reason in &selection.reasons {
         eprintln!("backend {reason}");
     }
-    let summary = match selection.backend {
-        BackendKind::Cpu => train_on(&CpuDevice::new(), cfg)?,
-        other => return Err(DeviceError::NotCompiled(other).into()),
-    };
+    let summary = on_device!(selection.backend, |dev| train_on(dev, cfg)?);
     print_summary(&summary);
     if let Some(path) = &cfg.summary_json {
         let text = serde_json::to_string_pretty(&summary)?;
@@ -293,9 +330,6 @@ fn bench_kernels(args: &KernelBenchArgs) -> Result<()> {
     for reason in &selection.reasons {
         eprintln!("backend {reason}");
     }
-    match selection.backend {
-        BackendKind::Cpu => run_kernel_bench(&CpuDevice::new(), args)?,
-        other => return Err(DeviceError::NotCompiled(other).into()),
-    };
+    on_device!(selection.backend, |dev| run_kernel_bench(dev, args)?);
     Ok(())
 }

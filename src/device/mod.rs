@@ -9,14 +9,16 @@
 //! function `NAME` in [`cpu`], so a reader finds all implementations of an op at once. Kernel
 //! arguments are buffers plus shapes ([`kernels`]), never host slices.
 //!
-//! Backends: [`cpu`] (the reference and oracle for parity tests) is always built. The wgpu and
-//! CUDA backends arrive with their own issues; until then [`select_backend`] answers
-//! [`DeviceError::NotCompiled`] for them, so callers need no `#[cfg]`.
+//! Backends: [`cpu`] (the reference and oracle for parity tests) and [`wgpu`] (WGSL compute
+//! shaders on Vulkan, Metal, DX12 or GL) are always built. The CUDA backend arrives with its own
+//! issue; until then [`select_backend`] answers [`DeviceError::NotCompiled`] for it, so callers
+//! need no `#[cfg]`.
 
 pub mod cpu;
 pub mod kernels;
 mod select;
 pub mod staging;
+pub mod wgpu;
 
 pub use kernels::{
     Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
@@ -89,6 +91,22 @@ pub enum DeviceError {
         /// What does not fit.
         message: String,
     },
+    /// A shader or kernel source that does not compile; the message is the compiler's.
+    #[error("{shader} does not compile: {message}")]
+    ShaderCompile {
+        /// The source file (`shaders/NAME.wgsl`, `kernels/NAME.cu`).
+        shader: String,
+        /// The compiler's diagnostic.
+        message: String,
+    },
+    /// A failure reported by the backend's driver or runtime while running work.
+    #[error("{backend} backend error: {message}")]
+    Backend {
+        /// The backend.
+        backend: BackendKind,
+        /// The driver's message.
+        message: String,
+    },
     /// An embedding index past the end of its table.
     #[error(
         "kernel `{kernel}`: index {index} at position {position} is past the table's {rows} rows; \
@@ -122,6 +140,12 @@ pub trait Device: Send + Sync + 'static {
 
     /// Allocates `bytes` (a multiple of 4) of zeroed device memory.
     fn alloc(&self, bytes: u64) -> Result<Self::Buffer, DeviceError>;
+    /// Allocates zeroed memory for `rows` rows of `row_bytes` bytes each (a multiple of 4). Same
+    /// as `alloc(rows * row_bytes)`, except that a backend which must split large buffers keeps
+    /// every row whole inside one piece, so kernels can address rows across pieces.
+    fn alloc_rows(&self, rows: u64, row_bytes: u64) -> Result<Self::Buffer, DeviceError> {
+        self.alloc(rows * row_bytes)
+    }
     /// The size of a buffer in bytes.
     fn buffer_bytes(&self, buffer: &Self::Buffer) -> u64;
     /// Copies `src` into `dst` starting at byte `offset` (ordered after earlier launches).
@@ -143,7 +167,10 @@ pub trait Device: Send + Sync + 'static {
 
     // ---- embedding ---------------------------------------------------------------------------
 
-    /// Pooled lookup of table rows per bag into a strided output.
+    /// Pooled lookup of table rows per bag into a strided output. An index past the table is an
+    /// error where the backend can check it synchronously (CPU) and is skipped — it adds
+    /// nothing and nothing outside the table is read — on GPUs; the embedding layer checks
+    /// indices on the host before staging them, so training never relies on either.
     fn bag_forward(&self, args: &BagForward<'_, Self::Buffer>) -> Result<(), DeviceError>;
     /// Fused embedding backward + SGD: each unique row's summed gradient is applied once.
     fn bag_backward_sgd(&self, args: &BagBackward<'_, Self::Buffer>) -> Result<(), DeviceError>;

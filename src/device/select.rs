@@ -60,6 +60,9 @@ pub struct BackendReport {
     pub backend: BackendKind,
     /// Usable on this machine.
     pub available: bool,
+    /// Whether `--backend auto` may pick it (software GPU adapters are slower than the CPU
+    /// backend, so `auto` skips them).
+    pub auto_eligible: bool,
     /// The device it would use, or why it cannot be used.
     pub detail: String,
 }
@@ -75,20 +78,53 @@ pub struct Selection {
 
 /// Probes every backend, in `auto`'s order of preference (CUDA, wgpu, CPU).
 pub fn probe_backends() -> Vec<BackendReport> {
+    let adapters = super::wgpu::probe::reports();
+    let wgpu = match adapters.iter().find(|a| a.selected) {
+        Some(a) if a.software => BackendReport {
+            backend: BackendKind::Wgpu,
+            available: true,
+            auto_eligible: false,
+            detail: format!(
+                "{} ({}, software adapter): slower than the CPU backend, so used only when asked for with --backend wgpu",
+                a.name, a.api
+            ),
+        },
+        Some(a) => BackendReport {
+            backend: BackendKind::Wgpu,
+            available: true,
+            auto_eligible: true,
+            detail: format!("{} ({}, {})", a.name, a.api, a.device_type),
+        },
+        None => BackendReport {
+            backend: BackendKind::Wgpu,
+            available: false,
+            auto_eligible: false,
+            detail: super::wgpu::probe::choose(&[]).err().unwrap_or_default(),
+        },
+    };
+    let wgpu = if adapters.is_empty() || wgpu.available {
+        wgpu
+    } else {
+        // Adapters exist but WGPU_ADAPTER_NAME matches none of them.
+        let instance = super::wgpu::probe::instance();
+        let list = super::wgpu::probe::adapters(&instance);
+        BackendReport {
+            detail: super::wgpu::probe::choose(&list).err().unwrap_or_default(),
+            ..wgpu
+        }
+    };
     vec![
         BackendReport {
             backend: BackendKind::Cuda,
             available: false,
+            auto_eligible: false,
             detail: DeviceError::NotCompiled(BackendKind::Cuda).to_string(),
         },
-        BackendReport {
-            backend: BackendKind::Wgpu,
-            available: false,
-            detail: DeviceError::NotCompiled(BackendKind::Wgpu).to_string(),
-        },
+        wgpu,
         BackendReport {
             backend: BackendKind::Cpu,
             available: true,
+            auto_eligible: true,
             detail: super::cpu::CpuDevice::describe(),
         },
     ]
@@ -97,17 +133,7 @@ pub fn probe_backends() -> Vec<BackendReport> {
 /// Resolves `--backend` to a concrete backend, or says why the requested one cannot be used.
 pub fn select_backend(choice: BackendChoice) -> Result<Selection, DeviceError> {
     let reports = probe_backends();
-    let report = |kind: BackendKind| {
-        reports
-            .iter()
-            .find(|r| r.backend == kind)
-            .cloned()
-            .unwrap_or(BackendReport {
-                backend: kind,
-                available: false,
-                detail: DeviceError::NotCompiled(kind).to_string(),
-            })
-    };
+    let report = |kind: BackendKind| reports.iter().find(|r| r.backend == kind).cloned();
     let wanted = match choice {
         BackendChoice::Cpu => Some(BackendKind::Cpu),
         BackendChoice::Wgpu => Some(BackendKind::Wgpu),
@@ -115,24 +141,21 @@ pub fn select_backend(choice: BackendChoice) -> Result<Selection, DeviceError> {
         BackendChoice::Auto => None,
     };
     if let Some(kind) = wanted {
-        let r = report(kind);
-        if !r.available {
-            return Err(match kind {
-                BackendKind::Cpu => DeviceError::Unavailable {
-                    backend: kind,
-                    reason: r.detail,
-                },
-                _ => DeviceError::NotCompiled(kind),
-            });
-        }
-        return Ok(Selection {
-            backend: kind,
-            reasons: vec![format!("{kind}: requested; {}", r.detail)],
-        });
+        return match report(kind) {
+            Some(r) if r.available => Ok(Selection {
+                backend: kind,
+                reasons: vec![format!("{kind}: requested; {}", r.detail)],
+            }),
+            Some(r) if kind != BackendKind::Cuda => Err(DeviceError::Unavailable {
+                backend: kind,
+                reason: r.detail,
+            }),
+            _ => Err(DeviceError::NotCompiled(kind)),
+        };
     }
     let mut reasons = Vec::new();
     for r in &reports {
-        if r.available {
+        if r.available && r.auto_eligible {
             reasons.push(format!("{}: picked; {}", r.backend, r.detail));
             return Ok(Selection {
                 backend: r.backend,

@@ -73,7 +73,7 @@ impl<D: Device> EmbeddingTables<D> {
         let dim = settings.dim;
         let mut tables = Vec::with_capacity(rows.len());
         for (t, &n) in rows.iter().enumerate() {
-            let weights = dev.alloc_elems(n as usize * dim)?;
+            let weights = dev.alloc_rows(n.max(1) as u64, 4 * dim as u64)?;
             let mut chunk = vec![0f32; INIT_CHUNK_ROWS.min(n as usize) * dim];
             for (c, first) in (0..n as usize).step_by(INIT_CHUNK_ROWS).enumerate() {
                 let len = INIT_CHUNK_ROWS.min(n as usize - first) * dim;
@@ -88,7 +88,9 @@ impl<D: Device> EmbeddingTables<D> {
             }
             let state = match settings.optimizer {
                 OptimizerKind::Adagrad => {
-                    Some(dev.buffer_from_f32(&vec![settings.adagrad_init; n as usize])?)
+                    let state = dev.alloc_rows(n.max(1) as u64, 4)?;
+                    dev.upload_f32(&state, 0, &vec![settings.adagrad_init; n as usize])?;
+                    Some(state)
                 }
                 OptimizerKind::Sgd => None,
             };

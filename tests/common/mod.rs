@@ -66,3 +66,30 @@ pub fn shared_data(name: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// The wgpu device the environment selects (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`), with its
+/// adapter printed; `None` with a printed reason when there is none, unless
+/// `ROWFLOW_REQUIRE_WGPU=1`, which turns the absence into a failure.
+pub fn wgpu_device() -> Option<rowflow::device::wgpu::WgpuDevice> {
+    wgpu_device_with(Default::default())
+}
+
+/// [`wgpu_device`] with limit overrides (to exercise windows and split buffers on small data).
+pub fn wgpu_device_with(
+    options: rowflow::device::wgpu::WgpuOptions,
+) -> Option<rowflow::device::wgpu::WgpuDevice> {
+    use rowflow::device::Device;
+    match rowflow::device::wgpu::WgpuDevice::with_options(options) {
+        Ok(dev) => {
+            println!("adapter: {}", dev.info().name);
+            Some(dev)
+        }
+        Err(e) if std::env::var("ROWFLOW_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
+            panic!("ROWFLOW_REQUIRE_WGPU=1 but no wgpu device: {e}")
+        }
+        Err(e) => {
+            println!("SKIPPED: no wgpu device: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Device memory for the wgpu backend: a logical buffer made of one or more wgpu buffers
+//! ("parts"), so tables larger than the adapter's `max_buffer_size` still fit; buffers made by
+//! `alloc_rows` keep every row inside one part. Bind groups are cached per set of bindings and
+//! dropped with the buffers they refer to.
+
+use super::pipelines::Kernel;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// One wgpu buffer holding bytes `first .. first + bytes` of a logical buffer.
+pub struct Part {
+    /// The wgpu buffer.
+    pub buffer: wgpu::Buffer,
+    /// Offset of its first byte in the logical buffer.
+    pub first: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// A buffer on a wgpu device (see the module docs). Not `Clone`: device memory has one owner.
+pub struct WgpuBuffer {
+    pub(super) id: u64,
+    pub(super) parts: Vec<Part>,
+    pub(super) bytes: u64,
+    /// Row size when allocated with `alloc_rows` (parts then hold whole rows), else 0.
+    pub(super) row_bytes: u64,
+    pub(super) cache: Arc<BindGroupCache>,
+}
+
+impl WgpuBuffer {
+    /// The parts overlapping bytes `offset .. offset + len`, as (part, offset in part, length).
+    pub(super) fn spans(&self, offset: u64, len: u64) -> Vec<(&Part, u64, u64)> {
+        let end = offset + len;
+        self.parts
+            .iter()
+            .filter(|p| p.first < end && offset < p.first + p.bytes)
+            .map(|p| {
+                let a = offset.max(p.first);
+                let b = end.min(p.first + p.bytes);
+                (p, a - p.first, b - a)
+            })
+            .collect()
+    }
+}
+
+impl Drop for WgpuBuffer {
+    fn drop(&mut self) {
+        self.cache.forget(self.id);
+    }
+}
+
+/// A storage binding: a byte range of one part of a buffer.
+#[derive(Clone, Copy)]
+pub struct Bind<'a> {
+    /// The logical buffer.
+    pub buffer: &'a WgpuBuffer,
+    /// Which part.
+    pub part: usize,
+    /// Byte offset inside the part (a multiple of the adapter's storage offset alignment).
+    pub offset: u64,
+    /// Bytes bound.
+    pub size: u64,
+}
+
+type Key = (Kernel, Vec<(u64, usize, u64, u64)>);
+
+/// Bind groups by (kernel, bindings), so steady-state training creates none.
+#[derive(Default)]
+pub struct BindGroupCache {
+    groups: Mutex<HashMap<Key, wgpu::BindGroup>>,
+}
+
+/// Above this many cached groups the cache is cleared (they are cheap to rebuild).
+const MAX_GROUPS: usize = 4096;
+
+impl BindGroupCache {
+    /// The bind group for `binds` (storage bindings 1…), creating it on first use.
+    pub fn get(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        layout: &wgpu::BindGroupLayout,
+        params: &wgpu::Buffer,
+        param_bytes: u64,
+        binds: &[Bind<'_>],
+    ) -> wgpu::BindGroup {
+        let key: Key = (
+            kernel,
+            binds
+                .iter()
+                .map(|b| (b.buffer.id, b.part, b.offset, b.size))
+                .collect(),
+        );
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = groups.get(&key) {
+            return g.clone();
+        }
+        if groups.len() >= MAX_GROUPS {
+            groups.clear();
+        }
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: params,
+                offset: 0,
+                size: std::num::NonZeroU64::new(param_bytes),
+            }),
+        }];
+        for (i, b) in binds.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &b.buffer.parts[b.part].buffer,
+                    offset: b.offset,
+                    size: std::num::NonZeroU64::new(b.size),
+                }),
+            });
+        }
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name()),
+            layout,
+            entries: &entries,
+        });
+        groups.insert(key, group.clone());
+        group
+    }
+
+    /// Drops every group that binds buffer `id` (called when the buffer is dropped).
+    pub fn forget(&self, id: u64) {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.retain(|(_, binds), _| binds.iter().all(|b| b.0 != id));
+    }
+}

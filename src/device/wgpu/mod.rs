@@ -1,0 +1,578 @@
+//! The WGSL backend through wgpu (Vulkan, Metal, DX12, GL; here also Mesa's lavapipe).
+//!
+//! A context is created once per device: adapter, device and queue with the adapter's real
+//! limits, one compute pipeline per kernel (`shaders/NAME.wgsl`, validated by naga), a ring of
+//! parameter slots in one uniform buffer, a staging buffer for downloads and a bind-group cache.
+//! Nothing is compiled or allocated per step.
+//!
+//! **Ordering.** Kernel launches are recorded into one pending command encoder and submitted
+//! when the host needs the queue to have caught up: before an upload (`queue.write_buffer`
+//! lands before the next submission, so earlier kernels must be submitted first), for a
+//! download or `synchronize`, and when the parameter ring wraps. wgpu orders submissions, so
+//! launches run in call order.
+//!
+//! **Large buffers.** A buffer bigger than `max_buffer_size` is split into parts (whole rows
+//! for `alloc_rows`); an embedding table or Adagrad state bigger than
+//! `max_storage_buffer_binding_size` is bound in windows of whole rows, one pass per window.
+//! Other kernel arguments must fit one binding, or the launch fails with a message naming the
+//! limit.
+//!
+//! **Errors.** wgpu's uncaptured errors (validation, device loss) are collected instead of
+//! panicking and returned as [`DeviceError::Backend`] at the next download or synchronize.
+
+mod buffer;
+mod launch;
+pub mod pipelines;
+pub mod probe;
+
+pub use buffer::WgpuBuffer;
+pub use probe::AdapterReport;
+
+use super::{
+    BackendKind, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
+    Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
+};
+use buffer::{Bind, BindGroupCache, Part};
+use pipelines::{Kernel, PARAM_SLOT_BYTES, Pipelines};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Parameter slots per submission before the ring wraps (and forces a submission).
+const PARAM_SLOTS: u64 = 1024;
+/// Bytes moved per download round trip.
+const STAGING_BYTES: u64 = 16 << 20;
+/// Bytes per `queue.write_buffer` call for large uploads.
+const UPLOAD_CHUNK: u64 = 64 << 20;
+
+/// Overrides of the adapter's limits, to exercise splitting on small data in tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WgpuOptions {
+    /// Use at most this many bytes per storage binding.
+    pub max_binding_bytes: Option<u64>,
+    /// Use at most this many bytes per wgpu buffer.
+    pub max_buffer_bytes: Option<u64>,
+}
+
+/// Limits the backend works within.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_binding: u64,
+    max_buffer: u64,
+    binding_align: u64,
+    max_groups: u32,
+}
+
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    next_slot: u64,
+}
+
+/// A wgpu device ready to run rowflow's kernels.
+pub struct WgpuDevice {
+    info: DeviceInfo,
+    adapter: wgpu::AdapterInfo,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    limits: Limits,
+    pipelines: Pipelines,
+    params: wgpu::Buffer,
+    dummy: WgpuBuffer,
+    staging: Mutex<wgpu::Buffer>,
+    pending: Mutex<Pending>,
+    cache: Arc<BindGroupCache>,
+    errors: Arc<Mutex<Vec<String>>>,
+    next_id: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl WgpuDevice {
+    /// Opens the adapter chosen by [`probe::choose`] (honouring `WGPU_BACKEND`,
+    /// `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`) with its real limits, and compiles every kernel.
+    pub fn new() -> Result<Self, DeviceError> {
+        Self::with_options(WgpuOptions::default())
+    }
+
+    /// [`WgpuDevice::new`] with limit overrides.
+    pub fn with_options(options: WgpuOptions) -> Result<Self, DeviceError> {
+        let unavailable = |reason: String| DeviceError::Unavailable {
+            backend: BackendKind::Wgpu,
+            reason,
+        };
+        let instance = probe::instance();
+        let adapters = probe::adapters(&instance);
+        let index = probe::choose(&adapters).map_err(unavailable)?;
+        let adapter = &adapters[index];
+        let info = adapter.get_info();
+        let real = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("rowflow"),
+            required_features: wgpu::Features::empty(),
+            required_limits: real.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| unavailable(format!("{}: cannot open the device: {e}", info.name)))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            lock(&sink).push(e.to_string())
+        }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            lock(&lost).push(format!("device lost ({reason:?}): {message}"))
+        });
+        let limits = Limits {
+            max_binding: options
+                .max_binding_bytes
+                .unwrap_or(real.max_storage_buffer_binding_size)
+                .min(real.max_storage_buffer_binding_size),
+            max_buffer: options
+                .max_buffer_bytes
+                .unwrap_or(real.max_buffer_size)
+                .min(real.max_buffer_size),
+            binding_align: real.min_storage_buffer_offset_alignment as u64,
+            max_groups: real.max_compute_workgroups_per_dimension,
+        };
+        if real.min_uniform_buffer_offset_alignment as u64 > PARAM_SLOT_BYTES {
+            return Err(unavailable(format!(
+                "{}: min_uniform_buffer_offset_alignment {} exceeds {PARAM_SLOT_BYTES}",
+                info.name, real.min_uniform_buffer_offset_alignment
+            )));
+        }
+        let pipelines = Pipelines::new(&device)?;
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel parameters"),
+            size: PARAM_SLOTS * PARAM_SLOT_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("download staging"),
+            size: STAGING_BYTES,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let cache = Arc::new(BindGroupCache::default());
+        let name = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
+        let mut dev = WgpuDevice {
+            info: DeviceInfo {
+                backend: BackendKind::Wgpu,
+                name,
+                parallelism: 0,
+                max_buffer_bytes: limits.max_buffer,
+            },
+            adapter: info,
+            dummy: WgpuBuffer {
+                id: 0,
+                parts: Vec::new(),
+                bytes: 0,
+                row_bytes: 0,
+                cache: cache.clone(),
+            },
+            device,
+            queue,
+            limits,
+            pipelines,
+            params,
+            staging: Mutex::new(staging),
+            pending: Mutex::new(Pending {
+                encoder: None,
+                next_slot: 0,
+            }),
+            cache,
+            errors,
+            next_id: AtomicU64::new(1),
+        };
+        dev.dummy = dev.alloc(16)?;
+        Ok(dev)
+    }
+
+    /// The adapter in use.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.adapter
+    }
+
+    /// The underlying wgpu device (for compiling extra pipelines, e.g. in tests).
+    pub fn raw_device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// Whether the adapter is a software rasteriser (lavapipe, llvmpipe, WARP).
+    pub fn is_software(&self) -> bool {
+        self.adapter.device_type == wgpu::DeviceType::Cpu
+    }
+
+    fn take_errors(&self) -> Result<(), DeviceError> {
+        let mut errors = lock(&self.errors);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let message = errors.join("; ");
+        errors.clear();
+        Err(DeviceError::Backend {
+            backend: BackendKind::Wgpu,
+            message,
+        })
+    }
+
+    /// Submits the pending encoder, if any.
+    fn flush(&self, pending: &mut Pending) {
+        if let Some(encoder) = pending.encoder.take() {
+            self.queue.submit([encoder.finish()]);
+        }
+        pending.next_slot = 0;
+    }
+
+    fn wait(&self) -> Result<(), DeviceError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| DeviceError::Backend {
+                backend: BackendKind::Wgpu,
+                message: e.to_string(),
+            })?;
+        self.take_errors()
+    }
+
+    fn new_buffer(&self, bytes: u64) -> Result<wgpu::Buffer, DeviceError> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(DeviceError::OutOfMemory {
+                requested: bytes,
+                device: self.info.name.clone(),
+                reason: e.to_string(),
+            });
+        }
+        Ok(buffer)
+    }
+
+    /// Builds a logical buffer from parts of the given sizes.
+    fn buffer_of(&self, sizes: &[u64], row_bytes: u64) -> Result<WgpuBuffer, DeviceError> {
+        let mut parts = Vec::with_capacity(sizes.len());
+        let mut first = 0;
+        for &bytes in sizes {
+            parts.push(Part {
+                buffer: self.new_buffer(bytes)?,
+                first,
+                bytes,
+            });
+            first += bytes;
+        }
+        Ok(WgpuBuffer {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            parts,
+            bytes: first,
+            row_bytes,
+            cache: self.cache.clone(),
+        })
+    }
+
+    /// Records one dispatch of `kernel` with `params` (4-byte words) over `groups` workgroups
+    /// (split over x and y when above the per-dimension limit), or the explicit 2-D grid.
+    fn launch(
+        &self,
+        kernel: Kernel,
+        params: &[u32],
+        binds: &[Bind<'_>],
+        grid: Grid,
+    ) -> Result<(), DeviceError> {
+        let (x, y) = match grid {
+            Grid::Linear(0) | Grid::Tiles(0, _) | Grid::Tiles(_, 0) => return Ok(()),
+            Grid::Linear(groups) => {
+                let max = self.limits.max_groups as u64;
+                if groups <= max {
+                    (groups as u32, 1)
+                } else {
+                    (max as u32, groups.div_ceil(max) as u32)
+                }
+            }
+            Grid::Tiles(x, y) => (x, y),
+        };
+        let compiled = self.pipelines.get(kernel);
+        let group = self.cache.get(
+            &self.device,
+            kernel,
+            &compiled.layout,
+            &self.params,
+            PARAM_SLOT_BYTES,
+            binds,
+        );
+        let mut pending = lock(&self.pending);
+        if pending.next_slot == PARAM_SLOTS {
+            self.flush(&mut pending);
+        }
+        let slot = pending.next_slot;
+        pending.next_slot += 1;
+        self.queue.write_buffer(
+            &self.params,
+            slot * PARAM_SLOT_BYTES,
+            bytemuck::cast_slice(params),
+        );
+        let encoder = pending.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("rowflow"),
+                })
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(kernel.name()),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&compiled.pipeline);
+        pass.set_bind_group(0, &group, &[(slot * PARAM_SLOT_BYTES) as u32]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+}
+
+/// The shape of a dispatch.
+#[derive(Clone, Copy, Debug)]
+enum Grid {
+    /// This many workgroups, linearised by the shader.
+    Linear(u64),
+    /// An explicit x × y grid.
+    Tiles(u32, u32),
+}
+
+fn check_range(
+    op: &'static str,
+    buffer: &WgpuBuffer,
+    offset: u64,
+    len: u64,
+) -> Result<(), DeviceError> {
+    if offset + len > buffer.bytes {
+        return Err(DeviceError::OutOfBounds {
+            op,
+            offset,
+            end: offset + len,
+            len: buffer.bytes,
+        });
+    }
+    if offset % 4 != 0 || len % 4 != 0 {
+        return Err(DeviceError::InvalidArgument {
+            kernel: op,
+            message: format!("offset {offset} and length {len} must be multiples of 4 bytes"),
+        });
+    }
+    Ok(())
+}
+
+impl Device for WgpuDevice {
+    type Buffer = WgpuBuffer;
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn alloc(&self, bytes: u64) -> Result<WgpuBuffer, DeviceError> {
+        if bytes % 4 != 0 {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "alloc",
+                message: format!("{bytes} bytes is not a multiple of 4"),
+            });
+        }
+        let part = (self.limits.max_buffer / 256 * 256).max(256);
+        let mut sizes = Vec::new();
+        let mut left = bytes;
+        while left > part {
+            sizes.push(part);
+            left -= part;
+        }
+        sizes.push(left);
+        self.buffer_of(&sizes, 0)
+    }
+
+    fn alloc_rows(&self, rows: u64, row_bytes: u64) -> Result<WgpuBuffer, DeviceError> {
+        if row_bytes == 0 || row_bytes % 4 != 0 {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "alloc_rows",
+                message: format!("rows of {row_bytes} bytes: must be a positive multiple of 4"),
+            });
+        }
+        let per_part = self.limits.max_buffer / row_bytes;
+        if per_part == 0 {
+            return Err(DeviceError::OutOfMemory {
+                requested: row_bytes,
+                device: self.info.name.clone(),
+                reason: format!("one row exceeds max_buffer_size {}", self.limits.max_buffer),
+            });
+        }
+        let mut sizes = Vec::new();
+        let mut left = rows;
+        while left > per_part {
+            sizes.push(per_part * row_bytes);
+            left -= per_part;
+        }
+        sizes.push(left * row_bytes);
+        self.buffer_of(&sizes, row_bytes)
+    }
+
+    fn buffer_bytes(&self, buffer: &WgpuBuffer) -> u64 {
+        buffer.bytes
+    }
+
+    fn upload(&self, dst: &WgpuBuffer, offset: u64, src: &[u8]) -> Result<(), DeviceError> {
+        check_range("upload", dst, offset, src.len() as u64)?;
+        let mut pending = lock(&self.pending);
+        self.flush(&mut pending);
+        for (part, at, len) in dst.spans(offset, src.len() as u64) {
+            let from = (part.first + at - offset) as usize;
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(UPLOAD_CHUNK);
+                let a = from + done as usize;
+                self.queue
+                    .write_buffer(&part.buffer, at + done, &src[a..a + n as usize]);
+                done += n;
+            }
+        }
+        Ok(())
+    }
+
+    fn download(&self, src: &WgpuBuffer, offset: u64, dst: &mut [u8]) -> Result<(), DeviceError> {
+        check_range("download", src, offset, dst.len() as u64)?;
+        let staging = lock(&self.staging);
+        {
+            let mut pending = lock(&self.pending);
+            self.flush(&mut pending);
+        }
+        for (part, at, len) in src.spans(offset, dst.len() as u64) {
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(STAGING_BYTES);
+                let mut encoder = self.device.create_command_encoder(&Default::default());
+                encoder.copy_buffer_to_buffer(&part.buffer, at + done, &staging, 0, n);
+                self.queue.submit([encoder.finish()]);
+                let (tx, rx) = std::sync::mpsc::channel();
+                staging.slice(..n).map_async(wgpu::MapMode::Read, move |r| {
+                    let _ = tx.send(r);
+                });
+                self.wait()?;
+                let mapped = rx.recv().map_err(|_| DeviceError::Backend {
+                    backend: BackendKind::Wgpu,
+                    message: "the download's map callback never ran".into(),
+                })?;
+                mapped.map_err(|e| DeviceError::Backend {
+                    backend: BackendKind::Wgpu,
+                    message: e.to_string(),
+                })?;
+                let from = (part.first + at + done - offset) as usize;
+                {
+                    let view = staging.slice(..n).get_mapped_range().map_err(|e| {
+                        DeviceError::Backend {
+                            backend: BackendKind::Wgpu,
+                            message: e.to_string(),
+                        }
+                    })?;
+                    dst[from..from + n as usize].copy_from_slice(&view);
+                }
+                staging.unmap();
+                done += n;
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_buffer(
+        &self,
+        src: &WgpuBuffer,
+        src_offset: u64,
+        dst: &WgpuBuffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) -> Result<(), DeviceError> {
+        if src.id == dst.id {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "copy_buffer",
+                message: "source and destination are the same buffer".into(),
+            });
+        }
+        check_range("copy_buffer", src, src_offset, bytes)?;
+        check_range("copy_buffer", dst, dst_offset, bytes)?;
+        let mut pending = lock(&self.pending);
+        let encoder = pending.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("rowflow"),
+                })
+        });
+        for (sp, s_at, s_len) in src.spans(src_offset, bytes) {
+            let logical = sp.first + s_at - src_offset; // offset within the copied range
+            for (dp, d_at, d_len) in dst.spans(dst_offset + logical, s_len) {
+                let moved = dp.first + d_at - (dst_offset + logical);
+                encoder.copy_buffer_to_buffer(&sp.buffer, s_at + moved, &dp.buffer, d_at, d_len);
+            }
+        }
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<(), DeviceError> {
+        {
+            let mut pending = lock(&self.pending);
+            self.flush(&mut pending);
+        }
+        self.wait()
+    }
+
+    fn bag_forward(&self, args: &BagForward<'_, WgpuBuffer>) -> Result<(), DeviceError> {
+        launch::bag_forward(self, args)
+    }
+
+    fn bag_backward_sgd(&self, args: &BagBackward<'_, WgpuBuffer>) -> Result<(), DeviceError> {
+        launch::bag_backward(self, args, None)
+    }
+
+    fn bag_backward_adagrad(
+        &self,
+        args: &BagBackward<'_, WgpuBuffer>,
+        state: &WgpuBuffer,
+        eps: f32,
+    ) -> Result<(), DeviceError> {
+        launch::bag_backward(self, args, Some((state, eps)))
+    }
+
+    fn gemm(&self, args: &Gemm<'_, WgpuBuffer>) -> Result<(), DeviceError> {
+        launch::gemm(self, args)
+    }
+
+    fn bias_act_forward(&self, args: &BiasActForward<'_, WgpuBuffer>) -> Result<(), DeviceError> {
+        launch::bias_act_forward(self, args)
+    }
+
+    fn bias_act_backward(&self, args: &BiasActBackward<'_, WgpuBuffer>) -> Result<(), DeviceError> {
+        launch::bias_act_backward(self, args)
+    }
+
+    fn interaction_forward(
+        &self,
+        args: &InteractionForward<'_, WgpuBuffer>,
+    ) -> Result<(), DeviceError> {
+        launch::interaction_forward(self, args)
+    }
+
+    fn interaction_backward(
+        &self,
+        args: &InteractionBackward<'_, WgpuBuffer>,
+    ) -> Result<(), DeviceError> {
+        launch::interaction_backward(self, args)
+    }
+
+    fn bce_loss(&self, args: &BceLoss<'_, WgpuBuffer>) -> Result<(), DeviceError> {
+        launch::bce_loss(self, args)
+    }
+
+    fn dense_update(&self, args: &DenseUpdate<'_, WgpuBuffer>) -> Result<(), DeviceError> {
+        launch::dense_update(self, args)
+    }
+}

@@ -1,0 +1,151 @@
+//! The embedding kernels with tiny limits: tables split into many buffers and bound in many
+//! windows, which real tables need on real adapters (lavapipe binds at most 128 MiB).
+use super::*;
+
+fn small() -> Option<rowflow::device::wgpu::WgpuDevice> {
+    common::wgpu_device_with(WgpuOptions {
+        max_binding_bytes: Some(8192),
+        max_buffer_bytes: Some(20_000),
+    })
+}
+
+fn tables_in_windows(pooling: Pooling, adagrad: bool) {
+    let Some(dev) = small() else { return };
+    let cpu = CpuDevice::new();
+    let mut r = rng(seed("windows"));
+    // 700 rows of D=20 (80 B) span 3 buffers of 250 rows and ~8 windows; D=3 rows (12 B)
+    // do not divide the 256-byte binding alignment.
+    for (rows, dim, bags) in [(700u32, 20usize, 20usize), (3000, 3, 40), (64, 32, 1)] {
+        let table = uniform(&mut r, rows as usize * dim);
+        let state: Vec<f32> = (0..rows).map(|_| r.random_range(0.0f32..1.0)).collect();
+        let b = random_bags(&mut r, bags, rows, 12);
+        let map = RowMap::from_bags(&b);
+        let grad = uniform(&mut r, bags * dim);
+        let (got, want) = both!(&dev, &cpu, |d| {
+            let t = d.alloc_rows(rows as u64, 4 * dim as u64).unwrap();
+            d.upload_f32(&t, 0, &table).unwrap();
+            let s = d.alloc_rows(rows as u64, 4).unwrap();
+            d.upload_f32(&s, 0, &state).unwrap();
+            let (idx, offs) = (
+                d.buffer_from_u32(&b.indices).unwrap(),
+                d.buffer_from_u32(&b.offsets).unwrap(),
+            );
+            let out = d.alloc_elems(bags * dim).unwrap();
+            d.bag_forward(&BagForward {
+                table: &t,
+                rows,
+                dim: dim as u32,
+                indices: &idx,
+                offsets: &offs,
+                bags: bags as u32,
+                pooling,
+                out: &out,
+                out_stride: dim as u32,
+                out_offset: 0,
+            })
+            .unwrap();
+            let (ur, rs, bi) = (
+                d.buffer_from_u32(&map.unique_rows).unwrap(),
+                d.buffer_from_u32(&map.row_starts).unwrap(),
+                d.buffer_from_u32(&map.bag_ids).unwrap(),
+            );
+            let g = d.buffer_from_f32(&grad).unwrap();
+            let args = BagBackward {
+                table: &t,
+                rows,
+                dim: dim as u32,
+                map: RowGradMap {
+                    unique_rows: &ur,
+                    row_starts: &rs,
+                    bag_ids: &bi,
+                    unique: map.unique() as u32,
+                },
+                offsets: &offs,
+                bags: bags as u32,
+                pooling,
+                grad: &g,
+                grad_stride: dim as u32,
+                grad_offset: 0,
+                lr: 0.5,
+            };
+            if adagrad {
+                d.bag_backward_adagrad(&args, &s, 1e-6).unwrap();
+            } else {
+                d.bag_backward_sgd(&args).unwrap();
+            }
+            let mut v = d.read_f32(&out, 0, bags * dim).unwrap();
+            v.extend(d.read_f32(&t, 0, table.len()).unwrap());
+            v.extend(d.read_f32(&s, 0, rows as usize).unwrap());
+            v
+        });
+        assert_parity(
+            &format!("windows {rows}x{dim} {pooling:?} adagrad={adagrad}"),
+            &got,
+            &want,
+            TRANSCENDENTAL,
+        );
+    }
+}
+
+#[test]
+fn sum_pooled_tables_split_over_buffers_and_windows_match_cpu() {
+    tables_in_windows(Pooling::Sum, true);
+}
+
+#[test]
+fn mean_pooled_tables_split_over_buffers_and_windows_match_cpu() {
+    tables_in_windows(Pooling::Mean, false);
+}
+
+#[test]
+fn transfers_across_buffer_parts_are_exact() {
+    if let Some(dev) = small() {
+        transfers_are_exact(&dev);
+    }
+}
+
+#[test]
+fn an_activation_beyond_one_binding_is_a_clear_error() {
+    let Some(dev) = small() else { return };
+    let x = dev.alloc_elems(10_000).unwrap(); // 40 kB > the 8 kB binding
+    let bias = dev.alloc_elems(100).unwrap();
+    let e = dev
+        .bias_act_forward(&BiasActForward {
+            x: &x,
+            bias: &bias,
+            rows: 100,
+            cols: 100,
+            act: Activation::Relu,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("max_storage_buffer_binding_size") && e.contains("`x`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn dispatches_beyond_65535_workgroups_are_split() {
+    let Some(dev) = common::wgpu_device() else {
+        return;
+    };
+    let cpu = CpuDevice::new();
+    let (rows, cols) = (70_000usize, 64usize); // 70,000 workgroups of 64
+    let mut r = rng(seed("big_dispatch"));
+    let (x, bias) = (uniform(&mut r, rows * cols), uniform(&mut r, cols));
+    let (got, want) = both!(&dev, &cpu, |d| {
+        let xb = d.buffer_from_f32(&x).unwrap();
+        let bb = d.buffer_from_f32(&bias).unwrap();
+        d.bias_act_forward(&BiasActForward {
+            x: &xb,
+            bias: &bb,
+            rows: rows as u32,
+            cols: cols as u32,
+            act: Activation::Relu,
+        })
+        .unwrap();
+        d.read_f32(&xb, 0, rows * cols).unwrap()
+    });
+    assert_parity("bias_act_forward 70,000 workgroups", &got, &want, SUM);
+}

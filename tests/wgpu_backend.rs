@@ -1,0 +1,105 @@
+//! The wgpu backend's own checks: every shader validates offline (no GPU needed), a broken
+//! shader is reported with its file and naga's message, and a missing adapter is a clear error.
+
+mod common;
+
+use rowflow::device::DeviceError;
+use rowflow::device::wgpu::pipelines::{Kernel, compile, validate_wgsl};
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn every_shader_file_parses_and_validates_with_naga() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wgsl") {
+            let source = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if let Err(e) = validate_wgsl(&format!("shaders/{name}"), &source) {
+                panic!("{e}");
+            }
+            checked.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    // Every kernel has its shader, and every shader is a kernel (one name, three implementations).
+    let mut kernels: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+    kernels.sort();
+    checked.sort();
+    assert_eq!(checked, kernels);
+}
+
+#[test]
+fn the_embedded_sources_are_the_files() {
+    for k in Kernel::ALL {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("shaders/{}.wgsl", k.name()));
+        assert_eq!(
+            std::fs::read_to_string(path).unwrap(),
+            k.source(),
+            "{}",
+            k.name()
+        );
+    }
+}
+
+#[test]
+fn a_broken_shader_names_its_file_and_the_naga_error() {
+    let broken = Kernel::Gemm.source().replacen("fn main", "fn main(", 1);
+    let e = validate_wgsl("shaders/gemm.wgsl", &broken).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, DeviceError::ShaderCompile { .. }));
+    assert!(
+        text.starts_with("shaders/gemm.wgsl does not compile:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shaders/gemm.wgsl:"),
+        "naga's message points into the file: {text}"
+    );
+    // A shader that parses but does not validate (an f32 atomic needs a capability we do not ask).
+    let invalid = "@group(0) @binding(0) var<storage, read_write> x: atomic<f32>;\n\
+                   @compute @workgroup_size(1) fn main() { atomicAdd(&x, 1.0); }";
+    let text = validate_wgsl("shaders/bad.wgsl", invalid)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.starts_with("shaders/bad.wgsl does not compile:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_broken_shader_fails_device_compilation_without_a_panic() {
+    let Some(dev) = common::wgpu_device() else {
+        return;
+    };
+    let broken = Kernel::BceLoss
+        .source()
+        .replace("@compute", "@compute @compute");
+    match compile(dev.raw_device(), Kernel::BceLoss, &broken) {
+        Err(DeviceError::ShaderCompile { shader, message }) => {
+            assert_eq!(shader, "shaders/bce_loss.wgsl");
+            assert!(!message.is_empty());
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a broken shader compiled"),
+    }
+}
+
+#[test]
+fn no_matching_adapter_is_a_clear_error() {
+    let o = Command::new(env!("CARGO_BIN_EXE_rowflow"))
+        .args(["train", "--backend", "wgpu", "--steps", "1"])
+        .env("WGPU_ADAPTER_NAME", "no-such-adapter-anywhere")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("backend `wgpu` is unavailable"), "{err}");
+    assert!(
+        err.contains("no-such-adapter-anywhere") || err.contains("no wgpu adapter"),
+        "{err}"
+    );
+}
