@@ -3,6 +3,7 @@
 
 use crate::data::synthetic::SyntheticOptions;
 use crate::device::BackendChoice;
+use crate::embedding::{Placement, Policy, Precision, Rounding};
 use crate::model::ModelConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,30 @@ impl TableRows {
     }
 }
 
+/// Cache sizes as fractions of each table: one for every table, or one per table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Fractions {
+    /// The same fraction of every table.
+    One(f64),
+    /// One fraction per table.
+    Each(Vec<f64>),
+}
+
+impl Fractions {
+    /// Parses `0.05` or `0.05,0.1,…` (the `--cache-fraction` syntax).
+    pub fn parse(s: &str) -> Result<Fractions, String> {
+        let values: Result<Vec<f64>, _> = s.split(',').map(|v| v.trim().parse::<f64>()).collect();
+        match values {
+            Ok(v) if v.len() == 1 => Ok(Fractions::One(v[0])),
+            Ok(v) => Ok(Fractions::Each(v)),
+            Err(e) => Err(format!(
+                "expected a fraction or a comma-separated list of them: {e}"
+            )),
+        }
+    }
+}
+
 /// A whole training run's settings (a TOML file; flags override its keys).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -79,6 +104,19 @@ pub struct RunConfig {
     pub summary_json: Option<PathBuf>,
     /// Skip and count malformed data lines instead of failing.
     pub skip_bad_lines: bool,
+    /// Where embedding rows live: `all-on-device`, `host-only`, `lru`, `lfu`.
+    pub policy: Policy,
+    /// Precision of the host backing store (cached policies).
+    pub precision: Precision,
+    /// Rounding of rows written back to the store.
+    pub rounding: Rounding,
+    /// Cache size as a fraction of each table (default 0.05 for `lru`/`lfu`).
+    pub cache_fraction: Option<Fractions>,
+    /// Cache size in rows: one value is a global budget shared by the tables in proportion to
+    /// their sizes; a list gives each table's.
+    pub cache_rows: Option<TableRows>,
+    /// Steps between row-hotness reports in the telemetry (0: never).
+    pub hotness_every: u64,
     /// Model sizes and optimizers.
     pub model: ModelConfig,
     /// The synthetic generator's settings.
@@ -102,6 +140,12 @@ impl Default for RunConfig {
             telemetry: None,
             summary_json: None,
             skip_bad_lines: false,
+            policy: Policy::AllOnDevice,
+            precision: Precision::Fp32,
+            rounding: Rounding::Stochastic,
+            cache_fraction: None,
+            cache_rows: None,
+            hotness_every: 100,
             model: ModelConfig::default(),
             synthetic: SyntheticOptions::default(),
         }
@@ -169,6 +213,110 @@ impl RunConfig {
     /// Whether the data is the embedded synthetic generator.
     pub fn is_synthetic(&self) -> bool {
         self.data == "synthetic"
+    }
+
+    /// Where the embedding rows of tables with `table_rows` rows live.
+    pub fn placement(&self, table_rows: &[u32]) -> Result<Placement, ConfigError> {
+        let bad = |key, flag, message: String| ConfigError::Invalid {
+            key,
+            flag: Some(flag),
+            message,
+        };
+        let sized = self.cache_fraction.is_some() || self.cache_rows.is_some();
+        match self.policy {
+            Policy::AllOnDevice => {
+                if self.precision != Precision::Fp32 {
+                    return Err(bad(
+                        "precision",
+                        "--precision",
+                        format!(
+                            "{} needs a host store, but policy all-on-device keeps FP32 rows on the device; \
+                         add --policy lru (or lfu, host-only)",
+                            self.precision.name()
+                        ),
+                    ));
+                }
+                if sized {
+                    return Err(bad(
+                        "cache_fraction",
+                        "--cache-fraction",
+                        "policy all-on-device has no cache; add --policy lru (or lfu)".into(),
+                    ));
+                }
+                return Ok(Placement::all_on_device());
+            }
+            Policy::HostOnly if sized => {
+                return Err(bad(
+                    "cache_fraction",
+                    "--cache-fraction",
+                    "policy host-only has no cache; drop --cache-fraction/--cache-rows".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.cache_fraction.is_some() && self.cache_rows.is_some() {
+            return Err(bad(
+                "cache_rows",
+                "--cache-rows",
+                "give either --cache-rows or --cache-fraction, not both".into(),
+            ));
+        }
+        let n = table_rows.len();
+        let cache_rows: Vec<u32> = match (&self.cache_rows, &self.cache_fraction) {
+            (Some(TableRows::One(total)), _) => {
+                let all: u64 = table_rows.iter().map(|&r| r as u64).sum();
+                table_rows
+                    .iter()
+                    .map(|&r| {
+                        ((*total as u64 * r as u64) as f64 / all as f64)
+                            .round()
+                            .max(1.0) as u32
+                    })
+                    .collect()
+            }
+            (Some(rows @ TableRows::Each(_)), _) => rows.expand(n)?,
+            (None, fractions) => {
+                let f = match fractions {
+                    None => vec![0.05; n],
+                    Some(Fractions::One(f)) => vec![*f; n],
+                    Some(Fractions::Each(v)) if v.len() == n => v.clone(),
+                    Some(Fractions::Each(v)) => {
+                        return Err(bad(
+                            "cache_fraction",
+                            "--cache-fraction",
+                            format!(
+                                "{} values given for {n} tables; give one value or {n}",
+                                v.len()
+                            ),
+                        ));
+                    }
+                };
+                for &x in &f {
+                    if !(x > 0.0 && x <= 1.0) {
+                        return Err(bad(
+                            "cache_fraction",
+                            "--cache-fraction",
+                            format!("{x} is out of range: expected a fraction with 0 < F <= 1"),
+                        ));
+                    }
+                }
+                table_rows
+                    .iter()
+                    .zip(&f)
+                    .map(|(&r, &x)| (r as f64 * x).ceil().max(1.0) as u32)
+                    .collect()
+            }
+        };
+        Ok(Placement {
+            policy: self.policy,
+            precision: self.precision,
+            rounding: self.rounding,
+            cache_rows: cache_rows
+                .iter()
+                .zip(table_rows)
+                .map(|(&c, &r)| c.clamp(1, r.max(1)))
+                .collect(),
+        })
     }
 
     /// Checks every value; the first problem is returned, naming its key, flag and range.
@@ -276,9 +424,19 @@ impl RunConfig {
             true,
             1e3,
         )?;
+        let cache_rows = match &self.cache_rows {
+            Some(TableRows::One(n)) => vec![*n],
+            Some(TableRows::Each(v)) => v.clone(),
+            None => Vec::new(),
+        };
+        for v in cache_rows {
+            int("cache_rows", Some("--cache-rows"), v as u64, 1, 1 << 31)?;
+        }
+        int("hotness_every", None, self.hotness_every, 0, u64::MAX >> 1)?;
         if self.is_synthetic() {
             int("synthetic.tables", None, s.tables as u64, 1, 1024)?;
-            self.table_rows.expand(s.tables)?;
+            let rows = self.table_rows.expand(s.tables)?;
+            self.placement(&rows)?;
             int(
                 "synthetic.pooling_factor",
                 None,
@@ -320,7 +478,8 @@ impl RunConfig {
                 1e3,
             )?;
         } else {
-            self.table_rows.expand(crate::data::criteo::NUM_SPARSE)?;
+            let rows = self.table_rows.expand(crate::data::criteo::NUM_SPARSE)?;
+            self.placement(&rows)?;
         }
         Ok(())
     }

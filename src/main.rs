@@ -4,12 +4,14 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rowflow::bench::kernels::{KernelBenchArgs, run_kernel_bench};
-use rowflow::config::{RunConfig, TableRows};
+use rowflow::bench::memory::{MemoryBenchArgs, run_memory_bench};
+use rowflow::config::{Fractions, RunConfig, TableRows};
 use rowflow::device::cpu::CpuDevice;
 use rowflow::device::wgpu::{WgpuDevice, probe};
 use rowflow::device::{
     BackendChoice, BackendKind, Device, DeviceError, probe_backends, select_backend,
 };
+use rowflow::embedding::{Policy, Precision, Rounding};
 use rowflow::telemetry::{Snapshot, TelemetryWriter};
 use rowflow::train::{TrainSummary, open_dataset, planned_steps, train};
 use std::path::PathBuf;
@@ -47,6 +49,8 @@ enum Command {
 enum BenchCommand {
     /// Time every kernel at a realistic size (median of repeated runs).
     Kernels(KernelBenchArgs),
+    /// Memory saved by low-precision stores under a cache, and the AUC it costs.
+    Memory(MemoryBenchArgs),
 }
 
 /// `rowflow train`: a config file plus flags that override its keys.
@@ -94,6 +98,21 @@ struct TrainArgs {
     /// Skip and count malformed data lines instead of failing.
     #[arg(long)]
     skip_bad_lines: bool,
+    /// Where embedding rows live.
+    #[arg(long, value_enum)]
+    policy: Option<Policy>,
+    /// Precision of the host backing store (cached policies).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// Rounding of rows written back to the store.
+    #[arg(long, value_enum)]
+    rounding: Option<Rounding>,
+    /// Cache size as a fraction of each table: one value, or one per table.
+    #[arg(long, value_name = "F|F,F,…", value_parser = Fractions::parse, allow_negative_numbers = true)]
+    cache_fraction: Option<Fractions>,
+    /// Cache size in rows: one global budget (shared in proportion to table sizes), or one per table.
+    #[arg(long, value_name = "N|N,N,…", value_parser = TableRows::parse)]
+    cache_rows: Option<TableRows>,
 }
 
 impl TrainArgs {
@@ -142,6 +161,23 @@ impl TrainArgs {
         if self.skip_bad_lines {
             c.skip_bad_lines = true;
         }
+        if let Some(v) = self.policy {
+            c.policy = v;
+        }
+        if let Some(v) = self.precision {
+            c.precision = v;
+        }
+        if let Some(v) = self.rounding {
+            c.rounding = v;
+        }
+        if let Some(v) = self.cache_fraction {
+            c.cache_fraction = Some(v);
+            c.cache_rows = None;
+        }
+        if let Some(v) = self.cache_rows {
+            c.cache_rows = Some(v);
+            c.cache_fraction = None;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -172,6 +208,9 @@ fn main() -> ExitCode {
         Command::Bench {
             which: BenchCommand::Kernels(args),
         } => bench_kernels(&args),
+        Command::Bench {
+            which: BenchCommand::Memory(args),
+        } => bench_memory(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -320,6 +359,25 @@ fn print_summary(s: &TrainSummary) {
         f(s.teacher_auc),
         s.test_samples
     );
+    if s.policy.is_cached() {
+        println!(
+            "{} {} store, {} rounding, cache {}: hit rate {:.4}, {:.0} bytes moved per sample",
+            s.policy.name(),
+            s.precision.map_or("?", |p| p.name()),
+            s.rounding
+                .map_or("?".into(), |r| format!("{r:?}").to_lowercase()),
+            s.cache_fraction
+                .map_or("none".into(), |f| format!("{:.2}% of the rows", 100.0 * f)),
+            s.hit_rate,
+            s.bytes_per_sample
+        );
+    }
+    println!(
+        "embeddings: {:.1} MB ({:.2}x less than {:.1} MB in FP32)",
+        s.embedding_bytes as f64 / 1e6,
+        s.memory_reduction,
+        s.fp32_embedding_bytes as f64 / 1e6
+    );
     if s.skipped_lines > 0 {
         println!("skipped_lines {}", s.skipped_lines);
     }
@@ -331,5 +389,14 @@ fn bench_kernels(args: &KernelBenchArgs) -> Result<()> {
         eprintln!("backend {reason}");
     }
     on_device!(selection.backend, |dev| run_kernel_bench(dev, args)?);
+    Ok(())
+}
+
+fn bench_memory(args: &MemoryBenchArgs) -> Result<()> {
+    let selection = select_backend(args.backend)?;
+    for reason in &selection.reasons {
+        eprintln!("backend {reason}");
+    }
+    on_device!(selection.backend, |dev| run_memory_bench(dev, args)?);
     Ok(())
 }

@@ -13,7 +13,8 @@
 use crate::config::{ConfigError, RunConfig};
 use crate::data::{Batch, DataError, Dataset, SampleStream};
 use crate::device::{BackendKind, Device, DeviceError};
-use crate::embedding::RowMap;
+use crate::embedding::hotness::{HotnessCounts, HotnessTracker, report};
+use crate::embedding::{Policy, Precision, Rounding, RowMap};
 use crate::metrics::{auc, log_loss};
 use crate::model::Dlrm;
 use crate::telemetry::{MemoryStats, SCHEMA_VERSION, Snapshot, StageTime, TableStats};
@@ -95,6 +96,28 @@ pub struct TrainSummary {
     pub final_train_loss: Option<f64>,
     /// Fraction of training time the device stage waited for data.
     pub device_idle_fraction: f64,
+    /// Where embedding rows lived (`all-on-device`, `host-only`, `lru`, `lfu`).
+    pub policy: Policy,
+    /// Host store precision (`null` for all-on-device).
+    pub precision: Option<Precision>,
+    /// Rounding of write-backs (`null` for all-on-device).
+    pub rounding: Option<Rounding>,
+    /// Cache slots over table rows, all tables together (`null` without a cache).
+    pub cache_fraction: Option<f64>,
+    /// Bytes the embeddings held: host stores, device rows or cache, optimizer state, directory.
+    pub embedding_bytes: u64,
+    /// The same tables fully in FP32.
+    pub fp32_embedding_bytes: u64,
+    /// `fp32_embedding_bytes / embedding_bytes`.
+    pub memory_reduction: f64,
+    /// Training lookups' unique rows found on the device, over all steps.
+    pub hit_rate: f64,
+    /// Embedding-row bytes moved host → device during training.
+    pub bytes_h2d: u64,
+    /// Embedding-row bytes moved device → host during training.
+    pub bytes_d2h: u64,
+    /// `(bytes_h2d + bytes_d2h) / samples`.
+    pub bytes_per_sample: f64,
     /// Every evaluation, in order.
     pub evals: Vec<EvalPoint>,
 }
@@ -105,6 +128,8 @@ struct Prepared {
     maps: Vec<RowMap>,
     busy_s: f64,
     waiting_s: f64,
+    /// Row hotness so far, on the steps that report it.
+    hotness: Option<HotnessCounts>,
 }
 
 /// Steps a run takes: `--steps`, else `epochs` × full batches per epoch.
@@ -133,24 +158,30 @@ pub fn train<D: Device>(
         .batch_size
         .max(cfg.eval_batch_size.min(test.len()).max(1));
     let schema = data.schema();
-    let mut model = Dlrm::new(dev, &cfg.model, schema, capacity, cfg.seed)?;
-    let memory = MemoryStats {
-        host_store_bytes: None,
-        device_cache_bytes: model.embeddings().device_bytes(dev),
-        device_bytes: model.device_bytes(dev),
-        fp32_equivalent_bytes: model.embeddings().fp32_bytes(),
+    let placement = cfg.placement(&schema.table_rows)?;
+    let cache_fraction = placement.policy.is_cached().then(|| {
+        let rows: u64 = schema.table_rows.iter().map(|&r| r as u64).sum();
+        placement.cache_rows.iter().map(|&c| c as u64).sum::<u64>() as f64 / rows.max(1) as f64
+    });
+    let cache_fraction = if placement.policy == Policy::HostOnly {
+        None
+    } else {
+        cache_fraction
     };
-    let table_rows = schema.table_rows.clone();
+    let cached_run = placement.policy.is_cached();
+    let mut model = Dlrm::new(dev, &cfg.model, schema, placement, capacity, cfg.seed)?;
+    let tables = schema.table_rows.len();
     let stream = data.open_train()?;
 
     let (full_tx, full_rx) = bounded::<Result<Prepared, DataError>>(QUEUE_DEPTH);
     let (free_tx, free_rx) = bounded::<Prepared>(QUEUE_DEPTH + 2);
     for _ in 0..QUEUE_DEPTH + 2 {
         let p = Prepared {
-            batch: Batch::new(schema.num_dense, table_rows.len()),
-            maps: vec![RowMap::new(); table_rows.len()],
+            batch: Batch::new(schema.num_dense, tables),
+            maps: vec![RowMap::new(); tables],
             busy_s: 0.0,
             waiting_s: 0.0,
+            hotness: None,
         };
         // The channel has room for all of them.
         let _ = free_tx.send(p);
@@ -162,15 +193,20 @@ pub fn train<D: Device>(
     let mut cumulative = TableStats::default();
     let mut losses = std::collections::VecDeque::with_capacity(LOSS_WINDOW);
     let (mut busy_total, mut wait_total) = (0.0f64, 0.0f64);
-    let mut eval_scratch = (Batch::new(schema.num_dense, table_rows.len()), Vec::new());
+    let mut eval_scratch = (Batch::new(schema.num_dense, tables), Vec::new());
 
     let result = std::thread::scope(|scope| -> Result<(), TrainError> {
-        let batch_size = cfg.batch_size;
-        let loader = scope.spawn(move || load(stream, steps, batch_size, free_rx, full_tx));
+        let job = LoadJob {
+            steps,
+            batch_size: cfg.batch_size,
+            hotness_every: cfg.hotness_every,
+            tables,
+        };
+        let loader = scope.spawn(move || load(stream, job, free_rx, full_tx));
         let outcome = (|| -> Result<(), TrainError> {
             for step in 1..=steps {
                 let t_wait = Instant::now();
-                let prepared = full_rx.recv().map_err(|_| TrainError::LoaderDied)??;
+                let mut prepared = full_rx.recv().map_err(|_| TrainError::LoaderDied)??;
                 let waiting_s = t_wait.elapsed().as_secs_f64();
                 let t_busy = Instant::now();
                 let loss = model.train_step(dev, &prepared.batch, &prepared.maps, cfg.lr)?;
@@ -182,25 +218,10 @@ pub fn train<D: Device>(
                 }
                 losses.push_back(loss);
 
-                let tables: Vec<TableStats> = prepared
-                    .batch
-                    .sparse
-                    .iter()
-                    .zip(&prepared.maps)
-                    .enumerate()
-                    .map(|(t, (bags, map))| TableStats {
-                        table: Some(t),
-                        lookups: bags.indices.len() as u64,
-                        unique_rows: map.unique() as u64,
-                        // Every row is resident: all unique rows hit, nothing travels.
-                        hits: map.unique() as u64,
-                        cache_rows: table_rows[t] as u64,
-                        cache_occupancy: 1.0,
-                        ..Default::default()
-                    })
-                    .collect();
+                let emb = model.embeddings();
+                let table_stats = emb.stats().to_vec();
                 let mut total = TableStats::default();
-                tables.iter().for_each(|t| total.accumulate(t));
+                table_stats.iter().for_each(|t| total.accumulate(t));
                 cumulative.add_step(&total);
                 let stages = vec![
                     StageTime {
@@ -214,19 +235,30 @@ pub fn train<D: Device>(
                         waiting_s,
                     },
                 ];
+                let hotness = prepared
+                    .hotness
+                    .take()
+                    .map(|c| report(c, |t, row| emb.is_resident(t, row)));
+                let memory = MemoryStats {
+                    host_store_bytes: emb.host_store_bytes(),
+                    device_cache_bytes: emb.device_bytes(dev),
+                    device_bytes: model.device_bytes(dev),
+                    fp32_equivalent_bytes: emb.fp32_bytes(),
+                };
                 let _ = free_tx.send(prepared);
 
                 let (mut test_auc, mut test_logloss) = (None, None);
                 let due = cfg.eval_every > 0 && step % cfg.eval_every == 0;
                 if due || step == steps {
                     let t_eval = Instant::now();
-                    let (a, l) = evaluate(
-                        dev,
-                        &mut model,
-                        test,
-                        cfg.eval_batch_size,
-                        &mut eval_scratch,
-                    )?;
+                    // A cache must hold one batch's rows: evaluate cached runs in training-sized
+                    // batches, which are known to fit.
+                    let eval_batch = if cached_run {
+                        cfg.batch_size
+                    } else {
+                        cfg.eval_batch_size
+                    };
+                    let (a, l) = evaluate(dev, &mut model, test, eval_batch, &mut eval_scratch)?;
                     eval_seconds += t_eval.elapsed().as_secs_f64();
                     (test_auc, test_logloss) = (a, l);
                     evals.push(EvalPoint {
@@ -251,17 +283,17 @@ pub fn train<D: Device>(
                     loss,
                     test_auc,
                     test_logloss,
-                    tables,
+                    tables: table_stats,
                     total,
                     cumulative: cumulative.clone(),
-                    hotness: None,
+                    hotness,
                     stages,
                     device_idle_fraction: Some(if busy_s + waiting_s > 0.0 {
                         waiting_s / (busy_s + waiting_s)
                     } else {
                         0.0
                     }),
-                    memory: memory.clone(),
+                    memory,
                     link_gbps: None,
                 });
             }
@@ -279,6 +311,10 @@ pub fn train<D: Device>(
     let train_seconds = busy_total + wait_total;
     let samples = steps * cfg.batch_size as u64;
     let last = evals.last().cloned();
+    let emb = model.embeddings();
+    let (embedding_bytes, fp32_embedding_bytes) = (emb.embedding_bytes(dev), emb.fp32_bytes());
+    let placement = emb.placement();
+    let cached = placement.policy.is_cached();
     Ok(TrainSummary {
         backend: dev.info().backend,
         device: dev.info().name.clone(),
@@ -308,31 +344,59 @@ pub fn train<D: Device>(
         } else {
             0.0
         },
+        policy: placement.policy,
+        precision: cached.then_some(placement.precision),
+        rounding: cached.then_some(placement.rounding),
+        cache_fraction,
+        embedding_bytes,
+        fp32_embedding_bytes,
+        memory_reduction: fp32_embedding_bytes as f64 / embedding_bytes.max(1) as f64,
+        hit_rate: cumulative.hit_rate(),
+        bytes_h2d: cumulative.bytes_h2d,
+        bytes_d2h: cumulative.bytes_d2h,
+        bytes_per_sample: (cumulative.bytes_h2d + cumulative.bytes_d2h) as f64
+            / samples.max(1) as f64,
         evals,
     })
 }
 
-/// The loader thread: fills recycled batches and their unique-row maps, `steps` times.
-fn load(
-    mut stream: Box<dyn SampleStream + '_>,
+/// What the loader thread produces.
+struct LoadJob {
     steps: u64,
     batch_size: usize,
+    hotness_every: u64,
+    tables: usize,
+}
+
+/// The loader thread: fills recycled batches and their unique-row maps, `steps` times, and
+/// keeps the row-hotness counts.
+fn load(
+    mut stream: Box<dyn SampleStream + '_>,
+    job: LoadJob,
     free: Receiver<Prepared>,
     full: Sender<Result<Prepared, DataError>>,
 ) {
     let mut blocked_s = 0.0;
-    for _ in 0..steps {
+    let mut hotness = (job.hotness_every > 0).then(|| HotnessTracker::new(job.tables));
+    for step in 1..=job.steps {
         let t_wait = Instant::now();
         let Ok(mut p) = free.recv() else { return };
         let waiting_s = blocked_s + t_wait.elapsed().as_secs_f64();
         let t_busy = Instant::now();
-        if let Err(e) = stream.next_batch(batch_size, &mut p.batch) {
+        if let Err(e) = stream.next_batch(job.batch_size, &mut p.batch) {
             let _ = full.send(Err(e));
             return;
         }
-        for (map, bags) in p.maps.iter_mut().zip(&p.batch.sparse) {
+        for (t, (map, bags)) in p.maps.iter_mut().zip(&p.batch.sparse).enumerate() {
             map.build(bags);
+            if let Some(h) = &mut hotness {
+                h.observe(t, map);
+            }
         }
+        p.hotness = match &hotness {
+            Some(h) if step % job.hotness_every == 0 || step == job.steps => Some(h.counts()),
+            _ => None,
+        };
         p.busy_s = t_busy.elapsed().as_secs_f64();
         p.waiting_s = waiting_s;
         let t_send = Instant::now();

@@ -393,3 +393,131 @@ fn wgpu_and_cpu_training_agree() {
     );
     assert!((a - b).abs() < 1e-3 * a, "log loss {a} vs {b}");
 }
+
+#[test]
+fn placement_flags_are_checked_and_named() {
+    fails_with(&rowflow(&["train", "--precision", "int8"]), "--policy lru");
+    fails_with(
+        &rowflow(&["train", "--policy", "host-only", "--cache-fraction", "0.1"]),
+        "host-only has no cache",
+    );
+    fails_with(
+        &rowflow(&["train", "--policy", "lru", "--cache-fraction", "1.5"]),
+        "cache_fraction (--cache-fraction)",
+    );
+    fails_with(
+        &rowflow(&["train", "--policy", "lru", "--cache-fraction", "0"]),
+        "cache_fraction (--cache-fraction)",
+    );
+    fails_with(
+        &rowflow(&["train", "--cache-rows", "0", "--policy", "lru"]),
+        "cache_rows (--cache-rows)",
+    );
+}
+
+#[test]
+fn a_cached_int8_run_reports_memory_traffic_and_hotness() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let (summary, telemetry) = (dir.path().join("s.json"), dir.path().join("t.jsonl"));
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--policy",
+        "lru",
+        "--precision",
+        "int8",
+        "--cache-fraction",
+        "0.1",
+        "--table-rows",
+        "5000",
+        "--rounding",
+        "stochastic",
+        "--summary-json",
+        summary.to_str().unwrap(),
+        "--telemetry",
+        telemetry.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["policy"], "lru");
+    assert_eq!(s["precision"], "int8");
+    assert_eq!(s["rounding"], "stochastic");
+    let f = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {s}"));
+    assert!((f("cache_fraction") - 0.1).abs() < 0.01);
+    assert!(f("memory_reduction") > 1.0 && f("embedding_bytes") < f("fp32_embedding_bytes"));
+    assert!((0.0..1.0).contains(&f("hit_rate")) && f("bytes_h2d") > 0.0 && f("bytes_d2h") > 0.0);
+    let snaps = rowflow::telemetry::read_jsonl(&telemetry).unwrap();
+    let last = snaps.last().unwrap();
+    assert!(last.total.evictions.is_some() && last.memory.host_store_bytes.is_some());
+    assert!(last.cumulative.misses > 0 && last.cumulative.hits > 0);
+    let hot = last
+        .hotness
+        .as_ref()
+        .expect("the last step reports hotness");
+    assert_eq!(hot.len(), 8);
+    assert!(!hot[0].top.is_empty() && !hot[0].histogram.is_empty());
+    // The hottest rows of a Zipf table are in an LRU cache holding 10% of it.
+    assert!(hot.iter().all(|h| h.top[0].cached), "{:?}", hot[0].top);
+}
+
+#[test]
+fn bench_memory_reports_every_configuration() {
+    let o = rowflow(&[
+        "bench",
+        "memory",
+        "--backend",
+        "cpu",
+        "--json",
+        "--dims",
+        "32",
+        "--fractions",
+        "0.05",
+        "--table-rows",
+        "5000",
+        "--train-samples",
+        "3000",
+        "--test-samples",
+        "1000",
+        "--batch-size",
+        "32",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Baseline + int8/int4 × 1 fraction × 2 roundings + fp16 and 10% extras.
+    assert_eq!(rows.len(), 1 + 4 + 2, "{out}");
+    let keys = [
+        "data",
+        "dim",
+        "precision",
+        "cache_fraction",
+        "rounding",
+        "memory_reduction",
+        "test_auc",
+        "delta_auc",
+        "test_logloss",
+        "hit_rate",
+        "bytes_per_sample",
+    ];
+    for r in &rows {
+        for k in keys {
+            assert!(r.get(k).is_some(), "{k} missing in {r}");
+        }
+    }
+    assert_eq!(rows[0]["precision"], "fp32");
+    assert_eq!(rows[0]["cache_fraction"], serde_json::Value::Null);
+    assert_eq!(rows[0]["delta_auc"], 0.0);
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r["memory_reduction"].as_f64().unwrap() > 1.0)
+    );
+}

@@ -6,7 +6,7 @@
 use rowflow::data::{Bags, Batch, Schema};
 use rowflow::device::cpu::CpuDevice;
 use rowflow::device::{DeviceExt, Pooling};
-use rowflow::embedding::RowMap;
+use rowflow::embedding::{Placement, RowMap};
 use rowflow::model::{Dlrm, ModelConfig, OptimizerKind};
 
 fn tiny_batch() -> Batch {
@@ -39,6 +39,7 @@ fn check(pooling: Pooling) {
         dense_optimizer: OptimizerKind::Sgd,
         adagrad_eps: 1e-8,
         adagrad_init: 0.0,
+        embedding_lr: None,
         embedding_init_scale: 0.6,
     };
     let schema = Schema {
@@ -48,7 +49,7 @@ fn check(pooling: Pooling) {
     let batch = tiny_batch();
     let n = batch.len() as f64;
     let maps: Vec<RowMap> = batch.sparse.iter().map(RowMap::from_bags).collect();
-    let mut model = Dlrm::new(&dev, &cfg, &schema, 8, 7).unwrap();
+    let mut model = Dlrm::new(&dev, &cfg, &schema, Placement::all_on_device(), 8, 7).unwrap();
 
     let tables_before: Vec<Vec<f32>> = (0..2)
         .map(|t| model.embeddings().read_table(&dev, t).unwrap())

@@ -24,7 +24,10 @@ const REL: f64 = 1e-5;
 
 #[path = "kernels/embedding.rs"]
 mod embedding;
+#[path = "kernels/quantize.rs"]
+mod quantize;
 use embedding::{bag_backward_matches_naive, bag_forward_matches_naive};
+use quantize::{dequantize_rows_match_reference, quantize_rows_match_reference};
 
 fn gemm_matches_naive<D: Device>(dev: &D) {
     let mut r = rng(seed("gemm"));
@@ -524,6 +527,14 @@ macro_rules! kernel_tests {
             #[test]
             fn copy_buffer_copies_exactly() {
                 with_dev!(copy_buffer_is_exact);
+            }
+            #[test]
+            fn quantize_rows_matches_the_reference_packing() {
+                with_dev!(quantize_rows_match_reference);
+            }
+            #[test]
+            fn dequantize_rows_matches_the_reference_and_moves_state() {
+                with_dev!(dequantize_rows_match_reference);
             }
             #[test]
             fn bad_launches_are_errors_not_panics() {

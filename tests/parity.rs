@@ -27,7 +27,7 @@ use rowflow::device::{
     Device, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling,
     RowGradMap,
 };
-use rowflow::embedding::RowMap;
+use rowflow::embedding::{Placement, RowMap};
 use rowflow::model::{Dlrm, ModelConfig, OptimizerKind};
 
 /// (relative, absolute) tolerances.
@@ -435,8 +435,8 @@ fn training_parity<D: Device>(dev: &D, cpu: &CpuDevice) {
         embedding_optimizer: OptimizerKind::Adagrad,
         ..Default::default()
     };
-    let mut a = Dlrm::new(dev, &cfg, &schema, 512, seed).unwrap();
-    let mut b = Dlrm::new(cpu, &cfg, &schema, 512, seed).unwrap();
+    let mut a = Dlrm::new(dev, &cfg, &schema, Placement::all_on_device(), 512, seed).unwrap();
+    let mut b = Dlrm::new(cpu, &cfg, &schema, Placement::all_on_device(), 512, seed).unwrap();
     let mut stream = data.open_train().unwrap();
     let mut batch = Batch::new(schema.num_dense, 4);
     for step in 0..30 {
@@ -468,6 +468,10 @@ fn training_parity<D: Device>(dev: &D, cpu: &CpuDevice) {
     b.predict(cpu, data.test(), &mut pb).unwrap();
     assert_parity("test predictions", &pa, &pb, (1e-4, 1e-5));
 }
+
+#[path = "parity/cache.rs"]
+mod cached;
+use cached::{cached_training_parity, quantize_parity};
 
 macro_rules! parity_tests {
     ($backend:ident, $make:expr) => {
@@ -556,6 +560,18 @@ macro_rules! parity_tests {
             #[test]
             fn thirty_training_steps_match_cpu() {
                 with_dev!(|d, c| training_parity(d, c));
+            }
+            #[test]
+            fn quantize_and_dequantize_nearest_match_cpu() {
+                with_dev!(|d, c| quantize_parity(d, c, false));
+            }
+            #[test]
+            fn quantize_and_dequantize_stochastic_match_cpu() {
+                with_dev!(|d, c| quantize_parity(d, c, true));
+            }
+            #[test]
+            fn thirty_cached_int8_training_steps_match_cpu() {
+                with_dev!(|d, c| cached_training_parity(d, c));
             }
         }
     };

@@ -13,7 +13,7 @@ use crate::device::{
     Activation, BackendChoice, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, Device,
     DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling,
 };
-use crate::embedding::{EmbeddingSettings, EmbeddingTables, RowMap};
+use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement, RowMap};
 use crate::model::OptimizerKind;
 use rayon::prelude::*;
 use std::time::Instant;
@@ -172,8 +172,14 @@ pub fn run_kernel_bench<D: Device>(
         adagrad_init: 0.0,
         init_scale: 0.05,
     };
-    let mut sgd =
-        EmbeddingTables::new(dev, &vec![e; t], settings(OptimizerKind::Sgd), b, args.seed)?;
+    let mut sgd = EmbeddingTables::new(
+        dev,
+        &vec![e; t],
+        settings(OptimizerKind::Sgd),
+        Placement::all_on_device(),
+        b,
+        args.seed,
+    )?;
     let pooled = dev.alloc_elems(b * t * d)?;
     let grad = dev.buffer_from_f32(&vec![1e-3f32; b * t * d])?;
 
@@ -268,6 +274,7 @@ pub fn run_kernel_bench<D: Device>(
         dev,
         &vec![e; t],
         settings(OptimizerKind::Adagrad),
+        Placement::all_on_device(),
         b,
         args.seed,
     )?;

@@ -2,6 +2,7 @@
 //! `--json`. Timings are medians of repeated runs; compare rows measured in the same run.
 
 pub mod kernels;
+pub mod memory;
 
 use crate::device::BackendKind;
 use serde::Serialize;

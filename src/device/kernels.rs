@@ -6,6 +6,7 @@
 //! backend rejects the same bad launches with the same message before touching memory.
 
 use super::DeviceError;
+pub use crate::embedding::precision::{Precision, Rounding};
 use serde::{Deserialize, Serialize};
 
 /// How the rows of a bag are combined.
@@ -451,5 +452,120 @@ impl<B> DenseUpdate<'_, B> {
             (Optimizer::Adagrad { .. }, Some(s)) => need(K, "state", bytes(s), n),
             (Optimizer::Sgd, _) => Ok(()),
         }
+    }
+}
+
+/// Optimizer state travelling with rows between a device cache and the host: one f32 per row.
+pub struct StateRows<'a, B> {
+    /// `[cache_rows]` f32: the cache's per-slot state.
+    pub cache_state: &'a B,
+    /// `[rows]` f32: the staged state, one per moved row.
+    pub staged: &'a B,
+}
+
+/// Arguments of `dequantize_rows`: packed rows staged from the host store are expanded into FP32
+/// cache slots, `cache[slots[i]] = dequantize(packed row i)` (and their optimizer state, when
+/// given, `cache_state[slots[i]] = staged[i]`).
+pub struct DequantizeRows<'a, B> {
+    /// `[rows × row_words]` u32: the packed rows (layouts in `embedding::precision`).
+    pub packed: &'a B,
+    /// `[rows]` u32: destination slot of each row.
+    pub slots: &'a B,
+    /// Rows to expand.
+    pub rows: u32,
+    /// Values per row.
+    pub dim: u32,
+    /// Layout of the packed rows.
+    pub precision: Precision,
+    /// `[cache_rows × dim]` f32: the cache.
+    pub cache: &'a B,
+    /// Slots in the cache.
+    pub cache_rows: u32,
+    /// Optimizer state to move along, if any.
+    pub state: Option<StateRows<'a, B>>,
+}
+
+/// Arguments of `quantize_rows`: cache slots are packed for the host store,
+/// `packed row i = quantize(cache[slots[i]])`, rounding with noise keyed by
+/// `(seed, step, row_ids[i], column)` (and `staged[i] = cache_state[slots[i]]` when given).
+pub struct QuantizeRows<'a, B> {
+    /// `[cache_rows × dim]` f32: the cache.
+    pub cache: &'a B,
+    /// Slots in the cache.
+    pub cache_rows: u32,
+    /// `[rows]` u32: source slot of each row.
+    pub slots: &'a B,
+    /// `[rows]` u32: each row's id in its table (the rounding noise key).
+    pub row_ids: &'a B,
+    /// Rows to pack.
+    pub rows: u32,
+    /// Values per row.
+    pub dim: u32,
+    /// Layout to pack into.
+    pub precision: Precision,
+    /// Nearest or stochastic.
+    pub rounding: Rounding,
+    /// Noise seed.
+    pub seed: u32,
+    /// Noise step (the training step).
+    pub step: u32,
+    /// `[rows × row_words]` u32 output.
+    pub packed: &'a B,
+    /// Optimizer state to move along, if any.
+    pub state: Option<StateRows<'a, B>>,
+}
+
+impl<B> DequantizeRows<'_, B> {
+    /// Checks buffer sizes against the shapes.
+    pub fn validate(&self, bytes: impl Fn(&B) -> u64) -> Result<(), DeviceError> {
+        const K: &str = "dequantize_rows";
+        nonzero(K, "dim", self.dim)?;
+        let (n, d) = (self.rows as u64, self.dim as u64);
+        need(
+            K,
+            "packed",
+            bytes(self.packed),
+            n * self.precision.row_words(d as usize) as u64,
+        )?;
+        need(K, "slots", bytes(self.slots), n)?;
+        need(K, "cache", bytes(self.cache), self.cache_rows as u64 * d)?;
+        if let Some(s) = &self.state {
+            need(
+                K,
+                "cache_state",
+                bytes(s.cache_state),
+                self.cache_rows as u64,
+            )?;
+            need(K, "staged state", bytes(s.staged), n)?;
+        }
+        Ok(())
+    }
+}
+
+impl<B> QuantizeRows<'_, B> {
+    /// Checks buffer sizes against the shapes.
+    pub fn validate(&self, bytes: impl Fn(&B) -> u64) -> Result<(), DeviceError> {
+        const K: &str = "quantize_rows";
+        nonzero(K, "dim", self.dim)?;
+        let (n, d) = (self.rows as u64, self.dim as u64);
+        need(
+            K,
+            "packed",
+            bytes(self.packed),
+            n * self.precision.row_words(d as usize) as u64,
+        )?;
+        need(K, "slots", bytes(self.slots), n)?;
+        need(K, "row_ids", bytes(self.row_ids), n)?;
+        need(K, "cache", bytes(self.cache), self.cache_rows as u64 * d)?;
+        if let Some(s) = &self.state {
+            need(
+                K,
+                "cache_state",
+                bytes(s.cache_state),
+                self.cache_rows as u64,
+            )?;
+            need(K, "staged state", bytes(s.staged), n)?;
+        }
+        Ok(())
     }
 }

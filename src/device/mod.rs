@@ -22,7 +22,8 @@ pub mod wgpu;
 
 pub use kernels::{
     Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling, RowGradMap,
+    DequantizeRows, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling, Precision,
+    QuantizeRows, Rounding, RowGradMap, StateRows,
 };
 pub use select::{
     BackendChoice, BackendKind, BackendReport, Selection, probe_backends, select_backend,
@@ -181,6 +182,11 @@ pub trait Device: Send + Sync + 'static {
         state: &Self::Buffer,
         eps: f32,
     ) -> Result<(), DeviceError>;
+
+    /// Expands packed rows staged from the host store into FP32 cache slots (and their state).
+    fn dequantize_rows(&self, args: &DequantizeRows<'_, Self::Buffer>) -> Result<(), DeviceError>;
+    /// Packs FP32 cache slots for the host store, with nearest or stochastic rounding.
+    fn quantize_rows(&self, args: &QuantizeRows<'_, Self::Buffer>) -> Result<(), DeviceError>;
 
     // ---- dense -------------------------------------------------------------------------------
 

@@ -132,6 +132,14 @@ pub fn probe_backends() -> Vec<BackendReport> {
 
 /// Resolves `--backend` to a concrete backend, or says why the requested one cannot be used.
 pub fn select_backend(choice: BackendChoice) -> Result<Selection, DeviceError> {
+    // The CPU needs no probing (and probing GPU drivers has side effects worth avoiding).
+    if choice == BackendChoice::Cpu {
+        let detail = super::cpu::CpuDevice::describe();
+        return Ok(Selection {
+            backend: BackendKind::Cpu,
+            reasons: vec![format!("cpu: requested; {detail}")],
+        });
+    }
     let reports = probe_backends();
     let report = |kind: BackendKind| reports.iter().find(|r| r.backend == kind).cloned();
     let wanted = match choice {

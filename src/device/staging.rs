@@ -22,7 +22,8 @@ impl<D: Device> StagingBuffer<D> {
         })
     }
 
-    fn reserve(&mut self, dev: &D, len: usize) -> Result<(), DeviceError> {
+    /// Makes room for `len` elements (contents are lost when it grows).
+    pub fn reserve(&mut self, dev: &D, len: usize) -> Result<(), DeviceError> {
         if len > self.capacity {
             let capacity = len.max(2 * self.capacity);
             self.buffer = dev.alloc_elems(capacity)?;

@@ -1,11 +1,20 @@
 //! Embedding tables and the per-batch structures that drive their kernels.
 //!
-//! In this version every row lives on the device in FP32 ([`EmbeddingTables`], the
-//! `AllOnDevice` arrangement). The cached mixed-precision store (host backing store in
-//! FP32/FP16/INT8/INT4 + an FP32 device cache) replaces it behind the same interface.
+//! [`EmbeddingTables`] holds a model's tables placed by a [`Policy`]: all on the device in FP32,
+//! or a host backing store ([`store::HostStore`], FP32/FP16/INT8/INT4 rows, [`precision`])
+//! under an FP32 device cache ([`cache`]) whose rows travel packed and are (de)quantized on the
+//! device.
 
+pub mod cache;
+pub mod hotness;
+mod init;
+pub mod policy;
+pub mod precision;
 mod rowmap;
+pub mod store;
 mod tables;
 
+pub use policy::Policy;
+pub use precision::{Precision, Rounding};
 pub use rowmap::RowMap;
-pub use tables::{EmbeddingSettings, EmbeddingTables};
+pub use tables::{EmbeddingSettings, EmbeddingTables, Placement};

@@ -26,6 +26,12 @@ impl RowMap {
         Self::default()
     }
 
+    /// Bytes allocated by the map's vectors.
+    pub fn bytes(&self) -> u64 {
+        (4 * (self.unique_rows.capacity() + self.row_starts.capacity() + self.bag_ids.capacity())
+            + 8 * self.pairs.capacity()) as u64
+    }
+
     /// Number of unique rows.
     pub fn unique(&self) -> usize {
         self.unique_rows.len()
@@ -58,6 +64,27 @@ impl RowMap {
         self.row_starts.push(self.pairs.len() as u32);
     }
 
+    /// Writes into `out` this map with every row renamed: unique row `u` becomes `names[u]`
+    /// (distinct values, e.g. cache slots). `out` is sorted by the new names, each row keeping
+    /// its bags in batch order, so kernels see the same sums in the same order.
+    pub fn rename_into(&self, names: &[u32], out: &mut RowMap) {
+        out.pairs.clear();
+        out.pairs
+            .extend(names.iter().enumerate().map(|(u, &n)| (n, u as u32)));
+        radsort::sort_by_key(&mut out.pairs, |p| p.0);
+        out.unique_rows.clear();
+        out.row_starts.clear();
+        out.bag_ids.clear();
+        out.row_starts.push(0);
+        for &(name, u) in &out.pairs {
+            let u = u as usize;
+            out.unique_rows.push(name);
+            let group = &self.bag_ids[self.row_starts[u] as usize..self.row_starts[u + 1] as usize];
+            out.bag_ids.extend_from_slice(group);
+            out.row_starts.push(out.bag_ids.len() as u32);
+        }
+    }
+
     /// Builds a new map for `bags`.
     pub fn from_bags(bags: &Bags) -> Self {
         let mut m = Self::new();
@@ -80,6 +107,19 @@ mod tests {
         assert_eq!(m.unique_rows, vec![2, 5, 9]);
         assert_eq!(m.row_starts, vec![0, 2, 4, 5]);
         assert_eq!(m.bag_ids, vec![0, 2, 0, 0, 2]);
+    }
+
+    #[test]
+    fn renaming_sorts_by_the_new_names_and_keeps_each_rows_bags() {
+        let mut bags = Bags::new();
+        bags.push(&[5, 2, 5]);
+        bags.push(&[9, 2]);
+        let m = RowMap::from_bags(&bags); // unique 2, 5, 9
+        let mut r = RowMap::new();
+        m.rename_into(&[7, 0, 3], &mut r); // 2 -> 7, 5 -> 0, 9 -> 3
+        assert_eq!(r.unique_rows, vec![0, 3, 7]);
+        assert_eq!(r.row_starts, vec![0, 2, 3, 5]);
+        assert_eq!(r.bag_ids, vec![0, 0, 1, 0, 1]);
     }
 
     #[test]

@@ -1,21 +1,23 @@
-//! `AllOnDevice` embedding tables: every row of every table lives on the device in FP32.
+//! `EmbeddingTables`: a model's embedding tables, whatever their placement (see [`Policy`]).
 //!
-//! The model talks to embeddings only through this type's `stage` / `forward` / `backward`, so
-//! the cached store (host backing store + device cache) can take its place without touching the
-//! model: it will remap rows to cache slots in `stage` and keep the same kernels.
+//! The model talks to embeddings only through `stage` / `forward` / `backward` /
+//! `finish_step`. With `all-on-device` the kernels read the tables directly; with a cache,
+//! `stage` makes the batch's rows resident (writing back victims, fetching misses packed) and
+//! renames rows to cache slots in the staged indices and unique-row maps, so the same kernels
+//! run on the slots with the same sums in the same order.
 
-use super::RowMap;
+use super::cache::{CachedRows, Slots};
+use super::init::{INIT_CHUNK_ROWS, fill_uniform};
+use super::policy::Policy;
+use super::store::HostStore;
+use super::{Precision, RowMap};
 use crate::data::Bags;
 use crate::device::{
-    BagBackward, BagForward, Device, DeviceError, DeviceExt, Pooling, RowGradMap, StagingBuffer,
+    BagBackward, BagForward, Device, DeviceError, DeviceExt, Pooling, Rounding, RowGradMap,
+    StagingBuffer,
 };
 use crate::model::OptimizerKind;
-use rand::{RngExt, SeedableRng};
-use rand_pcg::Pcg64Mcg;
-use rayon::prelude::*;
-
-/// Rows initialised per upload, so a table larger than host memory would still fit in pieces.
-const INIT_CHUNK_ROWS: usize = 1 << 16;
+use crate::telemetry::TableStats;
 
 /// How the embedding tables are trained.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,11 +36,39 @@ pub struct EmbeddingSettings {
     pub init_scale: f32,
 }
 
+/// Where the rows live.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    /// The policy.
+    pub policy: Policy,
+    /// Host store precision (cached policies).
+    pub precision: Precision,
+    /// Rounding of write-backs.
+    pub rounding: Rounding,
+    /// Cache slots per table (cached policies except host-only, which sizes itself per batch).
+    pub cache_rows: Vec<u32>,
+}
+
+impl Placement {
+    /// Every row on the device in FP32.
+    pub fn all_on_device() -> Self {
+        Placement {
+            policy: Policy::AllOnDevice,
+            precision: Precision::Fp32,
+            rounding: Rounding::Nearest,
+            cache_rows: Vec::new(),
+        }
+    }
+}
+
 struct Table<D: Device> {
     rows: u32,
+    /// Rows of `weights`: the table's rows, or its cache slots.
+    slots: u32,
     weights: D::Buffer,
-    /// Row-wise Adagrad accumulators, one f32 per row.
+    /// Row-wise Adagrad accumulators, one f32 per row (or slot).
     state: Option<D::Buffer>,
+    cache: Option<CachedRows<D>>,
 }
 
 /// One table's inputs for the current batch, on the device.
@@ -53,51 +83,107 @@ struct Staged<D: Device> {
     has_map: bool,
 }
 
-/// All embedding tables of a model, resident on the device (`AllOnDevice`).
+/// All embedding tables of a model.
 pub struct EmbeddingTables<D: Device> {
     settings: EmbeddingSettings,
+    placement: Placement,
     tables: Vec<Table<D>>,
     staged: Vec<Staged<D>>,
+    /// Counts of the last `stage` + `finish_step`, per table.
+    stats: Vec<TableStats>,
+    tick: u64,
+    noise_seed: u32,
+    slot_of: Vec<u32>,
+    remapped: Vec<u32>,
+    local_map: RowMap,
+    renamed: RowMap,
+}
+
+fn alloc_slots<D: Device>(
+    dev: &D,
+    slots: u32,
+    dim: usize,
+    state: Option<f32>,
+) -> Result<(D::Buffer, Option<D::Buffer>), DeviceError> {
+    let weights = dev.alloc_rows(slots.max(1) as u64, 4 * dim as u64)?;
+    let state = match state {
+        Some(init) => {
+            let s = dev.alloc_rows(slots.max(1) as u64, 4)?;
+            dev.upload_f32(&s, 0, &vec![init; slots as usize])?;
+            Some(s)
+        }
+        None => None,
+    };
+    Ok((weights, state))
 }
 
 impl<D: Device> EmbeddingTables<D> {
     /// Allocates and initialises one table per entry of `rows` (values uniform in
-    /// `[-init_scale, init_scale]`, drawn from `seed`), with room for batches of `batch` bags.
+    /// `[-init_scale, init_scale]`, drawn from `seed`), placed as `placement` says, with room
+    /// for batches of `batch` bags.
     pub fn new(
         dev: &D,
         rows: &[u32],
         settings: EmbeddingSettings,
+        placement: Placement,
         batch: usize,
         seed: u64,
     ) -> Result<Self, DeviceError> {
         let dim = settings.dim;
+        let adagrad =
+            (settings.optimizer == OptimizerKind::Adagrad).then_some(settings.adagrad_init);
         let mut tables = Vec::with_capacity(rows.len());
         for (t, &n) in rows.iter().enumerate() {
-            let weights = dev.alloc_rows(n.max(1) as u64, 4 * dim as u64)?;
-            let mut chunk = vec![0f32; INIT_CHUNK_ROWS.min(n as usize) * dim];
-            for (c, first) in (0..n as usize).step_by(INIT_CHUNK_ROWS).enumerate() {
-                let len = INIT_CHUNK_ROWS.min(n as usize - first) * dim;
-                fill_uniform(
-                    &mut chunk[..len],
-                    settings.init_scale,
-                    seed,
-                    t as u64,
-                    c as u64,
-                );
-                dev.upload_f32(&weights, first * dim, &chunk[..len])?;
-            }
-            let state = match settings.optimizer {
-                OptimizerKind::Adagrad => {
-                    let state = dev.alloc_rows(n.max(1) as u64, 4)?;
-                    dev.upload_f32(&state, 0, &vec![settings.adagrad_init; n as usize])?;
-                    Some(state)
+            if !placement.policy.is_cached() {
+                let (weights, state) = alloc_slots(dev, n, dim, adagrad)?;
+                let mut chunk = vec![0f32; INIT_CHUNK_ROWS.min(n as usize) * dim];
+                for (c, first) in (0..n as usize).step_by(INIT_CHUNK_ROWS).enumerate() {
+                    let len = INIT_CHUNK_ROWS.min(n as usize - first) * dim;
+                    fill_uniform(
+                        &mut chunk[..len],
+                        settings.init_scale,
+                        seed,
+                        t as u64,
+                        c as u64,
+                    );
+                    dev.upload_f32(&weights, first * dim, &chunk[..len])?;
                 }
-                OptimizerKind::Sgd => None,
+                tables.push(Table {
+                    rows: n,
+                    slots: n,
+                    weights,
+                    state,
+                    cache: None,
+                });
+                continue;
+            }
+            let slots = match placement.policy {
+                Policy::HostOnly => n.min(4096),
+                _ => placement
+                    .cache_rows
+                    .get(t)
+                    .copied()
+                    .unwrap_or(n)
+                    .clamp(1, n.max(1)),
             };
+            let store = HostStore::new(
+                n,
+                dim,
+                placement.precision,
+                adagrad,
+                settings.init_scale,
+                seed,
+                t as u64,
+            )?;
+            let (weights, state) = alloc_slots(dev, slots, dim, adagrad)?;
+            let cache =
+                CachedRows::new(dev, store, slots, placement.policy, placement.rounding, dim)?;
             tables.push(Table {
                 rows: n,
+                slots,
                 weights,
                 state,
+                cache: Some(cache),
             });
         }
         let staged = (0..rows.len())
@@ -116,8 +202,16 @@ impl<D: Device> EmbeddingTables<D> {
             .collect::<Result<_, DeviceError>>()?;
         Ok(EmbeddingTables {
             settings,
+            stats: vec![TableStats::default(); rows.len()],
+            placement,
             tables,
             staged,
+            tick: 0,
+            noise_seed: (seed ^ (seed >> 32)) as u32,
+            slot_of: Vec::new(),
+            remapped: Vec::new(),
+            local_map: RowMap::new(),
+            renamed: RowMap::new(),
         })
     }
 
@@ -136,8 +230,19 @@ impl<D: Device> EmbeddingTables<D> {
         &self.settings
     }
 
+    /// Where the rows live.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Counts of the last staged step (lookups, hits, misses, evictions, bytes), per table.
+    pub fn stats(&self) -> &[TableStats] {
+        &self.stats
+    }
+
     /// Uploads a batch's lookups (one [`Bags`] per table) and, for training, the unique-row maps
-    /// the backward needs. Indices are checked against the tables here, on the host.
+    /// the backward needs; with a cache, first makes the batch's rows resident. Indices are
+    /// checked against the tables here, on the host.
     pub fn stage(
         &mut self,
         dev: &D,
@@ -154,7 +259,18 @@ impl<D: Device> EmbeddingTables<D> {
                 ),
             });
         }
-        for (t, (bags, staged)) in sparse.iter().zip(self.staged.iter_mut()).enumerate() {
+        if let Some(maps) = maps
+            && maps.len() != sparse.len()
+        {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "bag_backward_sgd",
+                message: format!("{} unique-row maps for {} tables", maps.len(), sparse.len()),
+            });
+        }
+        self.tick += 1;
+        let train = maps.is_some();
+        for t in 0..self.tables.len() {
+            let bags = &sparse[t];
             let rows = self.tables[t].rows;
             if let Some(p) = bags.indices.iter().position(|&r| r >= rows) {
                 return Err(DeviceError::IndexOutOfRange {
@@ -164,26 +280,114 @@ impl<D: Device> EmbeddingTables<D> {
                     rows,
                 });
             }
-            staged.indices.upload_u32(dev, &bags.indices)?;
+            let mut stats = TableStats {
+                table: Some(t),
+                lookups: bags.indices.len() as u64,
+                ..Default::default()
+            };
+            if self.tables[t].cache.is_none() {
+                let staged = &mut self.staged[t];
+                staged.indices.upload_u32(dev, &bags.indices)?;
+                staged.offsets.upload_u32(dev, &bags.offsets)?;
+                staged.bags = bags.len();
+                staged.has_map = false;
+                if let Some(m) = maps.map(|m| &m[t]) {
+                    upload_map(dev, staged, m)?;
+                    // Every row is resident: all unique rows hit, nothing travels.
+                    stats.unique_rows = m.unique() as u64;
+                    stats.hits = stats.unique_rows;
+                }
+                stats.cache_rows = rows as u64;
+                stats.cache_occupancy = 1.0;
+                self.stats[t] = stats;
+                continue;
+            }
+            let mut local = std::mem::take(&mut self.local_map);
+            let map = match maps {
+                Some(m) => &m[t],
+                None => {
+                    local.build(bags);
+                    &local
+                }
+            };
+            stats.unique_rows = map.unique() as u64;
+            self.ensure_slots(dev, t, map.unique())?;
+            let table = &mut self.tables[t];
+            let slots = Slots {
+                weights: &table.weights,
+                state: table.state.as_ref(),
+            };
+            let cache = table
+                .cache
+                .as_mut()
+                .ok_or_else(|| DeviceError::InvalidArgument {
+                    kernel: "bag_forward",
+                    message: "cache missing".into(),
+                })?;
+            cache.prepare(
+                dev,
+                &slots,
+                &map.unique_rows,
+                &mut self.slot_of,
+                self.tick,
+                self.noise_seed,
+                train,
+                &mut stats,
+            )?;
+            // Rename rows to slots: per lookup (unique rows are sorted, so a binary search).
+            self.remapped.clear();
+            for &r in &bags.indices {
+                let u = map.unique_rows.binary_search(&r).map_err(|_| {
+                    DeviceError::InvalidArgument {
+                        kernel: "bag_forward",
+                        message: format!("row {r} is missing from the batch's unique-row map"),
+                    }
+                })?;
+                self.remapped.push(self.slot_of[u]);
+            }
+            let staged = &mut self.staged[t];
+            staged.indices.upload_u32(dev, &self.remapped)?;
             staged.offsets.upload_u32(dev, &bags.offsets)?;
             staged.bags = bags.len();
             staged.has_map = false;
-            if let Some(maps) = maps {
-                let Some(m) = maps.get(t) else {
-                    return Err(DeviceError::InvalidArgument {
-                        kernel: "bag_backward_sgd",
-                        message: format!(
-                            "{} unique-row maps for {} tables",
-                            maps.len(),
-                            sparse.len()
-                        ),
-                    });
+            if train {
+                map.rename_into(&self.slot_of, &mut self.renamed);
+                upload_map(dev, staged, &self.renamed)?;
+            }
+            self.stats[t] = stats;
+            self.local_map = local;
+        }
+        Ok(())
+    }
+
+    /// Host-only tables grow their slot buffers to hold a whole batch.
+    fn ensure_slots(&mut self, dev: &D, t: usize, unique: usize) -> Result<(), DeviceError> {
+        let table = &mut self.tables[t];
+        let Some(cache) = &mut table.cache else {
+            return Ok(());
+        };
+        if cache.policy() != Policy::HostOnly || unique <= table.slots as usize {
+            return Ok(());
+        }
+        let slots = (unique as u32).next_power_of_two().min(table.rows);
+        let adagrad = table.state.as_ref().map(|_| self.settings.adagrad_init);
+        let (weights, state) = alloc_slots(dev, slots, self.settings.dim, adagrad)?;
+        (table.weights, table.state, table.slots) = (weights, state, slots);
+        cache.resize(slots);
+        Ok(())
+    }
+
+    /// Ends a step: host-only tables write every row back and empty their slots.
+    pub fn finish_step(&mut self, dev: &D) -> Result<(), DeviceError> {
+        for (t, table) in self.tables.iter_mut().enumerate() {
+            if let Some(cache) = &mut table.cache
+                && cache.policy() == Policy::HostOnly
+            {
+                let slots = Slots {
+                    weights: &table.weights,
+                    state: table.state.as_ref(),
                 };
-                staged.unique_rows.upload_u32(dev, &m.unique_rows)?;
-                staged.row_starts.upload_u32(dev, &m.row_starts)?;
-                staged.bag_ids.upload_u32(dev, &m.bag_ids)?;
-                staged.unique = m.unique();
-                staged.has_map = true;
+                cache.flush(dev, &slots, self.tick, self.noise_seed, &mut self.stats[t])?;
             }
         }
         Ok(())
@@ -195,7 +399,7 @@ impl<D: Device> EmbeddingTables<D> {
         for (t, (table, staged)) in self.tables.iter().zip(&self.staged).enumerate() {
             dev.bag_forward(&BagForward {
                 table: &table.weights,
-                rows: table.rows,
+                rows: table.slots,
                 dim,
                 indices: staged.indices.buffer(),
                 offsets: staged.offsets.buffer(),
@@ -222,7 +426,7 @@ impl<D: Device> EmbeddingTables<D> {
             }
             let args = BagBackward {
                 table: &table.weights,
-                rows: table.rows,
+                rows: table.slots,
                 dim,
                 map: RowGradMap {
                     unique_rows: staged.unique_rows.buffer(),
@@ -246,28 +450,89 @@ impl<D: Device> EmbeddingTables<D> {
         Ok(())
     }
 
-    /// Downloads table `t` (`rows × dim`).
+    /// Table `t` as FP32 (`rows × dim`): the device rows, or the host store with the cached rows'
+    /// newer values laid over it.
     pub fn read_table(&self, dev: &D, t: usize) -> Result<Vec<f32>, DeviceError> {
         let table = &self.tables[t];
-        dev.read_f32(&table.weights, 0, table.rows as usize * self.settings.dim)
+        let dim = self.settings.dim;
+        let Some(cache) = &table.cache else {
+            return dev.read_f32(&table.weights, 0, table.rows as usize * dim);
+        };
+        let mut out = vec![0f32; table.rows as usize * dim];
+        for r in 0..table.rows {
+            cache
+                .store
+                .read_row(r, &mut out[r as usize * dim..(r as usize + 1) * dim]);
+        }
+        let slots = dev.read_f32(&table.weights, 0, table.slots as usize * dim)?;
+        for (s, r) in cache.dir.resident() {
+            let (s, r) = (s as usize, r as usize);
+            out[r * dim..(r + 1) * dim].copy_from_slice(&slots[s * dim..(s + 1) * dim]);
+        }
+        Ok(out)
     }
 
-    /// Overwrites table `t` with `values` (`rows × dim`).
+    /// Overwrites table `t` with `values` (`rows × dim`); only for tables kept on the device.
     pub fn write_table(&self, dev: &D, t: usize, values: &[f32]) -> Result<(), DeviceError> {
+        if self.tables[t].cache.is_some() {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "upload",
+                message: "write_table needs an all-on-device table".into(),
+            });
+        }
         dev.upload_f32(&self.tables[t].weights, 0, values)
     }
 
-    /// Device bytes held: weights, optimizer state and the staging buffers.
+    /// Whether row `row` of table `t` is on the device now.
+    pub fn is_resident(&self, t: usize, row: u32) -> bool {
+        match &self.tables[t].cache {
+            None => true,
+            Some(c) => c.dir.lookup(row).is_some(),
+        }
+    }
+
+    /// Bytes the embeddings hold: host stores, device rows or cache slots, optimizer state,
+    /// directories and the transfer buffers of the caches — allocated sizes, not formulas.
+    pub fn embedding_bytes(&self, dev: &D) -> u64 {
+        self.tables
+            .iter()
+            .map(|t| {
+                dev.buffer_bytes(&t.weights)
+                    + t.state.as_ref().map_or(0, |s| dev.buffer_bytes(s))
+                    + t.cache.as_ref().map_or(0, |c| c.bytes())
+            })
+            .sum()
+    }
+
+    /// Bytes of the host stores alone (`None` when all rows live on the device).
+    pub fn host_store_bytes(&self) -> Option<u64> {
+        let caches: Vec<_> = self
+            .tables
+            .iter()
+            .filter_map(|t| t.cache.as_ref())
+            .collect();
+        (!caches.is_empty()).then(|| caches.iter().map(|c| c.store.bytes()).sum())
+    }
+
+    /// Device bytes held: rows or slots, optimizer state, the caches' transfer buffers and the
+    /// batch staging buffers.
     pub fn device_bytes(&self, dev: &D) -> u64 {
         let tables: u64 = self
             .tables
             .iter()
             .map(|t| {
-                dev.buffer_bytes(&t.weights) + t.state.as_ref().map_or(0, |s| dev.buffer_bytes(s))
+                dev.buffer_bytes(&t.weights)
+                    + t.state.as_ref().map_or(0, |s| dev.buffer_bytes(s))
+                    + t.cache.as_ref().map_or(0, |c| c.device_bytes())
             })
             .sum();
-        let staged: u64 = self
-            .staged
+        tables + self.batch_staging_bytes()
+    }
+
+    /// Device bytes of the per-batch inputs (indices, offsets, unique-row maps): allocated by
+    /// the tables but not embedding storage, so not in [`EmbeddingTables::embedding_bytes`].
+    pub fn batch_staging_bytes(&self) -> u64 {
+        self.staged
             .iter()
             .map(|s| {
                 s.indices.bytes()
@@ -276,11 +541,18 @@ impl<D: Device> EmbeddingTables<D> {
                     + s.row_starts.bytes()
                     + s.bag_ids.bytes()
             })
-            .sum();
-        tables + staged
+            .sum()
     }
 
-    /// Bytes of the weights alone, as FP32 (the reference for memory savings).
+    /// Host bytes of the per-batch scratch (remapped indices, renamed maps): like the batch
+    /// staging, not embedding storage.
+    pub fn batch_scratch_bytes(&self) -> u64 {
+        (4 * (self.slot_of.capacity() + self.remapped.capacity())) as u64
+            + self.local_map.bytes()
+            + self.renamed.bytes()
+    }
+
+    /// Bytes of the tables' rows in FP32 (the reference for memory savings).
     pub fn fp32_bytes(&self) -> u64 {
         self.tables
             .iter()
@@ -289,20 +561,11 @@ impl<D: Device> EmbeddingTables<D> {
     }
 }
 
-/// Fills `chunk` with values uniform in `[-scale, scale]`, from a stream keyed by
-/// `(seed, table, chunk index)` so initialisation is reproducible and parallel.
-fn fill_uniform(chunk: &mut [f32], scale: f32, seed: u64, table: u64, index: u64) {
-    use crate::data::synthetic::splitmix64;
-    const PIECE: usize = 1 << 14;
-    chunk
-        .par_chunks_mut(PIECE)
-        .enumerate()
-        .for_each(|(p, piece)| {
-            let key =
-                splitmix64(seed ^ splitmix64(table ^ splitmix64(index ^ splitmix64(p as u64))));
-            let mut rng = Pcg64Mcg::seed_from_u64(key);
-            piece
-                .iter_mut()
-                .for_each(|x| *x = rng.random_range(-scale..=scale));
-        });
+fn upload_map<D: Device>(dev: &D, staged: &mut Staged<D>, m: &RowMap) -> Result<(), DeviceError> {
+    staged.unique_rows.upload_u32(dev, &m.unique_rows)?;
+    staged.row_starts.upload_u32(dev, &m.row_starts)?;
+    staged.bag_ids.upload_u32(dev, &m.bag_ids)?;
+    staged.unique = m.unique();
+    staged.has_map = true;
+    Ok(())
 }

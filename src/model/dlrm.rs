@@ -11,7 +11,7 @@ use crate::device::{
     Activation, BceLoss, Device, DeviceError, DeviceExt, InteractionBackward, InteractionForward,
     StagingBuffer, cpu::sigmoid,
 };
-use crate::embedding::{EmbeddingSettings, EmbeddingTables, RowMap};
+use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement, RowMap};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
@@ -33,15 +33,18 @@ pub struct Dlrm<D: Device> {
     dinter: D::Buffer,
     loss: D::Buffer,
     host_out: Vec<f32>,
+    /// Overrides the step's learning rate for the embeddings.
+    embedding_lr: Option<f32>,
 }
 
 impl<D: Device> Dlrm<D> {
-    /// Builds the model for data of `schema`, for batches of up to `capacity` samples, with
-    /// weights drawn from `seed`.
+    /// Builds the model for data of `schema`, its embeddings placed as `placement` says, for
+    /// batches of up to `capacity` samples, with weights drawn from `seed`.
     pub fn new(
         dev: &D,
         cfg: &ModelConfig,
         schema: &Schema,
+        placement: Placement,
         capacity: usize,
         seed: u64,
     ) -> Result<Self, DeviceError> {
@@ -80,8 +83,14 @@ impl<D: Device> Dlrm<D> {
             adagrad_init: cfg.adagrad_init,
             init_scale: cfg.embedding_init_scale,
         };
-        let embeddings =
-            EmbeddingTables::new(dev, &schema.table_rows, settings, capacity, seed ^ 0xE3B)?;
+        let embeddings = EmbeddingTables::new(
+            dev,
+            &schema.table_rows,
+            settings,
+            placement,
+            capacity,
+            seed ^ 0xE3B,
+        )?;
         Ok(Dlrm {
             num_dense: schema.num_dense,
             dim,
@@ -97,6 +106,7 @@ impl<D: Device> Dlrm<D> {
             dinter: dev.alloc_elems(capacity * width)?,
             loss: dev.alloc_elems(capacity)?,
             host_out: vec![0.0; capacity],
+            embedding_lr: cfg.embedding_lr,
         })
     }
 
@@ -151,6 +161,7 @@ impl<D: Device> Dlrm<D> {
     pub fn loss_sum(&mut self, dev: &D, batch: &Batch) -> Result<f64, DeviceError> {
         let n = self.stage(dev, batch, None)?;
         self.forward(dev, n)?;
+        self.embeddings.finish_step(dev)?;
         self.bce(dev, n)?;
         dev.download_f32(&self.loss, 0, &mut self.host_out[..n])?;
         Ok(self.host_out[..n].iter().map(|&l| l as f64).sum())
@@ -191,7 +202,9 @@ impl<D: Device> Dlrm<D> {
             dim: self.dim as u32,
         })?;
         self.bottom.backward(dev, self.dense_in.buffer(), None, n)?;
-        self.embeddings.backward(dev, &self.dpooled, lr)?;
+        self.embeddings
+            .backward(dev, &self.dpooled, self.embedding_lr.unwrap_or(lr))?;
+        self.embeddings.finish_step(dev)?;
         Ok(n)
     }
 
@@ -233,6 +246,7 @@ impl<D: Device> Dlrm<D> {
     ) -> Result<(), DeviceError> {
         let n = self.stage(dev, batch, None)?;
         self.forward(dev, n)?;
+        self.embeddings.finish_step(dev)?;
         dev.download_f32(self.top.output(), 0, &mut self.host_out[..n])?;
         out.extend(self.host_out[..n].iter().map(|&z| sigmoid(z)));
         Ok(())

@@ -53,6 +53,8 @@ pub struct ModelConfig {
     pub adagrad_init: f32,
     /// Embedding rows start uniform in `[-s, s]`.
     pub embedding_init_scale: f32,
+    /// Learning rate of the embeddings (`null`: the run's `lr`).
+    pub embedding_lr: Option<f32>,
 }
 
 impl ModelConfig {
@@ -78,6 +80,7 @@ impl Default for ModelConfig {
             adagrad_eps: 1e-8,
             adagrad_init: 0.01,
             embedding_init_scale: 0.05,
+            embedding_lr: None,
         }
     }
 }

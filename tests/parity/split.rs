@@ -149,3 +149,73 @@ fn dispatches_beyond_65535_workgroups_are_split() {
     });
     assert_parity("bias_act_forward 70,000 workgroups", &got, &want, SUM);
 }
+
+#[test]
+fn caches_split_over_buffers_and_windows_quantize_like_cpu() {
+    use rowflow::device::{DequantizeRows, Precision, QuantizeRows, Rounding, StateRows};
+    let Some(dev) = small() else { return };
+    let cpu = CpuDevice::new();
+    let mut r = rng(seed("cache_windows"));
+    let (slots, dim, n) = (700u32, 20usize, 50usize);
+    let cache = uniform(&mut r, slots as usize * dim);
+    let state: Vec<f32> = (0..slots).map(|i| i as f32).collect();
+    let picked: Vec<u32> = (0..n as u32).map(|i| (i * 13 + 5) % slots).collect();
+    let ids: Vec<u32> = (0..n as u32).collect();
+    for precision in [Precision::Int8, Precision::Int4, Precision::Fp16] {
+        let words = precision.row_words(dim);
+        let (got, want) = both!(&dev, &cpu, |d| {
+            let cb = d.alloc_rows(slots as u64, 4 * dim as u64).unwrap();
+            d.upload_f32(&cb, 0, &cache).unwrap();
+            let csb = d.alloc_rows(slots as u64, 4).unwrap();
+            d.upload_f32(&csb, 0, &state).unwrap();
+            let (sb, ib) = (
+                d.buffer_from_u32(&picked).unwrap(),
+                d.buffer_from_u32(&ids).unwrap(),
+            );
+            let (packed, stb) = (d.alloc_elems(n * words).unwrap(), d.alloc_elems(n).unwrap());
+            d.quantize_rows(&QuantizeRows {
+                cache: &cb,
+                cache_rows: slots,
+                slots: &sb,
+                row_ids: &ib,
+                rows: n as u32,
+                dim: dim as u32,
+                precision,
+                rounding: Rounding::Stochastic,
+                seed: 1,
+                step: 2,
+                packed: &packed,
+                state: Some(StateRows {
+                    cache_state: &csb,
+                    staged: &stb,
+                }),
+            })
+            .unwrap();
+            let back = d.alloc_rows(slots as u64, 4 * dim as u64).unwrap();
+            let state2 = d.alloc_rows(slots as u64, 4).unwrap();
+            d.dequantize_rows(&DequantizeRows {
+                packed: &packed,
+                slots: &sb,
+                rows: n as u32,
+                dim: dim as u32,
+                precision,
+                cache: &back,
+                cache_rows: slots,
+                state: Some(StateRows {
+                    cache_state: &state2,
+                    staged: &stb,
+                }),
+            })
+            .unwrap();
+            let mut v = d.read_f32(&back, 0, slots as usize * dim).unwrap();
+            v.extend(d.read_f32(&state2, 0, slots as usize).unwrap());
+            v
+        });
+        assert_parity(
+            &format!("cache windows {precision:?}"),
+            &got,
+            &want,
+            (0.0, 2.0 / 15.0 + 1e-6),
+        );
+    }
+}

@@ -11,6 +11,7 @@ mod dense;
 mod embedding;
 mod gemm;
 mod hugepages;
+mod quantize;
 mod simd;
 
 pub use dense::{
@@ -19,18 +20,30 @@ pub use dense::{
 };
 pub use embedding::{bag_backward_adagrad, bag_backward_sgd, bag_forward};
 pub use gemm::gemm;
+pub use quantize::{dequantize_rows, quantize_rows};
 
 use super::{
     BackendKind, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
+    DequantizeRows, Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
+    QuantizeRows,
 };
 use rayon::prelude::*;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Host memory standing in for device memory: 32-bit words behind a lock, so kernels can take
 /// `&Buffer` like on a GPU while Rust still sees exclusive access for writes.
 pub struct CpuBuffer {
     words: RwLock<Vec<u32>>,
+    /// The device's count of live bytes, decremented when the buffer is dropped.
+    live: Arc<AtomicU64>,
+}
+
+impl Drop for CpuBuffer {
+    fn drop(&mut self) {
+        let bytes = 4 * self.read().capacity() as u64;
+        self.live.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 impl CpuBuffer {
@@ -46,6 +59,7 @@ impl CpuBuffer {
 /// The CPU backend.
 pub struct CpuDevice {
     info: DeviceInfo,
+    live: Arc<AtomicU64>,
 }
 
 impl CpuDevice {
@@ -58,7 +72,13 @@ impl CpuDevice {
                 parallelism: rayon::current_num_threads(),
                 max_buffer_bytes: isize::MAX as u64,
             },
+            live: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Bytes of all buffers of this device alive now (their allocated capacity).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
     }
 
     /// One line for `rowflow info`: the processor and thread count.
@@ -153,8 +173,11 @@ impl Device for CpuDevice {
         v.try_reserve_exact(words).map_err(|e| oom(e.to_string()))?;
         hugepages::advise(v.spare_capacity_mut());
         v.resize(words, 0u32);
+        self.live
+            .fetch_add(4 * v.capacity() as u64, Ordering::Relaxed);
         Ok(CpuBuffer {
             words: RwLock::new(v),
+            live: self.live.clone(),
         })
     }
 
@@ -297,6 +320,81 @@ impl Device for CpuDevice {
             a.lr,
             eps,
         )
+    }
+
+    fn dequantize_rows(&self, a: &DequantizeRows<'_, CpuBuffer>) -> Result<(), DeviceError> {
+        const K: &str = "dequantize_rows";
+        a.validate(|b| self.buffer_bytes(b))?;
+        distinct(K, a.cache, &[a.packed, a.slots])?;
+        let n = a.rows as usize;
+        let (packed, slots) = (a.packed.read(), a.slots.read());
+        let mut cache = a.cache.write();
+        let (d, p) = (a.dim as usize, a.precision);
+        let packed = &packed[..n * p.row_words(d)];
+        match &a.state {
+            Some(st) => {
+                distinct(K, st.cache_state, &[a.packed, a.slots, a.cache, st.staged])?;
+                let staged = st.staged.read();
+                let mut cs = st.cache_state.write();
+                let state = Some((&f32s(&staged)[..n], f32s_mut(&mut cs)));
+                dequantize_rows(
+                    packed,
+                    &slots[..n],
+                    d,
+                    p,
+                    f32s_mut(&mut cache),
+                    a.cache_rows,
+                    state,
+                )
+            }
+            None => dequantize_rows(
+                packed,
+                &slots[..n],
+                d,
+                p,
+                f32s_mut(&mut cache),
+                a.cache_rows,
+                None,
+            ),
+        }
+    }
+
+    fn quantize_rows(&self, a: &QuantizeRows<'_, CpuBuffer>) -> Result<(), DeviceError> {
+        const K: &str = "quantize_rows";
+        a.validate(|b| self.buffer_bytes(b))?;
+        distinct(K, a.packed, &[a.cache, a.slots, a.row_ids])?;
+        let n = a.rows as usize;
+        let (cache, slots, ids) = (a.cache.read(), a.slots.read(), a.row_ids.read());
+        let mut packed = a.packed.write();
+        let (d, p) = (a.dim as usize, a.precision);
+        let mut run = |state| {
+            quantize_rows(
+                f32s(&cache),
+                a.cache_rows,
+                &slots[..n],
+                &ids[..n],
+                d,
+                p,
+                a.rounding,
+                a.seed,
+                a.step,
+                &mut packed[..],
+                state,
+            )
+        };
+        match &a.state {
+            Some(st) => {
+                distinct(
+                    K,
+                    st.staged,
+                    &[a.cache, a.slots, a.row_ids, a.packed, st.cache_state],
+                )?;
+                let cs = st.cache_state.read();
+                let mut staged = st.staged.write();
+                run(Some((f32s(&cs), &mut f32s_mut(&mut staged)[..n])))
+            }
+            None => run(None),
+        }
     }
 
     fn gemm(&self, a: &Gemm<'_, CpuBuffer>) -> Result<(), DeviceError> {

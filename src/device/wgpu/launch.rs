@@ -7,7 +7,8 @@ use super::{Grid, WgpuBuffer, WgpuDevice};
 use crate::device::kernels::interaction_width;
 use crate::device::{
     Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    DeviceError, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling,
+    DequantizeRows, DeviceError, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling,
+    Precision, QuantizeRows, Rounding,
 };
 
 /// Invocations per workgroup of the 1-D kernels.
@@ -444,4 +445,164 @@ pub(super) fn dense_update(
         &binds,
         Grid::Linear((a.len as u64).div_ceil(WG)),
     )
+}
+
+/// The `format` code of the (de)quantize shaders.
+fn format_code(p: Precision) -> u32 {
+    match p {
+        Precision::Fp32 => 0,
+        Precision::Fp16 => 1,
+        Precision::Int8 => 2,
+        Precision::Int4 => 3,
+    }
+}
+
+/// Windows over the cache (and its per-slot state), one pass per window, as for tables.
+fn cache_windows(
+    dev: &WgpuDevice,
+    k: &'static str,
+    cache: &WgpuBuffer,
+    state: Option<&WgpuBuffer>,
+    slots: u64,
+    dim: u64,
+) -> Result<Vec<(Window, Option<Window>)>, DeviceError> {
+    let max = dev.limits.max_binding;
+    let mut out = Vec::new();
+    let mut r = 0;
+    while r < slots {
+        let mut w = window_at(dev, k, cache, r, slots, 4 * dim, max)?;
+        let s = match state {
+            Some(st) => {
+                let s = window_at(dev, k, st, r, w.hi, 4, max)?;
+                w = window_at(dev, k, cache, r, s.hi, 4 * dim, max)?;
+                Some(s)
+            }
+            None => None,
+        };
+        r = w.hi;
+        out.push((w, s));
+    }
+    Ok(out)
+}
+
+pub(super) fn dequantize_rows(
+    dev: &WgpuDevice,
+    a: &DequantizeRows<'_, WgpuBuffer>,
+) -> Result<(), DeviceError> {
+    const K: &str = "dequantize_rows";
+    a.validate(|b| b.bytes)?;
+    distinct(K, a.cache, &[a.packed, a.slots])?;
+    if let Some(st) = &a.state {
+        distinct(K, st.cache_state, &[a.packed, a.slots, a.cache, st.staged])?;
+    }
+    if a.rows == 0 {
+        return Ok(());
+    }
+    let (packed, slots) = (
+        whole(dev, K, "packed", a.packed)?,
+        whole(dev, K, "slots", a.slots)?,
+    );
+    let staged = match &a.state {
+        Some(st) => whole(dev, K, "staged state", st.staged)?,
+        None => whole(dev, K, "dummy", &dev.dummy)?,
+    };
+    let words = a.precision.row_words(a.dim as usize) as u32;
+    let cache_state = a.state.as_ref().map(|s| s.cache_state);
+    for (w, s) in cache_windows(
+        dev,
+        K,
+        a.cache,
+        cache_state,
+        a.cache_rows as u64,
+        a.dim as u64,
+    )? {
+        let state_bind = match (cache_state, s) {
+            (Some(cs), Some(s)) => s.bind(cs),
+            _ => whole(dev, K, "dummy", &dev.dummy2)?,
+        };
+        let params = [
+            a.rows,
+            a.dim,
+            words,
+            format_code(a.precision),
+            w.lo as u32,
+            w.hi as u32,
+            w.base as u32,
+            a.state.is_some() as u32,
+            s.map_or(0, |s| s.base as u32),
+        ];
+        let binds = [packed, slots, w.bind(a.cache), staged, state_bind];
+        dev.launch(
+            Kernel::DequantizeRows,
+            &params,
+            &binds,
+            Grid::Linear((a.rows as u64 * a.dim as u64).div_ceil(WG)),
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn quantize_rows(
+    dev: &WgpuDevice,
+    a: &QuantizeRows<'_, WgpuBuffer>,
+) -> Result<(), DeviceError> {
+    const K: &str = "quantize_rows";
+    a.validate(|b| b.bytes)?;
+    distinct(K, a.packed, &[a.cache, a.slots, a.row_ids])?;
+    if let Some(st) = &a.state {
+        distinct(
+            K,
+            st.staged,
+            &[a.cache, a.slots, a.row_ids, a.packed, st.cache_state],
+        )?;
+    }
+    if a.rows == 0 {
+        return Ok(());
+    }
+    let (slots, ids, packed) = (
+        whole(dev, K, "slots", a.slots)?,
+        whole(dev, K, "row_ids", a.row_ids)?,
+        whole(dev, K, "packed", a.packed)?,
+    );
+    let staged = match &a.state {
+        Some(st) => whole(dev, K, "staged state", st.staged)?,
+        None => whole(dev, K, "dummy", &dev.dummy)?,
+    };
+    let words = a.precision.row_words(a.dim as usize) as u32;
+    let cache_state = a.state.as_ref().map(|s| s.cache_state);
+    for (w, s) in cache_windows(
+        dev,
+        K,
+        a.cache,
+        cache_state,
+        a.cache_rows as u64,
+        a.dim as u64,
+    )? {
+        let state_bind = match (cache_state, s) {
+            (Some(cs), Some(s)) => s.bind(cs),
+            _ => whole(dev, K, "dummy", &dev.dummy2)?,
+        };
+        let params = [
+            a.rows,
+            a.dim,
+            words,
+            format_code(a.precision),
+            w.lo as u32,
+            w.hi as u32,
+            w.base as u32,
+            a.state.is_some() as u32,
+            s.map_or(0, |s| s.base as u32),
+            (a.rounding == Rounding::Stochastic) as u32,
+            a.seed,
+            a.step,
+        ];
+        let binds = [w.bind(a.cache), slots, ids, packed, state_bind, staged];
+        dev.launch(
+            Kernel::QuantizeRows,
+            &params,
+            &binds,
+            Grid::Linear(a.rows as u64),
+        )?;
+    }
+    Ok(())
 }

@@ -30,7 +30,8 @@ pub use probe::AdapterReport;
 
 use super::{
     BackendKind, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
+    DequantizeRows, Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
+    QuantizeRows,
 };
 use buffer::{Bind, BindGroupCache, Part};
 use pipelines::{Kernel, PARAM_SLOT_BYTES, Pipelines};
@@ -76,7 +77,9 @@ pub struct WgpuDevice {
     limits: Limits,
     pipelines: Pipelines,
     params: wgpu::Buffer,
+    /// Stand-ins for optional bindings (two, so a read and a read-write slot never share one).
     dummy: WgpuBuffer,
+    dummy2: WgpuBuffer,
     staging: Mutex<wgpu::Buffer>,
     pending: Mutex<Pending>,
     cache: Arc<BindGroupCache>,
@@ -173,6 +176,13 @@ impl WgpuDevice {
                 row_bytes: 0,
                 cache: cache.clone(),
             },
+            dummy2: WgpuBuffer {
+                id: 0,
+                parts: Vec::new(),
+                bytes: 0,
+                row_bytes: 0,
+                cache: cache.clone(),
+            },
             device,
             queue,
             limits,
@@ -188,6 +198,7 @@ impl WgpuDevice {
             next_id: AtomicU64::new(1),
         };
         dev.dummy = dev.alloc(16)?;
+        dev.dummy2 = dev.alloc(16)?;
         Ok(dev)
     }
 
@@ -540,6 +551,14 @@ impl Device for WgpuDevice {
         eps: f32,
     ) -> Result<(), DeviceError> {
         launch::bag_backward(self, args, Some((state, eps)))
+    }
+
+    fn dequantize_rows(&self, args: &DequantizeRows<'_, WgpuBuffer>) -> Result<(), DeviceError> {
+        launch::dequantize_rows(self, args)
+    }
+
+    fn quantize_rows(&self, args: &QuantizeRows<'_, WgpuBuffer>) -> Result<(), DeviceError> {
+        launch::quantize_rows(self, args)
     }
 
     fn gemm(&self, args: &Gemm<'_, WgpuBuffer>) -> Result<(), DeviceError> {

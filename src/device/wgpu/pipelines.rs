@@ -41,13 +41,17 @@ pub enum Kernel {
     BceLoss,
     /// `shaders/dense_update.wgsl`.
     DenseUpdate,
+    /// `shaders/dequantize_rows.wgsl`.
+    DequantizeRows,
+    /// `shaders/quantize_rows.wgsl`.
+    QuantizeRows,
 }
 
 use Access::{Read as R, ReadWrite as W};
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::BagForward,
         Kernel::BagBackwardSgd,
         Kernel::BagBackwardAdagrad,
@@ -58,6 +62,8 @@ impl Kernel {
         Kernel::InteractionBackward,
         Kernel::BceLoss,
         Kernel::DenseUpdate,
+        Kernel::DequantizeRows,
+        Kernel::QuantizeRows,
     ];
 
     /// The kernel's name (shader file stem).
@@ -73,6 +79,8 @@ impl Kernel {
             Kernel::InteractionBackward => "interaction_backward",
             Kernel::BceLoss => "bce_loss",
             Kernel::DenseUpdate => "dense_update",
+            Kernel::DequantizeRows => "dequantize_rows",
+            Kernel::QuantizeRows => "quantize_rows",
         }
     }
 
@@ -93,6 +101,8 @@ impl Kernel {
             }
             Kernel::BceLoss => include_str!("../../../shaders/bce_loss.wgsl"),
             Kernel::DenseUpdate => include_str!("../../../shaders/dense_update.wgsl"),
+            Kernel::DequantizeRows => include_str!("../../../shaders/dequantize_rows.wgsl"),
+            Kernel::QuantizeRows => include_str!("../../../shaders/quantize_rows.wgsl"),
         }
     }
 
@@ -109,6 +119,8 @@ impl Kernel {
             Kernel::InteractionBackward => &[R, R, R, W, W],
             Kernel::BceLoss => &[R, R, W, W],
             Kernel::DenseUpdate => &[W, R, W],
+            Kernel::DequantizeRows => &[R, R, W, R, W],
+            Kernel::QuantizeRows => &[R, R, R, W, R, W],
         }
     }
 }

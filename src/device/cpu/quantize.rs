@@ -1,0 +1,125 @@
+//! Moving rows between the packed host format and FP32 cache slots, on the CPU: the reference
+//! `quantize_row` / `dequantize_row` of `embedding::precision`, one row per rayon task.
+
+use crate::device::{DeviceError, Precision, Rounding};
+use crate::embedding::precision::{NoiseKey, dequantize_row, quantize_row};
+use rayon::prelude::*;
+
+fn invalid(kernel: &'static str, message: String) -> DeviceError {
+    DeviceError::InvalidArgument { kernel, message }
+}
+
+/// Checks that every slot is below `cache_rows` and that none repeats; returns the row indices
+/// in increasing slot order.
+fn slot_order(
+    kernel: &'static str,
+    slots: &[u32],
+    cache_rows: u32,
+) -> Result<Vec<u32>, DeviceError> {
+    if let Some(p) = slots.iter().position(|&s| s >= cache_rows) {
+        return Err(DeviceError::IndexOutOfRange {
+            kernel,
+            index: slots[p],
+            position: p,
+            rows: cache_rows,
+        });
+    }
+    let mut order: Vec<u32> = (0..slots.len() as u32).collect();
+    radsort::sort_by_key(&mut order, |&i| slots[i as usize]);
+    if let Some(w) = order
+        .windows(2)
+        .find(|w| slots[w[0] as usize] == slots[w[1] as usize])
+    {
+        return Err(invalid(
+            kernel,
+            format!("slot {} is written twice", slots[w[0] as usize]),
+        ));
+    }
+    Ok(order)
+}
+
+/// `cache[slots[i]] = dequantize(packed row i)`; with `state = (staged, cache_state)`, also
+/// `cache_state[slots[i]] = staged[i]`. Slots must be distinct and below `cache_rows`.
+pub fn dequantize_rows(
+    packed: &[u32],
+    slots: &[u32],
+    dim: usize,
+    precision: Precision,
+    cache: &mut [f32],
+    cache_rows: u32,
+    state: Option<(&[f32], &mut [f32])>,
+) -> Result<(), DeviceError> {
+    const K: &str = "dequantize_rows";
+    let words = precision.row_words(dim);
+    let order = slot_order(K, slots, cache_rows)?;
+    // Split the cache into the distinct destination rows, in slot order, so rayon can fill them.
+    let mut dests: Vec<(&mut [f32], u32)> = Vec::with_capacity(order.len());
+    let mut rest = &mut cache[..cache_rows as usize * dim];
+    let mut base = 0usize;
+    for &i in &order {
+        let s = slots[i as usize] as usize;
+        let tail = std::mem::take(&mut rest);
+        let (_, from) = tail.split_at_mut((s - base) * dim);
+        let (row, after) = from.split_at_mut(dim);
+        dests.push((row, i));
+        rest = after;
+        base = s + 1;
+    }
+    dests.par_iter_mut().for_each(|(row, i)| {
+        let i = *i as usize;
+        dequantize_row(precision, &packed[i * words..(i + 1) * words], row);
+    });
+    if let Some((staged, cache_state)) = state {
+        for (i, &s) in slots.iter().enumerate() {
+            cache_state[s as usize] = staged[i];
+        }
+    }
+    Ok(())
+}
+
+/// `packed row i = quantize(cache[slots[i]])` with noise keyed by `(seed, step, row_ids[i], c)`
+/// for stochastic rounding; with `state = (cache_state, staged)`, also
+/// `staged[i] = cache_state[slots[i]]`.
+#[allow(clippy::too_many_arguments)]
+pub fn quantize_rows(
+    cache: &[f32],
+    cache_rows: u32,
+    slots: &[u32],
+    row_ids: &[u32],
+    dim: usize,
+    precision: Precision,
+    rounding: Rounding,
+    seed: u32,
+    step: u32,
+    packed: &mut [u32],
+    state: Option<(&[f32], &mut [f32])>,
+) -> Result<(), DeviceError> {
+    const K: &str = "quantize_rows";
+    if let Some(p) = slots.iter().position(|&s| s >= cache_rows) {
+        return Err(DeviceError::IndexOutOfRange {
+            kernel: K,
+            index: slots[p],
+            position: p,
+            rows: cache_rows,
+        });
+    }
+    let words = precision.row_words(dim);
+    packed[..slots.len() * words]
+        .par_chunks_mut(words)
+        .enumerate()
+        .for_each(|(i, out)| {
+            let s = slots[i] as usize;
+            let noise = (rounding == Rounding::Stochastic).then_some(NoiseKey {
+                seed,
+                step,
+                row: row_ids[i],
+            });
+            quantize_row(precision, &cache[s * dim..(s + 1) * dim], out, noise);
+        });
+    if let Some((cache_state, staged)) = state {
+        for (i, &s) in slots.iter().enumerate() {
+            staged[i] = cache_state[s as usize];
+        }
+    }
+    Ok(())
+}

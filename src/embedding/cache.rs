@@ -1,0 +1,415 @@
+//! The device cache of one table: FP32 slots on the device, and on the host the directory
+//! (row → slot, sized by the cache, not by the table), per-slot metadata and the transfers that
+//! move rows packed between the host store and the slots.
+//!
+//! A step's rows are *pinned* while the step is prepared, so fetching its misses never evicts
+//! a row the same step reads; the lookahead policy pins rows of future batches the same way.
+//! Victims are written back (quantized on the device, downloaded packed, scattered into the
+//! store) before their slots are refilled; rows only read since they were fetched are clean and
+//! are dropped without a write-back.
+
+use super::policy::{Policy, choose_victims};
+use super::store::HostStore;
+use crate::device::{
+    DequantizeRows, Device, DeviceError, DeviceExt, QuantizeRows, Rounding, StagingBuffer,
+    StateRows,
+};
+use crate::telemetry::TableStats;
+use hashbrown::HashMap;
+
+const EMPTY: u32 = u32::MAX;
+
+/// Row → slot map and per-slot metadata.
+pub struct Directory {
+    map: HashMap<u32, u32>,
+    slot_row: Vec<u32>,
+    last_use: Vec<u64>,
+    uses: Vec<u32>,
+    dirty: Vec<bool>,
+    pinned: Vec<u64>,
+    epoch: u64,
+    free: Vec<u32>,
+}
+
+impl Directory {
+    /// An empty directory of `slots` slots.
+    pub fn new(slots: u32) -> Self {
+        let n = slots as usize;
+        Directory {
+            map: HashMap::with_capacity(n),
+            slot_row: vec![EMPTY; n],
+            last_use: vec![0; n],
+            uses: vec![0; n],
+            dirty: vec![false; n],
+            pinned: vec![0; n],
+            epoch: 1,
+            free: (0..slots).rev().collect(),
+        }
+    }
+
+    /// Slots in the cache.
+    pub fn slots(&self) -> u32 {
+        self.slot_row.len() as u32
+    }
+
+    /// Slots holding a row.
+    pub fn occupied(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The slot holding `row`.
+    pub fn lookup(&self, row: u32) -> Option<u32> {
+        self.map.get(&row).copied()
+    }
+
+    /// Unpins every slot (a new step begins).
+    pub fn begin_step(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// Marks a slot used at `tick` and pins it for the current step.
+    pub fn touch(&mut self, slot: u32, tick: u64) {
+        let s = slot as usize;
+        self.last_use[s] = tick;
+        self.uses[s] = self.uses[s].saturating_add(1);
+        self.pinned[s] = self.epoch;
+    }
+
+    /// Marks a slot modified (it will be written back when evicted).
+    pub fn mark_dirty(&mut self, slot: u32) {
+        self.dirty[slot as usize] = true;
+    }
+
+    /// `(uses, last use)` of a slot.
+    pub fn usage(&self, slot: u32) -> (u32, u64) {
+        (self.uses[slot as usize], self.last_use[slot as usize])
+    }
+
+    /// Occupied slots not pinned by the current step.
+    pub fn evictable(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.slots()).filter(|&s| {
+            self.slot_row[s as usize] != EMPTY && self.pinned[s as usize] != self.epoch
+        })
+    }
+
+    /// Puts `row` in a free slot, if any.
+    pub fn insert(&mut self, row: u32) -> Option<u32> {
+        let slot = self.free.pop()?;
+        self.slot_row[slot as usize] = row;
+        self.map.insert(row, slot);
+        self.uses[slot as usize] = 0;
+        Some(slot)
+    }
+
+    /// Empties `slot`; returns its row and whether it was dirty.
+    pub fn evict(&mut self, slot: u32) -> (u32, bool) {
+        let s = slot as usize;
+        let row = std::mem::replace(&mut self.slot_row[s], EMPTY);
+        self.map.remove(&row);
+        let dirty = std::mem::take(&mut self.dirty[s]);
+        self.free.push(slot);
+        (row, dirty)
+    }
+
+    /// Free slots.
+    pub fn free_slots(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Bytes allocated by the directory: the hash map and the per-slot vectors.
+    pub fn bytes(&self) -> u64 {
+        (self.map.allocation_size()
+            + self.slot_row.capacity() * 4
+            + self.last_use.capacity() * 8
+            + self.uses.capacity() * 4
+            + self.dirty.capacity()
+            + self.pinned.capacity() * 8
+            + self.free.capacity() * 4) as u64
+    }
+
+    /// Occupied slots with their rows.
+    pub fn resident(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.slot_row
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r != EMPTY)
+            .map(|(s, r)| (s as u32, *r))
+    }
+}
+
+/// The cache machinery of one table: its host store, directory and transfer buffers. The slot
+/// buffers themselves (weights, optimizer state) belong to the table.
+pub struct CachedRows<D: Device> {
+    pub(super) store: HostStore,
+    pub(super) dir: Directory,
+    policy: Policy,
+    rounding: Rounding,
+    dim: usize,
+    packed: StagingBuffer<D>,
+    slot_ids: StagingBuffer<D>,
+    row_ids: StagingBuffer<D>,
+    staged_state: StagingBuffer<D>,
+    words: Vec<u32>,
+    state: Vec<f32>,
+    rows_scratch: Vec<u32>,
+    slots_scratch: Vec<u32>,
+}
+
+/// The slot buffers a cache fills.
+pub struct Slots<'a, D: Device> {
+    /// `[slots × dim]` FP32 rows.
+    pub weights: &'a D::Buffer,
+    /// `[slots]` optimizer state, when the optimizer keeps one.
+    pub state: Option<&'a D::Buffer>,
+}
+
+impl<D: Device> CachedRows<D> {
+    /// Cache machinery over `store` with `slots` slots.
+    pub fn new(
+        dev: &D,
+        store: HostStore,
+        slots: u32,
+        policy: Policy,
+        rounding: Rounding,
+        dim: usize,
+    ) -> Result<Self, DeviceError> {
+        let words = store.row_words();
+        Ok(CachedRows {
+            store,
+            dir: Directory::new(slots),
+            policy,
+            rounding,
+            dim,
+            packed: StagingBuffer::new(dev, 256 * words)?,
+            slot_ids: StagingBuffer::new(dev, 256)?,
+            row_ids: StagingBuffer::new(dev, 256)?,
+            staged_state: StagingBuffer::new(dev, 256)?,
+            words: Vec::new(),
+            state: Vec::new(),
+            rows_scratch: Vec::new(),
+            slots_scratch: Vec::new(),
+        })
+    }
+
+    /// Bytes allocated: host store, directory, transfer buffers (device and host).
+    pub fn bytes(&self) -> u64 {
+        self.host_bytes() + self.device_bytes()
+    }
+
+    /// Device bytes: the transfer buffers for packed rows, slot and row ids, state.
+    pub fn device_bytes(&self) -> u64 {
+        self.packed.bytes()
+            + self.slot_ids.bytes()
+            + self.row_ids.bytes()
+            + self.staged_state.bytes()
+    }
+
+    /// Host bytes: the store, the directory and the transfer scratch vectors.
+    pub fn host_bytes(&self) -> u64 {
+        self.store.bytes()
+            + self.dir.bytes()
+            + (self.words.capacity() * 4
+                + self.state.capacity() * 4
+                + self.rows_scratch.capacity() * 4
+                + self.slots_scratch.capacity() * 4) as u64
+    }
+
+    /// Makes every row of `unique` (sorted, distinct) resident and pinned for this step, writing
+    /// back victims and fetching misses; writes each row's slot into `slot_of`. `train` marks
+    /// the rows dirty (the step will update them). Counts hits, misses, evictions and bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare(
+        &mut self,
+        dev: &D,
+        slots: &Slots<'_, D>,
+        unique: &[u32],
+        slot_of: &mut Vec<u32>,
+        tick: u64,
+        seed: u32,
+        train: bool,
+        stats: &mut TableStats,
+    ) -> Result<(), DeviceError> {
+        self.dir.begin_step();
+        slot_of.clear();
+        let mut misses = Vec::new();
+        for (u, &row) in unique.iter().enumerate() {
+            match self.dir.lookup(row) {
+                Some(s) => {
+                    self.dir.touch(s, tick);
+                    slot_of.push(s);
+                }
+                None => {
+                    misses.push(u);
+                    slot_of.push(u32::MAX);
+                }
+            }
+        }
+        let hits = unique.len() - misses.len();
+        if unique.len() > self.dir.slots() as usize {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "dequantize_rows",
+                message: format!(
+                    "a batch reads {} unique rows of a table whose cache holds {} rows; raise \
+                     --cache-rows or --cache-fraction to at least {} rows for this table",
+                    unique.len(),
+                    self.dir.slots(),
+                    unique.len()
+                ),
+            });
+        }
+        let need = misses.len().saturating_sub(self.dir.free_slots());
+        let mut victims = Vec::with_capacity(need);
+        choose_victims(self.policy, &self.dir, need, &mut victims);
+        self.evict(dev, slots, &victims, tick as u32, seed, stats)?;
+
+        // Fetch the misses: gather packed rows, upload, expand into their slots.
+        self.rows_scratch.clear();
+        self.slots_scratch.clear();
+        for &u in &misses {
+            // The cache has room: `need` victims were just evicted.
+            let slot = self
+                .dir
+                .insert(unique[u])
+                .ok_or_else(|| DeviceError::InvalidArgument {
+                    kernel: "dequantize_rows",
+                    message: "no free cache slot after eviction".into(),
+                })?;
+            self.dir.touch(slot, tick);
+            slot_of[u] = slot;
+            self.rows_scratch.push(unique[u]);
+            self.slots_scratch.push(slot);
+        }
+        if !misses.is_empty() {
+            self.words.clear();
+            self.state.clear();
+            self.store
+                .gather(&self.rows_scratch, &mut self.words, &mut self.state);
+            self.packed.upload_u32(dev, &self.words)?;
+            self.slot_ids.upload_u32(dev, &self.slots_scratch)?;
+            let state = match slots.state {
+                Some(cache_state) => {
+                    self.staged_state.upload_f32(dev, &self.state)?;
+                    Some(StateRows {
+                        cache_state,
+                        staged: self.staged_state.buffer(),
+                    })
+                }
+                None => None,
+            };
+            dev.dequantize_rows(&DequantizeRows {
+                packed: self.packed.buffer(),
+                slots: self.slot_ids.buffer(),
+                rows: misses.len() as u32,
+                dim: self.dim as u32,
+                precision: self.store.precision(),
+                cache: slots.weights,
+                cache_rows: self.dir.slots(),
+                state,
+            })?;
+            stats.bytes_h2d +=
+                4 * (self.words.len() + self.state.len() + self.slots_scratch.len()) as u64;
+        }
+        if train {
+            slot_of.iter().for_each(|&s| self.dir.mark_dirty(s));
+        }
+        stats.hits += hits as u64;
+        stats.misses += misses.len() as u64;
+        stats.cache_rows = self.dir.slots() as u64;
+        stats.cache_occupancy = self.dir.occupied() as f64 / self.dir.slots().max(1) as f64;
+        Ok(())
+    }
+
+    /// Evicts `victims`: dirty ones are quantized on the device, downloaded packed and scattered
+    /// into the store (so a later fetch of the same row reads the written-back value).
+    fn evict(
+        &mut self,
+        dev: &D,
+        slots: &Slots<'_, D>,
+        victims: &[u32],
+        step: u32,
+        seed: u32,
+        stats: &mut TableStats,
+    ) -> Result<(), DeviceError> {
+        if victims.is_empty() {
+            return Ok(());
+        }
+        self.rows_scratch.clear();
+        self.slots_scratch.clear();
+        for &slot in victims {
+            let (row, dirty) = self.dir.evict(slot);
+            if dirty {
+                self.rows_scratch.push(row);
+                self.slots_scratch.push(slot);
+            }
+        }
+        *stats.evictions.get_or_insert(0) += victims.len() as u64;
+        let n = self.rows_scratch.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let words = self.store.row_words();
+        self.slot_ids.upload_u32(dev, &self.slots_scratch)?;
+        self.row_ids.upload_u32(dev, &self.rows_scratch)?;
+        self.packed.reserve(dev, n * words)?;
+        self.staged_state.reserve(dev, n)?;
+        let state = slots.state.map(|cache_state| StateRows {
+            cache_state,
+            staged: self.staged_state.buffer(),
+        });
+        dev.quantize_rows(&QuantizeRows {
+            cache: slots.weights,
+            cache_rows: self.dir.slots(),
+            slots: self.slot_ids.buffer(),
+            row_ids: self.row_ids.buffer(),
+            rows: n as u32,
+            dim: self.dim as u32,
+            precision: self.store.precision(),
+            rounding: self.rounding,
+            seed,
+            step,
+            packed: self.packed.buffer(),
+            state,
+        })?;
+        self.words.resize(n * words, 0);
+        dev.download(
+            self.packed.buffer(),
+            0,
+            bytemuck::cast_slice_mut(&mut self.words[..n * words]),
+        )?;
+        self.state.clear();
+        if slots.state.is_some() {
+            self.state.resize(n, 0.0);
+            dev.download_f32(self.staged_state.buffer(), 0, &mut self.state)?;
+        }
+        self.store
+            .scatter(&self.rows_scratch, &self.words[..n * words], &self.state);
+        stats.bytes_d2h += 4 * (n * words + self.state.len()) as u64;
+        stats.bytes_h2d += 8 * n as u64; // the slot and row ids sent down
+        Ok(())
+    }
+
+    /// Writes back and empties every slot (host-only policy after each step, or a final flush).
+    pub fn flush(
+        &mut self,
+        dev: &D,
+        slots: &Slots<'_, D>,
+        tick: u64,
+        seed: u32,
+        stats: &mut TableStats,
+    ) -> Result<(), DeviceError> {
+        self.dir.begin_step();
+        let all: Vec<u32> = self.dir.resident().map(|(s, _)| s).collect();
+        self.evict(dev, slots, &all, tick as u32, seed, stats)
+    }
+
+    /// Replaces the directory by an empty one of `slots` slots (the cache must be empty, as a
+    /// host-only cache is between steps).
+    pub fn resize(&mut self, slots: u32) {
+        self.dir = Directory::new(slots);
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+}

@@ -1,0 +1,71 @@
+//! Where embedding rows live and which cached row leaves when room is needed.
+//!
+//! - `all-on-device`: every row on the device in FP32, no host store (the reference).
+//! - `host-only`: no cache — every row a batch needs travels in before the step and back after
+//!   it, every step.
+//! - `lru`, `lfu`: an FP32 device cache over a host store, filled on demand: a batch's misses are
+//!   fetched before its step (like FBGEMM's UVM caching); when the cache is full the least
+//!   recently (LRU) or least frequently (LFU, ties by recency) used rows that the batch does
+//!   not need are written back and replaced.
+
+use super::cache::Directory;
+use serde::{Deserialize, Serialize};
+
+/// The placement policy (`--policy`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// All rows on the device in FP32.
+    #[default]
+    AllOnDevice,
+    /// No cache: rows travel in and out every step.
+    HostOnly,
+    /// On-demand cache, least recently used rows evicted first.
+    Lru,
+    /// On-demand cache, least frequently used rows evicted first.
+    Lfu,
+}
+
+impl Policy {
+    /// The CLI spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::AllOnDevice => "all-on-device",
+            Policy::HostOnly => "host-only",
+            Policy::Lru => "lru",
+            Policy::Lfu => "lfu",
+        }
+    }
+
+    /// Whether the policy keeps a host store and a device cache.
+    pub fn is_cached(self) -> bool {
+        self != Policy::AllOnDevice
+    }
+}
+
+/// Appends to `out` the `need` unpinned occupied slots the policy evicts first.
+pub fn choose_victims(policy: Policy, dir: &Directory, need: usize, out: &mut Vec<u32>) {
+    if need == 0 {
+        return;
+    }
+    let mut candidates: Vec<(u64, u64, u32)> = dir
+        .evictable()
+        .map(|slot| {
+            let (uses, last) = dir.usage(slot);
+            match policy {
+                Policy::Lfu => (uses as u64, last, slot),
+                _ => (last, 0, slot),
+            }
+        })
+        .collect();
+    let need = need.min(candidates.len());
+    if need < candidates.len() {
+        candidates.select_nth_unstable(need);
+    }
+    let mut chosen: Vec<(u64, u64, u32)> = candidates[..need].to_vec();
+    // A fixed order, so runs are reproducible.
+    chosen.sort_unstable();
+    out.extend(chosen.iter().map(|c| c.2));
+}
