@@ -9,10 +9,12 @@
 //! are dropped without a write-back.
 
 use super::policy::{Policy, choose_victims};
+use super::precision::Precision;
 use super::store::HostStore;
+use std::sync::{Arc, Mutex, MutexGuard};
 use crate::device::{
-    DequantizeRows, Device, DeviceError, DeviceExt, QuantizeRows, Rounding, StagingBuffer,
-    StateRows,
+    BagForward, DequantizeRows, Device, DeviceError, DeviceExt, Pooling, QuantizeRows, Rounding,
+    StagingBuffer, StateRows,
 };
 use crate::telemetry::TableStats;
 use hashbrown::HashMap;
@@ -140,7 +142,10 @@ impl Directory {
 /// The cache machinery of one table: its host store, directory and transfer buffers. The slot
 /// buffers themselves (weights, optimizer state) belong to the table.
 pub struct CachedRows<D: Device> {
-    pub(super) store: HostStore,
+    /// Shared with the lookahead pipeline's stager and write-back threads.
+    pub(super) store: Arc<Mutex<HostStore>>,
+    precision: Precision,
+    words: usize,
     pub(super) dir: Directory,
     policy: Policy,
     rounding: Rounding,
@@ -149,10 +154,16 @@ pub struct CachedRows<D: Device> {
     slot_ids: StagingBuffer<D>,
     row_ids: StagingBuffer<D>,
     staged_state: StagingBuffer<D>,
-    words: Vec<u32>,
+    offsets: StagingBuffer<D>,
+    packed_host: Vec<u32>,
     state: Vec<f32>,
     rows_scratch: Vec<u32>,
     slots_scratch: Vec<u32>,
+}
+
+/// Locks a host store (a poisoned lock only means another thread panicked; the rows are whole).
+pub fn lock_store(store: &Mutex<HostStore>) -> MutexGuard<'_, HostStore> {
+    store.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The slot buffers a cache fills.
@@ -174,8 +185,11 @@ impl<D: Device> CachedRows<D> {
         dim: usize,
     ) -> Result<Self, DeviceError> {
         let words = store.row_words();
+        let precision = store.precision();
         Ok(CachedRows {
-            store,
+            store: Arc::new(Mutex::new(store)),
+            precision,
+            words,
             dir: Directory::new(slots),
             policy,
             rounding,
@@ -184,7 +198,8 @@ impl<D: Device> CachedRows<D> {
             slot_ids: StagingBuffer::new(dev, 256)?,
             row_ids: StagingBuffer::new(dev, 256)?,
             staged_state: StagingBuffer::new(dev, 256)?,
-            words: Vec::new(),
+            offsets: StagingBuffer::new(dev, 257)?,
+            packed_host: Vec::new(),
             state: Vec::new(),
             rows_scratch: Vec::new(),
             slots_scratch: Vec::new(),
@@ -202,13 +217,14 @@ impl<D: Device> CachedRows<D> {
             + self.slot_ids.bytes()
             + self.row_ids.bytes()
             + self.staged_state.bytes()
+            + self.offsets.bytes()
     }
 
     /// Host bytes: the store, the directory and the transfer scratch vectors.
     pub fn host_bytes(&self) -> u64 {
-        self.store.bytes()
+        lock_store(&self.store).bytes()
             + self.dir.bytes()
-            + (self.words.capacity() * 4
+            + (self.packed_host.capacity() * 4
                 + self.state.capacity() * 4
                 + self.rows_scratch.capacity() * 4
                 + self.slots_scratch.capacity() * 4) as u64
@@ -280,11 +296,10 @@ impl<D: Device> CachedRows<D> {
             self.slots_scratch.push(slot);
         }
         if !misses.is_empty() {
-            self.words.clear();
+            self.packed_host.clear();
             self.state.clear();
-            self.store
-                .gather(&self.rows_scratch, &mut self.words, &mut self.state);
-            self.packed.upload_u32(dev, &self.words)?;
+            lock_store(&self.store).gather(&self.rows_scratch, &mut self.packed_host, &mut self.state);
+            self.packed.upload_u32(dev, &self.packed_host)?;
             self.slot_ids.upload_u32(dev, &self.slots_scratch)?;
             let state = match slots.state {
                 Some(cache_state) => {
@@ -301,13 +316,13 @@ impl<D: Device> CachedRows<D> {
                 slots: self.slot_ids.buffer(),
                 rows: misses.len() as u32,
                 dim: self.dim as u32,
-                precision: self.store.precision(),
+                precision: self.precision,
                 cache: slots.weights,
                 cache_rows: self.dir.slots(),
                 state,
             })?;
             stats.bytes_h2d +=
-                4 * (self.words.len() + self.state.len() + self.slots_scratch.len()) as u64;
+                4 * (self.packed_host.len() + self.state.len() + self.slots_scratch.len()) as u64;
         }
         if train {
             slot_of.iter().for_each(|&s| self.dir.mark_dirty(s));
@@ -347,7 +362,7 @@ impl<D: Device> CachedRows<D> {
         if n == 0 {
             return Ok(());
         }
-        let words = self.store.row_words();
+        let words = self.words;
         self.slot_ids.upload_u32(dev, &self.slots_scratch)?;
         self.row_ids.upload_u32(dev, &self.rows_scratch)?;
         self.packed.reserve(dev, n * words)?;
@@ -363,28 +378,99 @@ impl<D: Device> CachedRows<D> {
             row_ids: self.row_ids.buffer(),
             rows: n as u32,
             dim: self.dim as u32,
-            precision: self.store.precision(),
+            precision: self.precision,
             rounding: self.rounding,
             seed,
             step,
             packed: self.packed.buffer(),
             state,
         })?;
-        self.words.resize(n * words, 0);
-        dev.download(
-            self.packed.buffer(),
-            0,
-            bytemuck::cast_slice_mut(&mut self.words[..n * words]),
-        )?;
+        self.packed_host.resize(n * words, 0);
+        dev.download(self.packed.buffer(), 0, bytemuck::cast_slice_mut(&mut self.packed_host[..n * words]))?;
         self.state.clear();
         if slots.state.is_some() {
             self.state.resize(n, 0.0);
             dev.download_f32(self.staged_state.buffer(), 0, &mut self.state)?;
         }
-        self.store
-            .scatter(&self.rows_scratch, &self.words[..n * words], &self.state);
+        lock_store(&self.store).scatter(&self.rows_scratch, &self.packed_host[..n * words], &self.state);
         stats.bytes_d2h += 4 * (n * words + self.state.len()) as u64;
         stats.bytes_h2d += 8 * n as u64; // the slot and row ids sent down
+        Ok(())
+    }
+
+    /// Fills `out` (`[unique.len() × dim]`, FP32) with the rows `unique` without changing the
+    /// cache: resident rows are gathered from their slots (a `bag_forward` over one-row bags),
+    /// the others are read from the store and expanded. Row `unique[u]` lands at `position[u]`.
+    /// Evaluation uses it, so measuring a model never perturbs what training caches.
+    pub fn read_only(
+        &mut self,
+        dev: &D,
+        slots: &Slots<'_, D>,
+        unique: &[u32],
+        out: &D::Buffer,
+        position: &mut Vec<u32>,
+        stats: &mut TableStats,
+    ) -> Result<(), DeviceError> {
+        position.clear();
+        position.resize(unique.len(), 0);
+        self.rows_scratch.clear(); // missing rows
+        self.slots_scratch.clear(); // slots of resident rows
+        let mut missing = Vec::new();
+        for (u, &row) in unique.iter().enumerate() {
+            match self.dir.lookup(row) {
+                Some(s) => {
+                    position[u] = self.slots_scratch.len() as u32;
+                    self.slots_scratch.push(s);
+                }
+                None => {
+                    missing.push(u);
+                    self.rows_scratch.push(row);
+                }
+            }
+        }
+        let hits = self.slots_scratch.len();
+        for (i, &u) in missing.iter().enumerate() {
+            position[u] = (hits + i) as u32;
+        }
+        let total = unique.len() as u32;
+        if hits > 0 {
+            let offsets: Vec<u32> = (0..=hits as u32).collect();
+            self.offsets.upload_u32(dev, &offsets)?;
+            self.slot_ids.upload_u32(dev, &self.slots_scratch)?;
+            dev.bag_forward(&BagForward {
+                table: slots.weights,
+                rows: self.dir.slots(),
+                dim: self.dim as u32,
+                indices: self.slot_ids.buffer(),
+                offsets: self.offsets.buffer(),
+                bags: hits as u32,
+                pooling: Pooling::Sum,
+                out,
+                out_stride: self.dim as u32,
+                out_offset: 0,
+            })?;
+        }
+        if !missing.is_empty() {
+            self.packed_host.clear();
+            self.state.clear();
+            lock_store(&self.store).gather(&self.rows_scratch, &mut self.packed_host, &mut self.state);
+            self.packed.upload_u32(dev, &self.packed_host)?;
+            let targets: Vec<u32> = (hits as u32..total).collect();
+            self.row_ids.upload_u32(dev, &targets)?;
+            dev.dequantize_rows(&DequantizeRows {
+                packed: self.packed.buffer(),
+                slots: self.row_ids.buffer(),
+                rows: missing.len() as u32,
+                dim: self.dim as u32,
+                precision: self.precision,
+                cache: out,
+                cache_rows: total,
+                state: None,
+            })?;
+            stats.bytes_h2d += 4 * (self.packed_host.len() + targets.len()) as u64;
+        }
+        stats.hits += hits as u64;
+        stats.misses += missing.len() as u64;
         Ok(())
     }
 

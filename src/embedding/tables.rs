@@ -6,7 +6,7 @@
 //! renames rows to cache slots in the staged indices and unique-row maps, so the same kernels
 //! run on the slots with the same sums in the same order.
 
-use super::cache::{CachedRows, Slots};
+use super::cache::{CachedRows, Slots, lock_store};
 use super::init::{INIT_CHUNK_ROWS, fill_uniform};
 use super::policy::Policy;
 use super::store::HostStore;
@@ -69,6 +69,8 @@ struct Table<D: Device> {
     /// Row-wise Adagrad accumulators, one f32 per row (or slot).
     state: Option<D::Buffer>,
     cache: Option<CachedRows<D>>,
+    /// Rows gathered for evaluation (cached tables), and how many fit.
+    eval: Option<(D::Buffer, u32)>,
 }
 
 /// One table's inputs for the current batch, on the device.
@@ -81,6 +83,8 @@ struct Staged<D: Device> {
     bags: usize,
     unique: usize,
     has_map: bool,
+    /// Rows of the table's evaluation buffer the indices point into (read-only staging).
+    eval_rows: Option<u32>,
 }
 
 /// All embedding tables of a model.
@@ -154,6 +158,7 @@ impl<D: Device> EmbeddingTables<D> {
                     weights,
                     state,
                     cache: None,
+                    eval: None,
                 });
                 continue;
             }
@@ -184,6 +189,7 @@ impl<D: Device> EmbeddingTables<D> {
                 weights,
                 state,
                 cache: Some(cache),
+                eval: None,
             });
         }
         let staged = (0..rows.len())
@@ -197,6 +203,7 @@ impl<D: Device> EmbeddingTables<D> {
                     bags: 0,
                     unique: 0,
                     has_map: false,
+                    eval_rows: None,
                 })
             })
             .collect::<Result<_, DeviceError>>()?;
@@ -291,6 +298,7 @@ impl<D: Device> EmbeddingTables<D> {
                 staged.offsets.upload_u32(dev, &bags.offsets)?;
                 staged.bags = bags.len();
                 staged.has_map = false;
+                staged.eval_rows = None;
                 if let Some(m) = maps.map(|m| &m[t]) {
                     upload_map(dev, staged, m)?;
                     // Every row is resident: all unique rows hit, nothing travels.
@@ -311,45 +319,30 @@ impl<D: Device> EmbeddingTables<D> {
                 }
             };
             stats.unique_rows = map.unique() as u64;
-            self.ensure_slots(dev, t, map.unique())?;
-            let table = &mut self.tables[t];
-            let slots = Slots {
-                weights: &table.weights,
-                state: table.state.as_ref(),
-            };
-            let cache = table
-                .cache
-                .as_mut()
-                .ok_or_else(|| DeviceError::InvalidArgument {
-                    kernel: "bag_forward",
-                    message: "cache missing".into(),
-                })?;
-            cache.prepare(
-                dev,
-                &slots,
-                &map.unique_rows,
-                &mut self.slot_of,
-                self.tick,
-                self.noise_seed,
-                train,
-                &mut stats,
-            )?;
-            // Rename rows to slots: per lookup (unique rows are sorted, so a binary search).
-            self.remapped.clear();
-            for &r in &bags.indices {
-                let u = map.unique_rows.binary_search(&r).map_err(|_| {
-                    DeviceError::InvalidArgument {
-                        kernel: "bag_forward",
-                        message: format!("row {r} is missing from the batch's unique-row map"),
-                    }
-                })?;
-                self.remapped.push(self.slot_of[u]);
+            if train {
+                self.ensure_slots(dev, t, map.unique())?;
+            } else {
+                self.ensure_eval(dev, t, map.unique())?;
             }
+            let table = &mut self.tables[t];
+            let slots = Slots { weights: &table.weights, state: table.state.as_ref() };
+            let missing = || DeviceError::InvalidArgument { kernel: "bag_forward", message: "cache missing".into() };
+            let cache = table.cache.as_mut().ok_or_else(missing)?;
+            if train {
+                let (tick, seed) = (self.tick, self.noise_seed);
+                cache.prepare(dev, &slots, &map.unique_rows, &mut self.slot_of, tick, seed, true, &mut stats)?;
+            } else {
+                // Evaluation reads through the cache without changing it.
+                let out = table.eval.as_ref().map(|(b, _)| b).ok_or_else(missing)?;
+                cache.read_only(dev, &slots, &map.unique_rows, out, &mut self.slot_of, &mut stats)?;
+            }
+            remap(&bags.indices, map, &self.slot_of, &mut self.remapped)?;
             let staged = &mut self.staged[t];
             staged.indices.upload_u32(dev, &self.remapped)?;
             staged.offsets.upload_u32(dev, &bags.offsets)?;
             staged.bags = bags.len();
             staged.has_map = false;
+            staged.eval_rows = (!train).then_some(map.unique() as u32);
             if train {
                 map.rename_into(&self.slot_of, &mut self.renamed);
                 upload_map(dev, staged, &self.renamed)?;
@@ -357,6 +350,17 @@ impl<D: Device> EmbeddingTables<D> {
             self.stats[t] = stats;
             self.local_map = local;
         }
+        Ok(())
+    }
+
+    /// Grows table `t`'s evaluation buffer to hold `unique` rows.
+    fn ensure_eval(&mut self, dev: &D, t: usize, unique: usize) -> Result<(), DeviceError> {
+        let table = &mut self.tables[t];
+        if table.eval.as_ref().is_some_and(|(_, cap)| *cap as usize >= unique) {
+            return Ok(());
+        }
+        let cap = (unique as u32).next_power_of_two().max(256);
+        table.eval = Some((dev.alloc_rows(cap as u64, 4 * self.settings.dim as u64)?, cap));
         Ok(())
     }
 
@@ -397,9 +401,13 @@ impl<D: Device> EmbeddingTables<D> {
     pub fn forward(&self, dev: &D, out: &D::Buffer) -> Result<(), DeviceError> {
         let (dim, t_count) = (self.settings.dim as u32, self.tables.len() as u32);
         for (t, (table, staged)) in self.tables.iter().zip(&self.staged).enumerate() {
+            let (weights, rows) = match (staged.eval_rows, &table.eval) {
+                (Some(rows), Some((buffer, _))) => (buffer, rows),
+                _ => (&table.weights, table.slots),
+            };
             dev.bag_forward(&BagForward {
-                table: &table.weights,
-                rows: table.slots,
+                table: weights,
+                rows,
                 dim,
                 indices: staged.indices.buffer(),
                 offsets: staged.offsets.buffer(),
@@ -459,10 +467,9 @@ impl<D: Device> EmbeddingTables<D> {
             return dev.read_f32(&table.weights, 0, table.rows as usize * dim);
         };
         let mut out = vec![0f32; table.rows as usize * dim];
+        let store = lock_store(&cache.store);
         for r in 0..table.rows {
-            cache
-                .store
-                .read_row(r, &mut out[r as usize * dim..(r as usize + 1) * dim]);
+            store.read_row(r, &mut out[r as usize * dim..(r as usize + 1) * dim]);
         }
         let slots = dev.read_f32(&table.weights, 0, table.slots as usize * dim)?;
         for (s, r) in cache.dir.resident() {
@@ -500,6 +507,7 @@ impl<D: Device> EmbeddingTables<D> {
                 dev.buffer_bytes(&t.weights)
                     + t.state.as_ref().map_or(0, |s| dev.buffer_bytes(s))
                     + t.cache.as_ref().map_or(0, |c| c.bytes())
+                    + t.eval.as_ref().map_or(0, |(b, _)| dev.buffer_bytes(b))
             })
             .sum()
     }
@@ -511,7 +519,7 @@ impl<D: Device> EmbeddingTables<D> {
             .iter()
             .filter_map(|t| t.cache.as_ref())
             .collect();
-        (!caches.is_empty()).then(|| caches.iter().map(|c| c.store.bytes()).sum())
+        (!caches.is_empty()).then(|| caches.iter().map(|c| lock_store(&c.store).bytes()).sum())
     }
 
     /// Device bytes held: rows or slots, optimizer state, the caches' transfer buffers and the
@@ -524,6 +532,7 @@ impl<D: Device> EmbeddingTables<D> {
                 dev.buffer_bytes(&t.weights)
                     + t.state.as_ref().map_or(0, |s| dev.buffer_bytes(s))
                     + t.cache.as_ref().map_or(0, |c| c.device_bytes())
+                    + t.eval.as_ref().map_or(0, |(b, _)| dev.buffer_bytes(b))
             })
             .sum();
         tables + self.batch_staging_bytes()
@@ -567,5 +576,19 @@ fn upload_map<D: Device>(dev: &D, staged: &mut Staged<D>, m: &RowMap) -> Result<
     staged.bag_ids.upload_u32(dev, &m.bag_ids)?;
     staged.unique = m.unique();
     staged.has_map = true;
+    Ok(())
+}
+
+/// Renames each lookup of `indices` through the batch's unique rows to `names[u]`.
+fn remap(indices: &[u32], map: &RowMap, names: &[u32], out: &mut Vec<u32>) -> Result<(), DeviceError> {
+    out.clear();
+    for &r in indices {
+        // Unique rows are sorted, so a binary search.
+        let u = map.unique_rows.binary_search(&r).map_err(|_| DeviceError::InvalidArgument {
+            kernel: "bag_forward",
+            message: format!("row {r} is missing from the batch's unique-row map"),
+        })?;
+        out.push(names[u]);
+    }
     Ok(())
 }
