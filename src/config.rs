@@ -117,6 +117,11 @@ pub struct RunConfig {
     pub cache_rows: Option<TableRows>,
     /// Steps between row-hotness reports in the telemetry (0: never).
     pub hotness_every: u64,
+    /// Batches the lookahead planner sees ahead (`--policy lookahead`).
+    pub lookahead: usize,
+    /// Charge host↔device bytes to a modelled link of this many GB/s (machines without one:
+    /// the CPU backend, lavapipe). `null`: no modelled link.
+    pub link_gbps: Option<f64>,
     /// Model sizes and optimizers.
     pub model: ModelConfig,
     /// The synthetic generator's settings.
@@ -146,6 +151,8 @@ impl Default for RunConfig {
             cache_fraction: None,
             cache_rows: None,
             hotness_every: 100,
+            lookahead: 8,
+            link_gbps: None,
             model: ModelConfig::default(),
             synthetic: SyntheticOptions::default(),
         }
@@ -433,10 +440,26 @@ impl RunConfig {
             int("cache_rows", Some("--cache-rows"), v as u64, 1, 1 << 31)?;
         }
         int("hotness_every", None, self.hotness_every, 0, u64::MAX >> 1)?;
+        int(
+            "lookahead",
+            Some("--lookahead"),
+            self.lookahead as u64,
+            1,
+            1024,
+        )?;
+        if let Some(g) = self.link_gbps {
+            real("link_gbps", Some("--link-gbps"), g, 0.0, false, 1e6)?;
+        }
         if self.is_synthetic() {
             int("synthetic.tables", None, s.tables as u64, 1, 1024)?;
             let rows = self.table_rows.expand(s.tables)?;
-            self.placement(&rows)?;
+            // Per-table cache sizes are checked against the data's own tables when training
+            // starts (a run may bring its own dataset).
+            if !matches!(self.cache_rows, Some(TableRows::Each(_)))
+                && !matches!(self.cache_fraction, Some(Fractions::Each(_)))
+            {
+                self.placement(&rows)?;
+            }
             int(
                 "synthetic.pooling_factor",
                 None,

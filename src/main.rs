@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rowflow::bench::kernels::{KernelBenchArgs, run_kernel_bench};
 use rowflow::bench::memory::{MemoryBenchArgs, run_memory_bench};
+use rowflow::bench::pipeline::{PipelineBenchArgs, run_pipeline_bench};
 use rowflow::config::{Fractions, RunConfig, TableRows};
 use rowflow::device::cpu::CpuDevice;
 use rowflow::device::wgpu::{WgpuDevice, probe};
@@ -51,6 +52,8 @@ enum BenchCommand {
     Kernels(KernelBenchArgs),
     /// Memory saved by low-precision stores under a cache, and the AUC it costs.
     Memory(MemoryBenchArgs),
+    /// Throughput of every placement policy (lookahead windows, caches, links) on one workload.
+    Pipeline(PipelineBenchArgs),
 }
 
 /// `rowflow train`: a config file plus flags that override its keys.
@@ -113,6 +116,12 @@ struct TrainArgs {
     /// Cache size in rows: one global budget (shared in proportion to table sizes), or one per table.
     #[arg(long, value_name = "N|N,N,…", value_parser = TableRows::parse)]
     cache_rows: Option<TableRows>,
+    /// Batches the lookahead planner sees ahead (--policy lookahead).
+    #[arg(long, value_name = "W")]
+    lookahead: Option<usize>,
+    /// Charge host-device bytes to a modelled link of X GB/s (machines without one).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    link_gbps: Option<f64>,
 }
 
 impl TrainArgs {
@@ -178,6 +187,12 @@ impl TrainArgs {
             c.cache_rows = Some(v);
             c.cache_fraction = None;
         }
+        if let Some(v) = self.lookahead {
+            c.lookahead = v;
+        }
+        if let Some(v) = self.link_gbps {
+            c.link_gbps = Some(v);
+        }
         c.validate()?;
         Ok(c)
     }
@@ -200,7 +215,20 @@ macro_rules! on_device {
     };
 }
 
+/// Restores the default SIGPIPE action (Rust ignores it), so `rowflow … | head` ends quietly
+/// when the reader closes the pipe instead of panicking on the next print.
+#[allow(unsafe_code)] // one signal(2) call
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => args.into_config().and_then(|c| run_train(&c)),
@@ -211,6 +239,9 @@ fn main() -> ExitCode {
         Command::Bench {
             which: BenchCommand::Memory(args),
         } => bench_memory(&args),
+        Command::Bench {
+            which: BenchCommand::Pipeline(args),
+        } => bench_pipeline(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -372,6 +403,16 @@ fn print_summary(s: &TrainSummary) {
             s.bytes_per_sample
         );
     }
+    if let Some(w) = s.lookahead {
+        println!(
+            "lookahead W={w}: train-stage hit rate {:.4}, window shrinks {}",
+            s.train_hit_rate,
+            s.window_shrinks.unwrap_or(0)
+        );
+    }
+    if let Some(g) = s.link_gbps {
+        println!("simulated link {g} GB/s: host-device bytes were charged at that rate");
+    }
     println!(
         "embeddings: {:.1} MB ({:.2}x less than {:.1} MB in FP32)",
         s.embedding_bytes as f64 / 1e6,
@@ -398,5 +439,14 @@ fn bench_memory(args: &MemoryBenchArgs) -> Result<()> {
         eprintln!("backend {reason}");
     }
     on_device!(selection.backend, |dev| run_memory_bench(dev, args)?);
+    Ok(())
+}
+
+fn bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
+    let selection = select_backend(args.backend)?;
+    for reason in &selection.reasons {
+        eprintln!("backend {reason}");
+    }
+    on_device!(selection.backend, |dev| run_pipeline_bench(dev, args)?);
     Ok(())
 }

@@ -173,6 +173,9 @@ pub struct Snapshot {
     pub memory: MemoryStats,
     /// The modelled host↔device link, when one is simulated.
     pub link_gbps: Option<f64>,
+    /// Batches so far for which the lookahead planner shortened its window (`null` for other
+    /// policies).
+    pub window_shrinks: Option<u64>,
 }
 
 /// Writes snapshots as JSON lines.

@@ -521,3 +521,174 @@ fn bench_memory_reports_every_configuration() {
             .all(|r| r["memory_reduction"].as_f64().unwrap() > 1.0)
     );
 }
+
+#[test]
+fn a_lookahead_run_counts_train_hits_and_labels_its_simulated_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let (summary, telemetry) = (dir.path().join("s.json"), dir.path().join("t.jsonl"));
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--policy",
+        "lookahead",
+        "--lookahead",
+        "4",
+        "--link-gbps",
+        "16",
+        "--precision",
+        "int8",
+        "--cache-fraction",
+        "0.3",
+        "--table-rows",
+        "5000",
+        "--summary-json",
+        summary.to_str().unwrap(),
+        "--telemetry",
+        telemetry.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("simulated link 16 GB/s"), "{out}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["policy"], "lookahead");
+    assert_eq!(s["lookahead"], 4);
+    assert_eq!(s["link_gbps"], 16.0);
+    assert_eq!(s["train_hit_rate"], 1.0, "{s}");
+    assert!(s["window_shrinks"].as_u64().is_some(), "{s}");
+    let idle = s["device_idle_fraction"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&idle), "{s}");
+    // Planner-level misses happen (the cache starts cold); the train stage never misses.
+    assert!(s["hit_rate"].as_f64().unwrap() < 1.0, "{s}");
+    let snaps = rowflow::telemetry::read_jsonl(&telemetry).unwrap();
+    let last = snaps.last().unwrap();
+    assert_eq!(last.link_gbps, Some(16.0));
+    let stages: Vec<&str> = last.stages.iter().map(|t| t.stage.as_str()).collect();
+    for stage in ["loader", "planner", "stager", "device", "writeback"] {
+        assert!(stages.contains(&stage), "{stage} missing from {stages:?}");
+    }
+    // Without the flag the link is off and says nothing.
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--policy",
+        "lookahead",
+        "--cache-fraction",
+        "0.3",
+        "--table-rows",
+        "5000",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!out.contains("simulated link"), "{out}");
+    fails_with(
+        &rowflow(&["train", "--policy", "lookahead", "--lookahead", "0"]),
+        "lookahead (--lookahead)",
+    );
+}
+
+#[test]
+fn bench_pipeline_reports_every_policy_window_and_link() {
+    let o = rowflow(&[
+        "bench",
+        "pipeline",
+        "--backend",
+        "cpu",
+        "--json",
+        "--tables",
+        "2",
+        "--rows",
+        "20000",
+        "--dim",
+        "8",
+        "--batch-size",
+        "64",
+        "--pooling",
+        "4",
+        "--fractions",
+        "0.05",
+        "--windows",
+        "1,4",
+        "--steps",
+        "6",
+        "--warmup",
+        "2",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Per link (none, 16 GB/s): 2 windows + lru + lfu + host-only + all-on-device.
+    assert_eq!(rows.len(), 2 * 6, "{out}");
+    let keys = [
+        "policy",
+        "cache_fraction",
+        "lookahead",
+        "link_gbps",
+        "samples_per_sec",
+        "train_hit_rate",
+        "device_idle_fraction",
+        "window_shrinks",
+        "step_seconds_mean",
+        "busiest_stage",
+        "busiest_stage_seconds_mean",
+    ];
+    for r in &rows {
+        for k in keys {
+            assert!(r.get(k).is_some(), "{k} missing in {r}");
+        }
+        assert!(r["samples_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+        let link = &r["link_gbps"];
+        assert!(link.is_null() || link == 16.0, "{r}");
+        if r["policy"] == "lookahead" {
+            assert_eq!(r["train_hit_rate"], 1.0, "{r}");
+            assert!(r["lookahead"].as_u64().is_some(), "{r}");
+        } else {
+            assert!(r["lookahead"].is_null(), "{r}");
+        }
+    }
+    assert_eq!(rows.iter().filter(|r| r["link_gbps"] == 16.0).count(), 6);
+    assert!(
+        rows.iter()
+            .any(|r| r["policy"] == "lru" && r["train_hit_rate"].as_f64().unwrap() < 1.0)
+    );
+    // The table form says which rows ran on a simulated link.
+    let o = rowflow(&[
+        "bench",
+        "pipeline",
+        "--backend",
+        "cpu",
+        "--tables",
+        "1",
+        "--rows",
+        "5000",
+        "--dim",
+        "8",
+        "--batch-size",
+        "32",
+        "--pooling",
+        "2",
+        "--fractions",
+        "0.1",
+        "--windows",
+        "2",
+        "--policies",
+        "lookahead",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("simulated link 16 GB/s"), "{out}");
+}

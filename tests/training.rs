@@ -26,39 +26,50 @@ fn small_config(seed: u64) -> RunConfig {
 }
 
 fn run(cfg: &RunConfig) -> (TrainSummary, Vec<Snapshot>) {
+    run_with_base_rate(cfg).0
+}
+
+/// [`run`], and the log loss of always predicting the test split's positive rate.
+fn run_with_base_rate(cfg: &RunConfig) -> ((TrainSummary, Vec<Snapshot>), f64) {
     let data = open_dataset(cfg).unwrap();
+    let labels = &data.test().labels;
+    let p = labels.iter().map(|&y| y as f64).sum::<f64>() / labels.len() as f64;
+    let constant = -(p * p.ln() + (1.0 - p) * (1.0 - p).ln());
     let mut snaps = Vec::new();
     let summary = train(&CpuDevice::new(), cfg, data.as_ref(), &mut |s| {
         snaps.push(s.clone())
     })
     .unwrap();
-    (summary, snaps)
+    ((summary, snaps), constant)
 }
 
 #[test]
 fn synthetic_training_learns_towards_the_teacher() {
     let seed = common::seed("synthetic_training");
-    let (s, snaps) = run(&small_config(seed));
+    let ((s, snaps), constant) = run_with_base_rate(&small_config(seed));
     let teacher = s.teacher_auc.unwrap();
     let auc = s.test_auc.unwrap();
-    println!("test AUC {auc:.4}, teacher {teacher:.4}");
+    let logloss = s.test_logloss.unwrap();
+    println!(
+        "test AUC {auc:.4}, teacher {teacher:.4}, log loss {logloss:.4} (base rate {constant:.4})"
+    );
     assert!((0.70..=0.92).contains(&teacher), "teacher AUC {teacher}");
-    // 60k samples are a sixteenth of the default run, so the bar is lower than the CLI's 0.03.
-    assert!(auc > teacher - 0.08, "test AUC {auc} vs teacher {teacher}");
+    // 60k samples are a sixteenth of the default run, so the bar is lower than the CLI's 0.03;
+    // over 45 random seeds the gap ranged 0.04–0.11.
+    assert!(auc > teacher - 0.13, "test AUC {auc} vs teacher {teacher}");
     assert!(auc > 0.65);
+    // It learned more than the label frequency (which a bias alone reaches in a few steps;
+    // training losses of early and late batches are not comparable, as batches differ).
+    assert!(
+        logloss < constant - 0.02,
+        "test log loss {logloss} vs {constant} for the base rate"
+    );
     assert_eq!(snaps.len() as u64, s.steps);
     assert_eq!(
         s.steps,
         60_000 / 256,
         "one epoch, the partial last batch dropped"
     );
-    let first: f64 = snaps[..20].iter().map(|s| s.loss).sum::<f64>() / 20.0;
-    let last: f64 = snaps[snaps.len() - 20..]
-        .iter()
-        .map(|s| s.loss)
-        .sum::<f64>()
-        / 20.0;
-    assert!(last < first, "training loss falls: {first} → {last}");
     // Telemetry is counted, not assumed: every lookup of the batch is there.
     let t = &snaps[0].total;
     assert_eq!(t.lookups, 256 * 8 * 4);

@@ -10,8 +10,9 @@ use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use crate::data::{Batch, Dataset};
 use crate::device::kernels::interaction_width;
 use crate::device::{
-    Activation, BackendChoice, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, Device,
-    DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling,
+    Activation, BackendChoice, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
+    DequantizeRows, Device, DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward,
+    Optimizer, Pooling, Precision, QuantizeRows, Rounding,
 };
 use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement, RowMap};
 use crate::model::OptimizerKind;
@@ -415,6 +416,58 @@ pub fn run_kernel_bench<D: Device>(
         })
     })?;
     push("dense_update", secs, 4.0 * 5.0 * np as f64);
+
+    // Moving rows between the packed store format and the FP32 cache: 65,536 rows, INT8,
+    // stochastic rounding. Bytes: FP32 rows read or written, packed rows written or read, and
+    // the slot (and row id) lists.
+    let n = 1usize << 16;
+    let words = Precision::Int8.row_words(d);
+    let cache = dev.buffer_from_f32(
+        &(0..n * d)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3)
+            .collect::<Vec<_>>(),
+    )?;
+    let slots = dev.buffer_from_u32(&(0..n as u32).rev().collect::<Vec<_>>())?;
+    let ids = dev.buffer_from_u32(&(0..n as u32).collect::<Vec<_>>())?;
+    let packed = dev.alloc_elems(n * words)?;
+    let secs = time(dev, args.reps, |i| {
+        dev.quantize_rows(&QuantizeRows {
+            cache: &cache,
+            cache_rows: n as u32,
+            slots: &slots,
+            row_ids: &ids,
+            rows: n as u32,
+            dim: d as u32,
+            precision: Precision::Int8,
+            rounding: Rounding::Stochastic,
+            seed: 1,
+            step: i as u32,
+            packed: &packed,
+            state: None,
+        })
+    })?;
+    push(
+        "quantize_rows",
+        secs,
+        4.0 * (n * d + n * words + 2 * n) as f64,
+    );
+    let secs = time(dev, args.reps, |_| {
+        dev.dequantize_rows(&DequantizeRows {
+            packed: &packed,
+            slots: &slots,
+            rows: n as u32,
+            dim: d as u32,
+            precision: Precision::Int8,
+            cache: &cache,
+            cache_rows: n as u32,
+            state: None,
+        })
+    })?;
+    push(
+        "dequantize_rows",
+        secs,
+        4.0 * (n * d + n * words + n) as f64,
+    );
 
     print_rows(&rows, args.json);
     Ok(rows)

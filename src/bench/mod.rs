@@ -3,6 +3,7 @@
 
 pub mod kernels;
 pub mod memory;
+pub mod pipeline;
 
 use crate::device::BackendKind;
 use serde::Serialize;

@@ -5,6 +5,7 @@
 //! held in memory as one [`Batch`] for evaluation.
 
 pub mod criteo;
+pub mod replay;
 pub mod synthetic;
 
 use std::path::PathBuf;

@@ -11,19 +11,22 @@
 use super::policy::{Policy, choose_victims};
 use super::precision::Precision;
 use super::store::HostStore;
-use std::sync::{Arc, Mutex, MutexGuard};
 use crate::device::{
     BagForward, DequantizeRows, Device, DeviceError, DeviceExt, Pooling, QuantizeRows, Rounding,
     StagingBuffer, StateRows,
 };
+use crate::hostmem::{HugeMap, huge_map};
 use crate::telemetry::TableStats;
-use hashbrown::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 const EMPTY: u32 = u32::MAX;
 
 /// Row → slot map and per-slot metadata.
 pub struct Directory {
-    map: HashMap<u32, u32>,
+    map: HugeMap<u32, u32>,
+    /// `map` lags `slot_row` (the lookahead path updates only `slot_row`; `refresh` rebuilds).
+    stale: bool,
+    occupied: usize,
     slot_row: Vec<u32>,
     last_use: Vec<u64>,
     uses: Vec<u32>,
@@ -38,7 +41,9 @@ impl Directory {
     pub fn new(slots: u32) -> Self {
         let n = slots as usize;
         Directory {
-            map: HashMap::with_capacity(n),
+            map: huge_map(n),
+            stale: false,
+            occupied: 0,
             slot_row: vec![EMPTY; n],
             last_use: vec![0; n],
             uses: vec![0; n],
@@ -56,12 +61,36 @@ impl Directory {
 
     /// Slots holding a row.
     pub fn occupied(&self) -> usize {
-        self.map.len()
+        self.occupied
     }
 
-    /// The slot holding `row`.
+    /// The slot holding `row` (a scan of the slots while the map is stale: call
+    /// [`Directory::refresh`] before many lookups).
     pub fn lookup(&self, row: u32) -> Option<u32> {
+        if self.stale {
+            return self
+                .slot_row
+                .iter()
+                .position(|&r| r == row)
+                .map(|s| s as u32);
+        }
         self.map.get(&row).copied()
+    }
+
+    /// Rebuilds the row → slot map after lookahead placements.
+    pub fn refresh(&mut self) {
+        if self.stale {
+            self.map.clear();
+            let map = &mut self.map;
+            self.slot_row
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r != EMPTY)
+                .for_each(|(s, &r)| {
+                    map.insert(r, s as u32);
+                });
+            self.stale = false;
+        }
     }
 
     /// Unpins every slot (a new step begins).
@@ -99,6 +128,7 @@ impl Directory {
         let slot = self.free.pop()?;
         self.slot_row[slot as usize] = row;
         self.map.insert(row, slot);
+        self.occupied += 1;
         self.uses[slot as usize] = 0;
         Some(slot)
     }
@@ -108,9 +138,44 @@ impl Directory {
         let s = slot as usize;
         let row = std::mem::replace(&mut self.slot_row[s], EMPTY);
         self.map.remove(&row);
+        self.occupied -= 1;
         let dirty = std::mem::take(&mut self.dirty[s]);
         self.free.push(slot);
         (row, dirty)
+    }
+
+    /// Puts `row` in `slot`, which must be empty (the lookahead planner chose it). Only the
+    /// slot table is updated, so placements stay cheap; the map catches up in `refresh`.
+    pub fn place(&mut self, row: u32, slot: u32) -> Result<(), DeviceError> {
+        let s = slot as usize;
+        if self.slot_row.get(s) != Some(&EMPTY) {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "dequantize_rows",
+                message: format!("the plan puts row {row} in slot {slot}, which is not empty"),
+            });
+        }
+        self.slot_row[s] = row;
+        self.occupied += 1;
+        self.stale = true;
+        Ok(())
+    }
+
+    /// Empties `slot` (the lookahead planner evicts it); returns its row, if any.
+    pub fn vacate(&mut self, slot: u32) -> Option<u32> {
+        let row = std::mem::replace(self.slot_row.get_mut(slot as usize)?, EMPTY);
+        (row != EMPTY).then(|| {
+            self.occupied -= 1;
+            self.stale = true;
+            row
+        })
+    }
+
+    /// The row in `slot`, if any.
+    pub fn row_in(&self, slot: u32) -> Option<u32> {
+        self.slot_row
+            .get(slot as usize)
+            .copied()
+            .filter(|&r| r != EMPTY)
     }
 
     /// Free slots.
@@ -139,6 +204,10 @@ impl Directory {
     }
 }
 
+/// Rows a planned eviction took off the device, for the write-back stage: their ids, their
+/// packed words (row-major, one packed row each) and their optimizer state (empty without one).
+pub type EvictedRows = (Vec<u32>, Vec<u32>, Vec<f32>);
+
 /// The cache machinery of one table: its host store, directory and transfer buffers. The slot
 /// buffers themselves (weights, optimizer state) belong to the table.
 pub struct CachedRows<D: Device> {
@@ -159,6 +228,8 @@ pub struct CachedRows<D: Device> {
     state: Vec<f32>,
     rows_scratch: Vec<u32>,
     slots_scratch: Vec<u32>,
+    /// Buffers of evicted rows handed back by the write-back stage, for reuse.
+    spare: Vec<(Vec<u32>, Vec<f32>)>,
 }
 
 /// Locks a host store (a poisoned lock only means another thread panicked; the rows are whole).
@@ -203,6 +274,7 @@ impl<D: Device> CachedRows<D> {
             state: Vec::new(),
             rows_scratch: Vec::new(),
             slots_scratch: Vec::new(),
+            spare: Vec::new(),
         })
     }
 
@@ -224,6 +296,11 @@ impl<D: Device> CachedRows<D> {
     pub fn host_bytes(&self) -> u64 {
         lock_store(&self.store).bytes()
             + self.dir.bytes()
+            + self
+                .spare
+                .iter()
+                .map(|(w, st)| (w.capacity() * 4 + st.capacity() * 4) as u64)
+                .sum::<u64>()
             + (self.packed_host.capacity() * 4
                 + self.state.capacity() * 4
                 + self.rows_scratch.capacity() * 4
@@ -298,7 +375,11 @@ impl<D: Device> CachedRows<D> {
         if !misses.is_empty() {
             self.packed_host.clear();
             self.state.clear();
-            lock_store(&self.store).gather(&self.rows_scratch, &mut self.packed_host, &mut self.state);
+            lock_store(&self.store).gather(
+                &self.rows_scratch,
+                &mut self.packed_host,
+                &mut self.state,
+            );
             self.packed.upload_u32(dev, &self.packed_host)?;
             self.slot_ids.upload_u32(dev, &self.slots_scratch)?;
             let state = match slots.state {
@@ -386,13 +467,21 @@ impl<D: Device> CachedRows<D> {
             state,
         })?;
         self.packed_host.resize(n * words, 0);
-        dev.download(self.packed.buffer(), 0, bytemuck::cast_slice_mut(&mut self.packed_host[..n * words]))?;
+        dev.download(
+            self.packed.buffer(),
+            0,
+            bytemuck::cast_slice_mut(&mut self.packed_host[..n * words]),
+        )?;
         self.state.clear();
         if slots.state.is_some() {
             self.state.resize(n, 0.0);
             dev.download_f32(self.staged_state.buffer(), 0, &mut self.state)?;
         }
-        lock_store(&self.store).scatter(&self.rows_scratch, &self.packed_host[..n * words], &self.state);
+        lock_store(&self.store).scatter(
+            &self.rows_scratch,
+            &self.packed_host[..n * words],
+            &self.state,
+        );
         stats.bytes_d2h += 4 * (n * words + self.state.len()) as u64;
         stats.bytes_h2d += 8 * n as u64; // the slot and row ids sent down
         Ok(())
@@ -411,6 +500,7 @@ impl<D: Device> CachedRows<D> {
         position: &mut Vec<u32>,
         stats: &mut TableStats,
     ) -> Result<(), DeviceError> {
+        self.dir.refresh();
         position.clear();
         position.resize(unique.len(), 0);
         self.rows_scratch.clear(); // missing rows
@@ -453,7 +543,11 @@ impl<D: Device> CachedRows<D> {
         if !missing.is_empty() {
             self.packed_host.clear();
             self.state.clear();
-            lock_store(&self.store).gather(&self.rows_scratch, &mut self.packed_host, &mut self.state);
+            lock_store(&self.store).gather(
+                &self.rows_scratch,
+                &mut self.packed_host,
+                &mut self.state,
+            );
             self.packed.upload_u32(dev, &self.packed_host)?;
             let targets: Vec<u32> = (hits as u32..total).collect();
             self.row_ids.upload_u32(dev, &targets)?;
@@ -474,6 +568,155 @@ impl<D: Device> CachedRows<D> {
         Ok(())
     }
 
+    /// Lookahead: applies a plan made ahead for this table — evicts the planned victims
+    /// (quantized on the device and downloaded packed, returned for the write-back stage),
+    /// expands the rows the stager gathered into their slots, then checks every row of the batch
+    /// (`unique`) at its planned slot: a row that is not there (a dropped prefetch) is a
+    /// train-stage miss, fetched here synchronously. Counts hits and misses as the train stage
+    /// saw them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_plan(
+        &mut self,
+        dev: &D,
+        slots: &Slots<'_, D>,
+        staged: &crate::pipeline::StagedTable,
+        unique: &[u32],
+        step: u32,
+        seed: u32,
+        stats: &mut TableStats,
+    ) -> Result<EvictedRows, DeviceError> {
+        let plan = &staged.plan;
+        let n = plan.evict_slots.len();
+        let mut evicted = (Vec::new(), Vec::new(), Vec::new());
+        if n > 0 {
+            for &slot in &plan.evict_slots {
+                self.dir.vacate(slot);
+            }
+            self.slot_ids.upload_u32(dev, &plan.evict_slots)?;
+            self.row_ids.upload_u32(dev, &plan.evict_rows)?;
+            self.packed.reserve(dev, n * self.words)?;
+            self.staged_state.reserve(dev, n)?;
+            let state = slots.state.map(|cache_state| StateRows {
+                cache_state,
+                staged: self.staged_state.buffer(),
+            });
+            dev.quantize_rows(&QuantizeRows {
+                cache: slots.weights,
+                cache_rows: self.dir.slots(),
+                slots: self.slot_ids.buffer(),
+                row_ids: self.row_ids.buffer(),
+                rows: n as u32,
+                dim: self.dim as u32,
+                precision: self.precision,
+                rounding: self.rounding,
+                seed,
+                step,
+                packed: self.packed.buffer(),
+                state,
+            })?;
+            let (mut words, mut state) = self.spare.pop().unwrap_or_default();
+            words.clear();
+            words.resize(n * self.words, 0);
+            state.clear();
+            dev.download(
+                self.packed.buffer(),
+                0,
+                bytemuck::cast_slice_mut(&mut words),
+            )?;
+            if slots.state.is_some() {
+                state.resize(n, 0.0);
+                dev.download_f32(self.staged_state.buffer(), 0, &mut state)?;
+            }
+            stats.bytes_d2h += 4 * (words.len() + state.len()) as u64;
+            stats.bytes_h2d += 8 * n as u64;
+            evicted = (plan.evict_rows.clone(), words, state);
+        }
+        *stats.evictions.get_or_insert(0) += n as u64;
+        self.fill(
+            dev,
+            slots,
+            &staged.rows,
+            &staged.slots,
+            &staged.packed,
+            &staged.state,
+            stats,
+        )?;
+        // The train stage's own count: is every row where the plan says?
+        self.rows_scratch.clear();
+        self.slots_scratch.clear();
+        let mut hits = 0;
+        for (u, &row) in unique.iter().enumerate() {
+            let slot = plan.slot_of[u];
+            if self.dir.row_in(slot) == Some(row) {
+                hits += 1;
+            } else {
+                self.rows_scratch.push(row);
+                self.slots_scratch.push(slot);
+            }
+        }
+        let missing = self.rows_scratch.len();
+        if missing > 0 {
+            let (rows, slot_list) = (
+                std::mem::take(&mut self.rows_scratch),
+                std::mem::take(&mut self.slots_scratch),
+            );
+            let (mut words, mut state) = (Vec::new(), Vec::new());
+            lock_store(&self.store).gather(&rows, &mut words, &mut state);
+            self.fill(dev, slots, &rows, &slot_list, &words, &state, stats)?;
+            (self.rows_scratch, self.slots_scratch) = (rows, slot_list);
+        }
+        stats.hits += hits;
+        stats.misses += missing as u64;
+        *stats.planner_misses.get_or_insert(0) += plan.fetch_rows.len() as u64;
+        stats.cache_rows = self.dir.slots() as u64;
+        stats.cache_occupancy = self.dir.occupied() as f64 / self.dir.slots().max(1) as f64;
+        Ok(evicted)
+    }
+
+    /// Uploads packed rows (and state) and expands them into `slot_list`, recording them resident.
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
+        dev: &D,
+        slots: &Slots<'_, D>,
+        rows: &[u32],
+        slot_list: &[u32],
+        words: &[u32],
+        state: &[f32],
+        stats: &mut TableStats,
+    ) -> Result<(), DeviceError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.packed.upload_u32(dev, words)?;
+        self.slot_ids.upload_u32(dev, slot_list)?;
+        let state_rows = match slots.state {
+            Some(cache_state) => {
+                self.staged_state.upload_f32(dev, state)?;
+                Some(StateRows {
+                    cache_state,
+                    staged: self.staged_state.buffer(),
+                })
+            }
+            None => None,
+        };
+        dev.dequantize_rows(&DequantizeRows {
+            packed: self.packed.buffer(),
+            slots: self.slot_ids.buffer(),
+            rows: rows.len() as u32,
+            dim: self.dim as u32,
+            precision: self.precision,
+            cache: slots.weights,
+            cache_rows: self.dir.slots(),
+            state: state_rows,
+        })?;
+        for (&r, &s) in rows.iter().zip(slot_list) {
+            self.dir.place(r, s)?;
+        }
+        stats.bytes_h2d += 4 * (words.len() + state.len() + slot_list.len()) as u64;
+        Ok(())
+    }
+
     /// Writes back and empties every slot (host-only policy after each step, or a final flush).
     pub fn flush(
         &mut self,
@@ -486,6 +729,13 @@ impl<D: Device> CachedRows<D> {
         self.dir.begin_step();
         let all: Vec<u32> = self.dir.resident().map(|(s, _)| s).collect();
         self.evict(dev, slots, &all, tick as u32, seed, stats)
+    }
+
+    /// Takes back buffers of rows already written back, to reuse for later evictions.
+    pub fn recycle(&mut self, words: Vec<u32>, state: Vec<f32>) {
+        if self.spare.len() < 8 {
+            self.spare.push((words, state));
+        }
     }
 
     /// Replaces the directory by an empty one of `slots` slots (the cache must be empty, as a

@@ -7,6 +7,8 @@
 //!   fetched before its step (like FBGEMM's UVM caching); when the cache is full the least
 //!   recently (LRU) or least frequently (LFU, ties by recency) used rows that the batch does
 //!   not need are written back and replaced.
+//! - `lookahead`: the same cache, planned ahead by the lookahead pipeline (`crate::pipeline`):
+//!   misses are prefetched before their step and only rows no upcoming batch reads are evicted.
 
 use super::cache::Directory;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,9 @@ pub enum Policy {
     Lru,
     /// On-demand cache, least frequently used rows evicted first.
     Lfu,
+    /// ScratchPipe: a planner sees the next W batches, prefetches their misses ahead and evicts
+    /// only rows none of them reads (see `crate::pipeline`).
+    Lookahead,
 }
 
 impl Policy {
@@ -36,6 +41,7 @@ impl Policy {
             Policy::HostOnly => "host-only",
             Policy::Lru => "lru",
             Policy::Lfu => "lfu",
+            Policy::Lookahead => "lookahead",
         }
     }
 

@@ -102,8 +102,18 @@ pub fn pcg_hash(v: u32) -> u32 {
 /// The rounding noise of element `col` of row `row`, at training step `step`: uniform in
 /// `[0, 1)` with 24 random bits, exactly representable in f32.
 pub fn rounding_uniform(seed: u32, step: u32, row: u32, col: u32) -> f32 {
-    let h = pcg_hash(pcg_hash(pcg_hash(pcg_hash(seed) ^ step) ^ row) ^ col);
-    (h >> 8) as f32 * (1.0 / 16_777_216.0)
+    uniform_at(row_noise_key(seed, step, row), col)
+}
+
+/// The part of [`rounding_uniform`]'s hash chain shared by a row's elements.
+pub fn row_noise_key(seed: u32, step: u32, row: u32) -> u32 {
+    pcg_hash(pcg_hash(pcg_hash(seed) ^ step) ^ row)
+}
+
+/// [`rounding_uniform`] from a row's key.
+#[inline]
+pub fn uniform_at(row_key: u32, col: u32) -> f32 {
+    (pcg_hash(row_key ^ col) >> 8) as f32 * (1.0 / 16_777_216.0)
 }
 
 /// Where a row's rounding noise comes from.
@@ -168,32 +178,84 @@ pub fn f16_round(x: f32, u: Option<f32>) -> f16 {
 
 /// Row-wise min/max parameters `(scale, bias)` for `levels = 2^bits − 1`.
 fn min_max(src: &[f32], levels: f32) -> (f32, f32) {
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &x in src {
-        lo = lo.min(x);
-        hi = hi.max(x);
-    }
     if src.is_empty() {
         return (1.0, 0.0);
     }
+    let (lo, hi) = extremes(src);
     let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
     (scale, lo)
 }
 
-/// Level of `x` for `(scale, bias)` in `0 ..= levels`.
-fn level(x: f32, scale: f32, bias: f32, levels: u32, u: Option<f32>) -> u32 {
-    let v = (x - bias) / scale;
-    let q = match u {
-        None => (v + 0.5).floor(),
-        Some(u) => (v + u).floor(),
-    };
-    q.clamp(0.0, levels as f32) as u32
+/// The smallest and largest of `src`, NaNs ignored (as `f32::min`/`max` do). Lanes of
+/// independent running extremes written as comparisons vectorize; a single `f32::min` chain
+/// does not (its NaN rule makes every step wait for the last) and cost more than the rest of
+/// quantization together.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn extremes(src: &[f32]) -> (f32, f32) {
+    const LANES: usize = 16;
+    let (mut lo, mut hi) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
+    let mut chunks = src.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
+            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
+        }
+    }
+    let fold = |l: f32, h: f32, x: f32| (if x < l { x } else { l }, if x > h { x } else { h });
+    let (mut l, mut h) = (f32::INFINITY, f32::NEG_INFINITY);
+    for i in 0..LANES {
+        (l, h) = (fold(l, h, lo[i]).0, fold(l, h, hi[i]).1);
+    }
+    for &x in chunks.remainder() {
+        (l, h) = fold(l, h, x);
+    }
+    (l, h)
+}
+
+/// The levels of a whole row, `bits` bits each, packed little-endian into `dst` (`32 / bits`
+/// levels per word): `clamp(floor((x − bias) / scale + u), 0, levels)` with `u = 0.5` (nearest)
+/// or the element's noise (stochastic), in loops the compiler vectorizes (the noise hash and
+/// the division run in SIMD lanes).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn pack_levels<const BITS: usize>(
+    src: &[f32],
+    scale: f32,
+    bias: f32,
+    levels: u32,
+    key: Option<u32>,
+    dst: &mut [u32],
+) {
+    const CHUNK: usize = 64;
+    let mut q = [0u32; CHUNK];
+    let per_word = 32 / BITS;
+    for (k, xs) in src.chunks(CHUNK).enumerate() {
+        let first = k * CHUNK;
+        let q = &mut q[..xs.len()];
+        match key {
+            None => {
+                for (o, &x) in q.iter_mut().zip(xs) {
+                    *o = ((x - bias) / scale + 0.5).floor().clamp(0.0, levels as f32) as u32;
+                }
+            }
+            Some(key) => {
+                for (c, (o, &x)) in q.iter_mut().zip(xs).enumerate() {
+                    let u = uniform_at(key, (first + c) as u32);
+                    *o = ((x - bias) / scale + u).floor().clamp(0.0, levels as f32) as u32;
+                }
+            }
+        }
+        for (c, &l) in q.iter().enumerate() {
+            let e = first + c;
+            dst[e / per_word] |= l << (BITS * (e % per_word));
+        }
+    }
 }
 
 /// Packs `src` (one row of `dim = src.len()` values) into `dst` (`row_words` words).
 /// `noise` selects stochastic rounding (with that key); `None` rounds to nearest.
 pub fn quantize_row(precision: Precision, src: &[f32], dst: &mut [u32], noise: Option<NoiseKey>) {
-    let u = |col: usize| noise.map(|k| rounding_uniform(k.seed, k.step, k.row, col as u32));
+    let key = noise.map(|k| row_noise_key(k.seed, k.step, k.row));
+    let u = |col: usize| key.map(|k| uniform_at(k, col as u32));
     dst.fill(0);
     match precision {
         Precision::Fp32 => dst.iter_mut().zip(src).for_each(|(d, x)| *d = x.to_bits()),
@@ -206,15 +268,15 @@ pub fn quantize_row(precision: Precision, src: &[f32], dst: &mut [u32], noise: O
             let (scale, bias) = min_max(src, 255.0);
             dst[0] = scale.to_bits();
             dst[1] = bias.to_bits();
-            for (c, &x) in src.iter().enumerate() {
-                dst[2 + c / 4] |= level(x, scale, bias, 255, u(c)) << (8 * (c % 4));
-            }
+            pack_levels::<8>(src, scale, bias, 255, key, &mut dst[2..]);
         }
         Precision::Int4 => {
             // Bias first (rounded down), then the scale that reaches the maximum from it
             // (rounded up): f16 spacing can exceed a narrow row's range.
-            let (_, lo) = min_max(src, 15.0);
-            let hi = src.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let (lo, hi) = match src {
+                [] => (0.0, f32::NEG_INFINITY),
+                _ => extremes(src),
+            };
             let b16 = f16_floor(lo);
             let span = hi - b16.to_f32();
             let s16 = if span > 0.0 {
@@ -224,9 +286,7 @@ pub fn quantize_row(precision: Precision, src: &[f32], dst: &mut [u32], noise: O
             };
             dst[0] = s16.to_bits() as u32 | (b16.to_bits() as u32) << 16;
             let (scale, bias) = (s16.to_f32(), b16.to_f32());
-            for (c, &x) in src.iter().enumerate() {
-                dst[1 + c / 8] |= level(x, scale, bias, 15, u(c)) << (4 * (c % 8));
-            }
+            pack_levels::<4>(src, scale, bias, 15, key, &mut dst[1..]);
         }
     }
 }

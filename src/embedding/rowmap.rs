@@ -16,8 +16,13 @@ pub struct RowMap {
     /// For each occurrence, grouped by row in the order of `unique_rows`: the bag that reads it,
     /// in increasing bag order within a row.
     pub bag_ids: Vec<u32>,
-    /// Scratch (row, bag) pairs, kept to avoid reallocating every batch.
+    /// For each occurrence, in the same order as `bag_ids`: its position in the batch's index
+    /// list (so renaming the lookups costs one pass, no search).
+    pub positions: Vec<u32>,
+    /// Scratch (row, position) pairs and the bag of each position, kept to avoid reallocating
+    /// every batch.
     pairs: Vec<(u32, u32)>,
+    bag_of: Vec<u32>,
 }
 
 impl RowMap {
@@ -28,7 +33,11 @@ impl RowMap {
 
     /// Bytes allocated by the map's vectors.
     pub fn bytes(&self) -> u64 {
-        (4 * (self.unique_rows.capacity() + self.row_starts.capacity() + self.bag_ids.capacity())
+        (4 * (self.unique_rows.capacity()
+            + self.row_starts.capacity()
+            + self.bag_ids.capacity()
+            + self.positions.capacity()
+            + self.bag_of.capacity())
             + 8 * self.pairs.capacity()) as u64
     }
 
@@ -39,20 +48,26 @@ impl RowMap {
 
     /// Rebuilds the map for `bags`, reusing this map's allocations.
     ///
-    /// A stable radix sort of (row, bag) pairs by row: O(lookups), and stable, so the bags of a
-    /// row stay in batch order.
+    /// A stable radix sort of (row, position) pairs by row: O(lookups), and stable, so the
+    /// occurrences of a row stay in batch order.
     pub fn build(&mut self, bags: &Bags) {
         self.pairs.clear();
-        self.pairs.reserve(bags.indices.len());
+        self.pairs
+            .extend(bags.indices.iter().enumerate().map(|(p, &r)| (r, p as u32)));
+        self.bag_of.clear();
         for b in 0..bags.len() {
-            self.pairs
-                .extend(bags.bag(b).iter().map(|&r| (r, b as u32)));
+            let len = bags.bag(b).len();
+            self.bag_of.extend(std::iter::repeat_n(b as u32, len));
         }
         radsort::sort_by_key(&mut self.pairs, |p| p.0);
         self.unique_rows.clear();
         self.row_starts.clear();
+        self.positions.clear();
+        self.positions.extend(self.pairs.iter().map(|p| p.1));
         self.bag_ids.clear();
-        self.bag_ids.extend(self.pairs.iter().map(|p| p.1));
+        let bag_of = &self.bag_of;
+        self.bag_ids
+            .extend(self.positions.iter().map(|&p| bag_of[p as usize]));
         let mut prev = None;
         for (k, &(row, _)) in self.pairs.iter().enumerate() {
             if prev != Some(row) {
@@ -62,6 +77,19 @@ impl RowMap {
             }
         }
         self.row_starts.push(self.pairs.len() as u32);
+    }
+
+    /// Writes into `out[p]`, for every lookup position `p` of the batch, the name `names[u]` of
+    /// its unique row `u`: the batch's indices renamed (to cache slots, say) in one pass.
+    pub fn rename_lookups(&self, names: &[u32], out: &mut Vec<u32>) {
+        out.clear();
+        out.resize(self.positions.len(), 0);
+        for (u, &name) in names.iter().enumerate() {
+            for &p in &self.positions[self.row_starts[u] as usize..self.row_starts[u + 1] as usize]
+            {
+                out[p as usize] = name;
+            }
+        }
     }
 
     /// Writes into `out` this map with every row renamed: unique row `u` becomes `names[u]`
@@ -75,12 +103,16 @@ impl RowMap {
         out.unique_rows.clear();
         out.row_starts.clear();
         out.bag_ids.clear();
+        out.positions.clear();
         out.row_starts.push(0);
         for &(name, u) in &out.pairs {
-            let u = u as usize;
+            let (a, b) = (
+                self.row_starts[u as usize] as usize,
+                self.row_starts[u as usize + 1] as usize,
+            );
             out.unique_rows.push(name);
-            let group = &self.bag_ids[self.row_starts[u] as usize..self.row_starts[u + 1] as usize];
-            out.bag_ids.extend_from_slice(group);
+            out.bag_ids.extend_from_slice(&self.bag_ids[a..b]);
+            out.positions.extend_from_slice(&self.positions[a..b]);
             out.row_starts.push(out.bag_ids.len() as u32);
         }
     }

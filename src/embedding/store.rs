@@ -4,6 +4,7 @@
 use super::init::{INIT_CHUNK_ROWS, fill_uniform};
 use super::precision::{Precision, dequantize_row, quantize_row};
 use crate::device::DeviceError;
+use rayon::prelude::*;
 
 /// One table's rows on the host.
 pub struct HostStore {
@@ -49,10 +50,11 @@ impl HostStore {
         for (c, first) in (0..rows as usize).step_by(INIT_CHUNK_ROWS).enumerate() {
             let n = INIT_CHUNK_ROWS.min(rows as usize - first);
             fill_uniform(&mut chunk[..n * dim], init_scale, seed, table, c as u64);
-            for r in 0..n {
-                let dst = &mut data[(first + r) * words..(first + r + 1) * words];
-                quantize_row(precision, &chunk[r * dim..(r + 1) * dim], dst, None);
-            }
+            let values = &chunk[..n * dim];
+            data[first * words..(first + n) * words]
+                .par_chunks_mut(words)
+                .zip(values.par_chunks(dim))
+                .for_each(|(dst, src)| quantize_row(precision, src, dst, None));
         }
         Ok(HostStore {
             precision,

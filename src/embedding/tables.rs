@@ -325,16 +325,38 @@ impl<D: Device> EmbeddingTables<D> {
                 self.ensure_eval(dev, t, map.unique())?;
             }
             let table = &mut self.tables[t];
-            let slots = Slots { weights: &table.weights, state: table.state.as_ref() };
-            let missing = || DeviceError::InvalidArgument { kernel: "bag_forward", message: "cache missing".into() };
+            let slots = Slots {
+                weights: &table.weights,
+                state: table.state.as_ref(),
+            };
+            let missing = || DeviceError::InvalidArgument {
+                kernel: "bag_forward",
+                message: "cache missing".into(),
+            };
             let cache = table.cache.as_mut().ok_or_else(missing)?;
             if train {
                 let (tick, seed) = (self.tick, self.noise_seed);
-                cache.prepare(dev, &slots, &map.unique_rows, &mut self.slot_of, tick, seed, true, &mut stats)?;
+                cache.prepare(
+                    dev,
+                    &slots,
+                    &map.unique_rows,
+                    &mut self.slot_of,
+                    tick,
+                    seed,
+                    true,
+                    &mut stats,
+                )?;
             } else {
                 // Evaluation reads through the cache without changing it.
                 let out = table.eval.as_ref().map(|(b, _)| b).ok_or_else(missing)?;
-                cache.read_only(dev, &slots, &map.unique_rows, out, &mut self.slot_of, &mut stats)?;
+                cache.read_only(
+                    dev,
+                    &slots,
+                    &map.unique_rows,
+                    out,
+                    &mut self.slot_of,
+                    &mut stats,
+                )?;
             }
             remap(&bags.indices, map, &self.slot_of, &mut self.remapped)?;
             let staged = &mut self.staged[t];
@@ -353,14 +375,95 @@ impl<D: Device> EmbeddingTables<D> {
         Ok(())
     }
 
+    /// Lookahead: stages a batch whose rows a planner placed ahead (`staged`, one per table,
+    /// from the stager): applies each table's plan (evictions, fetches, the train stage's own
+    /// residency check) and uploads the batch renamed to slots. Returns the evicted rows, packed,
+    /// for the write-back stage. `step` keys the rounding noise.
+    pub fn stage_planned(
+        &mut self,
+        dev: &D,
+        sparse: &[Bags],
+        maps: &[RowMap],
+        staged: &[crate::pipeline::StagedTable],
+        step: u64,
+    ) -> Result<crate::pipeline::Evicted, DeviceError> {
+        self.tick += 1;
+        let mut evicted = Vec::with_capacity(self.tables.len());
+        for t in 0..self.tables.len() {
+            let (bags, map, st) = (&sparse[t], &maps[t], &staged[t]);
+            let mut stats = TableStats {
+                table: Some(t),
+                lookups: bags.indices.len() as u64,
+                unique_rows: map.unique() as u64,
+                ..Default::default()
+            };
+            let table = &mut self.tables[t];
+            let slots = Slots {
+                weights: &table.weights,
+                state: table.state.as_ref(),
+            };
+            let cache = table
+                .cache
+                .as_mut()
+                .ok_or_else(|| DeviceError::InvalidArgument {
+                    kernel: "bag_forward",
+                    message: "the lookahead policy needs a cached table".into(),
+                })?;
+            evicted.push(cache.apply_plan(
+                dev,
+                &slots,
+                st,
+                &map.unique_rows,
+                step as u32,
+                self.noise_seed,
+                &mut stats,
+            )?);
+            let staged_t = &mut self.staged[t];
+            staged_t.indices.upload_u32(dev, &st.indices)?;
+            staged_t.offsets.upload_u32(dev, &bags.offsets)?;
+            staged_t.bags = bags.len();
+            staged_t.eval_rows = None;
+            upload_map(dev, staged_t, &st.map)?;
+            self.stats[t] = stats;
+        }
+        Ok(crate::pipeline::Evicted { tables: evicted })
+    }
+
+    /// Hands table `t`'s cache buffers of rows already written back, for reuse.
+    pub fn recycle(&mut self, t: usize, words: Vec<u32>, state: Vec<f32>) {
+        if let Some(c) = self.tables.get_mut(t).and_then(|t| t.cache.as_mut()) {
+            c.recycle(words, state);
+        }
+    }
+
+    /// The host stores of the cached tables (shared with the lookahead pipeline's threads).
+    pub fn stores(&self) -> Vec<std::sync::Arc<std::sync::Mutex<super::store::HostStore>>> {
+        self.tables
+            .iter()
+            .filter_map(|t| t.cache.as_ref().map(|c| c.store.clone()))
+            .collect()
+    }
+
+    /// Rows on the device per table: cache slots, or all the table's rows.
+    pub fn slots(&self) -> Vec<u32> {
+        self.tables.iter().map(|t| t.slots).collect()
+    }
+
     /// Grows table `t`'s evaluation buffer to hold `unique` rows.
     fn ensure_eval(&mut self, dev: &D, t: usize, unique: usize) -> Result<(), DeviceError> {
         let table = &mut self.tables[t];
-        if table.eval.as_ref().is_some_and(|(_, cap)| *cap as usize >= unique) {
+        if table
+            .eval
+            .as_ref()
+            .is_some_and(|(_, cap)| *cap as usize >= unique)
+        {
             return Ok(());
         }
         let cap = (unique as u32).next_power_of_two().max(256);
-        table.eval = Some((dev.alloc_rows(cap as u64, 4 * self.settings.dim as u64)?, cap));
+        table.eval = Some((
+            dev.alloc_rows(cap as u64, 4 * self.settings.dim as u64)?,
+            cap,
+        ));
         Ok(())
     }
 
@@ -579,16 +682,23 @@ fn upload_map<D: Device>(dev: &D, staged: &mut Staged<D>, m: &RowMap) -> Result<
     Ok(())
 }
 
-/// Renames each lookup of `indices` through the batch's unique rows to `names[u]`.
-fn remap(indices: &[u32], map: &RowMap, names: &[u32], out: &mut Vec<u32>) -> Result<(), DeviceError> {
-    out.clear();
-    for &r in indices {
-        // Unique rows are sorted, so a binary search.
-        let u = map.unique_rows.binary_search(&r).map_err(|_| DeviceError::InvalidArgument {
+/// Renames each lookup of the batch through its unique rows: position `p` gets `names[u]`.
+fn remap(
+    indices: &[u32],
+    map: &RowMap,
+    names: &[u32],
+    out: &mut Vec<u32>,
+) -> Result<(), DeviceError> {
+    if map.positions.len() != indices.len() {
+        return Err(DeviceError::InvalidArgument {
             kernel: "bag_forward",
-            message: format!("row {r} is missing from the batch's unique-row map"),
-        })?;
-        out.push(names[u]);
+            message: format!(
+                "the unique-row map covers {} lookups, the batch has {}",
+                map.positions.len(),
+                indices.len()
+            ),
+        });
     }
+    map.rename_lookups(names, out);
     Ok(())
 }

@@ -116,6 +116,13 @@ impl<D: Device> Dlrm<D> {
         batch: &Batch,
         maps: Option<&[RowMap]>,
     ) -> Result<usize, DeviceError> {
+        let n = self.stage_inputs(dev, batch)?;
+        self.embeddings.stage(dev, &batch.sparse, maps)?;
+        Ok(n)
+    }
+
+    /// Checks and uploads the batch's dense features and labels.
+    fn stage_inputs(&mut self, dev: &D, batch: &Batch) -> Result<usize, DeviceError> {
         let n = batch.len();
         if n == 0 || n > self.capacity {
             return Err(DeviceError::InvalidArgument {
@@ -138,7 +145,6 @@ impl<D: Device> Dlrm<D> {
         }
         self.dense_in.upload_f32(dev, &batch.dense)?;
         self.labels.upload_f32(dev, &batch.labels)?;
-        self.embeddings.stage(dev, &batch.sparse, maps)?;
         Ok(n)
     }
 
@@ -190,6 +196,14 @@ impl<D: Device> Dlrm<D> {
         let n = self.stage(dev, batch, Some(maps))?;
         self.forward(dev, n)?;
         self.bce(dev, n)?;
+        self.backward_from_loss(dev, n, lr)?;
+        self.embeddings.finish_step(dev)?;
+        Ok(n)
+    }
+
+    /// Backward from the loss gradient through the top MLP, interaction and bottom MLP, and the
+    /// embeddings' fused update.
+    fn backward_from_loss(&mut self, dev: &D, n: usize, lr: f32) -> Result<(), DeviceError> {
         self.top.backward(dev, &self.inter, Some(&self.dinter), n)?;
         dev.interaction_backward(&InteractionBackward {
             dense: self.bottom.output(),
@@ -203,9 +217,7 @@ impl<D: Device> Dlrm<D> {
         })?;
         self.bottom.backward(dev, self.dense_in.buffer(), None, n)?;
         self.embeddings
-            .backward(dev, &self.dpooled, self.embedding_lr.unwrap_or(lr))?;
-        self.embeddings.finish_step(dev)?;
-        Ok(n)
+            .backward(dev, &self.dpooled, self.embedding_lr.unwrap_or(lr))
     }
 
     /// One training step on `batch` (with one unique-row map per table, see
@@ -222,6 +234,34 @@ impl<D: Device> Dlrm<D> {
         self.bottom.update(dev, lr)?;
         dev.download_f32(&self.loss, 0, &mut self.host_out[..n])?;
         Ok(self.host_out[..n].iter().map(|&l| l as f64).sum::<f64>() / n as f64)
+    }
+
+    /// One training step of a lookahead run: like [`Dlrm::train_step`], with the batch's rows
+    /// placed by the planner (`staged`, from the stager). Returns the mean loss and the rows the
+    /// step evicted, packed, for the write-back stage.
+    pub fn train_step_planned(
+        &mut self,
+        dev: &D,
+        batch: &Batch,
+        maps: &[RowMap],
+        staged: &[crate::pipeline::StagedTable],
+        lr: f32,
+        step: u64,
+    ) -> Result<(f64, crate::pipeline::Evicted), DeviceError> {
+        let n = self.stage_inputs(dev, batch)?;
+        let evicted = self
+            .embeddings
+            .stage_planned(dev, &batch.sparse, maps, staged, step)?;
+        self.forward(dev, n)?;
+        self.bce(dev, n)?;
+        self.backward_from_loss(dev, n, lr)?;
+        self.top.update(dev, lr)?;
+        self.bottom.update(dev, lr)?;
+        dev.download_f32(&self.loss, 0, &mut self.host_out[..n])?;
+        Ok((
+            self.host_out[..n].iter().map(|&l| l as f64).sum::<f64>() / n as f64,
+            evicted,
+        ))
     }
 
     /// Gradients only (for gradient checks): the dense gradients are left in the MLPs'
@@ -255,6 +295,11 @@ impl<D: Device> Dlrm<D> {
     /// The embedding tables.
     pub fn embeddings(&self) -> &EmbeddingTables<D> {
         &self.embeddings
+    }
+
+    /// The embedding tables, mutably.
+    pub fn embeddings_mut(&mut self) -> &mut EmbeddingTables<D> {
+        &mut self.embeddings
     }
 
     /// Every dense parameter (bottom MLP first, then top), with its gradient buffer.

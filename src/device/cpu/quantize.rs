@@ -1,13 +1,21 @@
 //! Moving rows between the packed host format and FP32 cache slots, on the CPU: the reference
-//! `quantize_row` / `dequantize_row` of `embedding::precision`, one row per rayon task.
+//! `quantize_row` / `dequantize_row` of `embedding::precision`, rows in rayon tasks of
+//! [`ROWS_PER_TASK`], prefetched a few rows ahead.
 
 use crate::device::{DeviceError, Precision, Rounding};
 use crate::embedding::precision::{NoiseKey, dequantize_row, quantize_row};
+use crate::hostmem::prefetch;
 use rayon::prelude::*;
 
 fn invalid(kernel: &'static str, message: String) -> DeviceError {
     DeviceError::InvalidArgument { kernel, message }
 }
+
+/// Rows per rayon task of the row kernels.
+const ROWS_PER_TASK: usize = 64;
+/// How many rows ahead the row kernels prefetch: cache rows sit at random addresses, and
+/// reading them one after another would pay a memory latency per row.
+const PREFETCH: usize = 4;
 
 /// Checks that every slot is below `cache_rows` and that none repeats; returns the row indices
 /// in increasing slot order.
@@ -65,9 +73,15 @@ pub fn dequantize_rows(
         rest = after;
         base = s + 1;
     }
-    dests.par_iter_mut().for_each(|(row, i)| {
-        let i = *i as usize;
-        dequantize_row(precision, &packed[i * words..(i + 1) * words], row);
+    dests.par_chunks_mut(ROWS_PER_TASK).for_each(|chunk| {
+        for k in 0..chunk.len() {
+            if let Some((ahead, _)) = chunk.get(k + PREFETCH) {
+                prefetch(ahead);
+            }
+            let (row, i) = &mut chunk[k];
+            let i = *i as usize;
+            dequantize_row(precision, &packed[i * words..(i + 1) * words], row);
+        }
     });
     if let Some((staged, cache_state)) = state {
         for (i, &s) in slots.iter().enumerate() {
@@ -104,17 +118,27 @@ pub fn quantize_rows(
         });
     }
     let words = precision.row_words(dim);
+    let row = |s: u32| &cache[s as usize * dim..(s as usize + 1) * dim];
     packed[..slots.len() * words]
-        .par_chunks_mut(words)
+        .par_chunks_mut(words * ROWS_PER_TASK)
         .enumerate()
-        .for_each(|(i, out)| {
-            let s = slots[i] as usize;
-            let noise = (rounding == Rounding::Stochastic).then_some(NoiseKey {
-                seed,
-                step,
-                row: row_ids[i],
-            });
-            quantize_row(precision, &cache[s * dim..(s + 1) * dim], out, noise);
+        .for_each(|(task, outs)| {
+            let first = task * ROWS_PER_TASK;
+            for (k, out) in outs.chunks_mut(words).enumerate() {
+                let i = first + k;
+                if let Some(&ahead) = slots
+                    .get(i + PREFETCH)
+                    .filter(|_| k + PREFETCH < ROWS_PER_TASK)
+                {
+                    prefetch(row(ahead));
+                }
+                let noise = (rounding == Rounding::Stochastic).then_some(NoiseKey {
+                    seed,
+                    step,
+                    row: row_ids[i],
+                });
+                quantize_row(precision, row(slots[i]), out, noise);
+            }
         });
     if let Some((cache_state, staged)) = state {
         for (i, &s) in slots.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! The training loop: a loader thread prepares batches ahead while the device trains.
+//! Training runs: a loader thread prepares batches ahead while the device trains.
 //!
 //! ```text
 //!  loader thread                          device stage (caller's thread)
@@ -7,25 +7,33 @@
 //!        └──────────────── recycled batch buffers (nothing allocated per step) ──┘
 //! ```
 //! Host work for the next batches (reading or generating samples, building the unique-row maps)
-//! overlaps the device work of the current one. Evaluation runs every `eval_every` steps and at
-//! the end, on the whole test split.
+//! overlaps the device work of the current one. With a cache on demand (`lru`, `lfu`,
+//! `host-only`) the device stage fetches each batch's misses itself; the `lookahead` policy adds
+//! planner, stager and write-back stages between the loader and the device
+//! ([`crate::pipeline`]). Evaluation runs every `eval_every` steps and at the end, on the whole
+//! test split, reading through caches without changing them.
+
+mod loader;
+mod recorder;
+
+pub(crate) use loader::{LoadJob, Prepared, load};
+pub(crate) use recorder::{Recorder, StepRecord};
 
 use crate::config::{ConfigError, RunConfig};
-use crate::data::{Batch, DataError, Dataset, SampleStream};
+use crate::data::{Batch, DataError, Dataset};
 use crate::device::{BackendKind, Device, DeviceError};
-use crate::embedding::hotness::{HotnessCounts, HotnessTracker, report};
-use crate::embedding::{Policy, Precision, Rounding, RowMap};
+use crate::embedding::hotness::report;
+use crate::embedding::{Policy, Precision, Rounding};
 use crate::metrics::{auc, log_loss};
 use crate::model::Dlrm;
-use crate::telemetry::{MemoryStats, SCHEMA_VERSION, Snapshot, StageTime, TableStats};
-use crossbeam_channel::{Receiver, Sender, bounded};
+pub use crate::pipeline::{Link, TestHooks};
+use crate::telemetry::{MemoryStats, Snapshot, StageTime};
+use crossbeam_channel::bounded;
 use serde::Serialize;
 use std::time::Instant;
 
 /// Batches prepared ahead of the device.
-const QUEUE_DEPTH: usize = 4;
-/// Steps averaged into `final_train_loss`.
-const LOSS_WINDOW: usize = 100;
+pub(crate) const QUEUE_DEPTH: usize = 4;
 
 /// Anything that stops a training run.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +50,9 @@ pub enum TrainError {
     /// The loader thread stopped without saying why (it panicked).
     #[error("the data loader thread stopped unexpectedly")]
     LoaderDied,
+    /// A pipeline thread could not be started.
+    #[error("cannot start a pipeline thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// One evaluation on the test split.
@@ -96,8 +107,10 @@ pub struct TrainSummary {
     pub final_train_loss: Option<f64>,
     /// Fraction of training time the device stage waited for data.
     pub device_idle_fraction: f64,
-    /// Where embedding rows lived (`all-on-device`, `host-only`, `lru`, `lfu`).
+    /// Where embedding rows lived (`all-on-device`, `host-only`, `lru`, `lfu`, `lookahead`).
     pub policy: Policy,
+    /// Batches the lookahead planner saw ahead (`null` for other policies).
+    pub lookahead: Option<usize>,
     /// Host store precision (`null` for all-on-device).
     pub precision: Option<Precision>,
     /// Rounding of write-backs (`null` for all-on-device).
@@ -110,8 +123,14 @@ pub struct TrainSummary {
     pub fp32_embedding_bytes: u64,
     /// `fp32_embedding_bytes / embedding_bytes`.
     pub memory_reduction: f64,
-    /// Training lookups' unique rows found on the device, over all steps.
+    /// Unique rows the cache held when a batch was planned (lookahead) or stepped (on demand).
     pub hit_rate: f64,
+    /// Unique rows resident when the training step ran (1 for lookahead, counted).
+    pub train_hit_rate: f64,
+    /// Batches for which the lookahead planner shortened its window (`null` otherwise).
+    pub window_shrinks: Option<u64>,
+    /// The modelled host↔device link, GB/s (`null`: none simulated).
+    pub link_gbps: Option<f64>,
     /// Embedding-row bytes moved host → device during training.
     pub bytes_h2d: u64,
     /// Embedding-row bytes moved device → host during training.
@@ -120,16 +139,6 @@ pub struct TrainSummary {
     pub bytes_per_sample: f64,
     /// Every evaluation, in order.
     pub evals: Vec<EvalPoint>,
-}
-
-/// A batch with its unique-row maps, passed from the loader to the device stage and back.
-struct Prepared {
-    batch: Batch,
-    maps: Vec<RowMap>,
-    busy_s: f64,
-    waiting_s: f64,
-    /// Row hotness so far, on the steps that report it.
-    hotness: Option<HotnessCounts>,
 }
 
 /// Steps a run takes: `--steps`, else `epochs` × full batches per epoch.
@@ -151,6 +160,28 @@ pub fn train<D: Device>(
     data: &dyn Dataset,
     on_step: &mut dyn FnMut(&Snapshot),
 ) -> Result<TrainSummary, TrainError> {
+    train_with(dev, cfg, data, &TestHooks::default(), on_step)
+}
+
+/// [`train`] with test-only hooks (delays, dropped prefetches) for the lookahead pipeline.
+pub fn train_with<D: Device>(
+    dev: &D,
+    cfg: &RunConfig,
+    data: &dyn Dataset,
+    hooks: &TestHooks,
+    on_step: &mut dyn FnMut(&Snapshot),
+) -> Result<TrainSummary, TrainError> {
+    train_model(dev, cfg, data, hooks, on_step).map(|(summary, _)| summary)
+}
+
+/// [`train_with`], also returning the trained model (its host stores hold every write-back).
+pub fn train_model<D: Device>(
+    dev: &D,
+    cfg: &RunConfig,
+    data: &dyn Dataset,
+    hooks: &TestHooks,
+    on_step: &mut dyn FnMut(&Snapshot),
+) -> Result<(TrainSummary, Dlrm<D>), TrainError> {
     cfg.validate()?;
     let steps = planned_steps(cfg, data.train_samples())?;
     let test = data.test();
@@ -159,43 +190,146 @@ pub fn train<D: Device>(
         .max(cfg.eval_batch_size.min(test.len()).max(1));
     let schema = data.schema();
     let placement = cfg.placement(&schema.table_rows)?;
-    let cache_fraction = placement.policy.is_cached().then(|| {
-        let rows: u64 = schema.table_rows.iter().map(|&r| r as u64).sum();
-        placement.cache_rows.iter().map(|&c| c as u64).sum::<u64>() as f64 / rows.max(1) as f64
-    });
-    let cache_fraction = if placement.policy == Policy::HostOnly {
-        None
-    } else {
-        cache_fraction
+    let cache_fraction = match placement.policy {
+        Policy::AllOnDevice | Policy::HostOnly => None,
+        _ => {
+            let rows: u64 = schema.table_rows.iter().map(|&r| r as u64).sum();
+            Some(
+                placement.cache_rows.iter().map(|&c| c as u64).sum::<u64>() as f64
+                    / rows.max(1) as f64,
+            )
+        }
     };
-    let cached_run = placement.policy.is_cached();
+    let policy = placement.policy;
     let mut model = Dlrm::new(dev, &cfg.model, schema, placement, capacity, cfg.seed)?;
-    let tables = schema.table_rows.len();
-    let stream = data.open_train()?;
+    let mut recorder = Recorder::new(cfg.batch_size, cfg.link_gbps);
+    let link = Link::new(cfg.link_gbps);
+    let run = Run {
+        cfg,
+        data,
+        steps,
+        link: &link,
+        hooks,
+    };
+    if policy == Policy::Lookahead {
+        crate::pipeline::run_lookahead(dev, &run, &mut model, &mut recorder, on_step)?;
+    } else {
+        run_on_demand(dev, &run, &mut model, &mut recorder, on_step)?;
+    }
 
+    let samples = steps * cfg.batch_size as u64;
+    let emb = model.embeddings();
+    let (embedding_bytes, fp32_embedding_bytes) = (emb.embedding_bytes(dev), emb.fp32_bytes());
+    let placement = emb.placement();
+    let cached = placement.policy.is_cached();
+    let mut summary = TrainSummary {
+        backend: dev.info().backend,
+        device: dev.info().name.clone(),
+        data: data.name(),
+        steps,
+        samples,
+        epochs: samples as f64 / data.train_samples() as f64,
+        batch_size: cfg.batch_size,
+        lr: cfg.lr,
+        seed: cfg.seed,
+        samples_per_sec: 0.0,
+        train_seconds: 0.0,
+        eval_seconds: 0.0,
+        test_auc: None,
+        test_logloss: None,
+        teacher_auc: data.teacher_auc(),
+        skipped_lines: data.skipped_lines(),
+        test_samples: test.len(),
+        final_train_loss: None,
+        device_idle_fraction: 0.0,
+        policy: placement.policy,
+        lookahead: (placement.policy == Policy::Lookahead).then_some(cfg.lookahead),
+        precision: cached.then_some(placement.precision),
+        rounding: cached.then_some(placement.rounding),
+        cache_fraction,
+        embedding_bytes,
+        fp32_embedding_bytes,
+        memory_reduction: fp32_embedding_bytes as f64 / embedding_bytes.max(1) as f64,
+        hit_rate: 0.0,
+        train_hit_rate: 0.0,
+        window_shrinks: None,
+        link_gbps: None,
+        bytes_h2d: 0,
+        bytes_d2h: 0,
+        bytes_per_sample: 0.0,
+        evals: Vec::new(),
+    };
+    recorder.complete(&mut summary);
+    Ok((summary, model))
+}
+
+/// What every training loop needs to know about the run.
+pub(crate) struct Run<'a> {
+    pub cfg: &'a RunConfig,
+    pub data: &'a dyn Dataset,
+    pub steps: u64,
+    pub link: &'a Link,
+    pub hooks: &'a TestHooks,
+}
+
+impl Run<'_> {
+    /// Whether step `step` evaluates on the test split.
+    pub fn evaluates(&self, step: u64) -> bool {
+        (self.cfg.eval_every > 0 && step % self.cfg.eval_every == 0) || step == self.steps
+    }
+
+    /// Evaluates `model` on the test split: `(AUC, log loss, seconds)`. A cache must hold one
+    /// batch's rows, so cached runs evaluate in training-sized batches, which are known to fit.
+    pub fn evaluate<D: Device>(
+        &self,
+        dev: &D,
+        model: &mut Dlrm<D>,
+        scratch: &mut (Batch, Vec<f32>),
+    ) -> Result<(Option<f64>, Option<f64>, f64), DeviceError> {
+        let t0 = Instant::now();
+        let cached = model.embeddings().placement().policy.is_cached();
+        let size = if cached {
+            self.cfg.batch_size
+        } else {
+            self.cfg.eval_batch_size
+        };
+        let (a, l) = evaluate(dev, model, self.data.test(), size, scratch)?;
+        Ok((a, l, t0.elapsed().as_secs_f64()))
+    }
+
+    /// Memory held now.
+    pub fn memory<D: Device>(&self, dev: &D, model: &Dlrm<D>) -> MemoryStats {
+        let emb = model.embeddings();
+        MemoryStats {
+            host_store_bytes: emb.host_store_bytes(),
+            device_cache_bytes: emb.device_bytes(dev),
+            device_bytes: model.device_bytes(dev),
+            fp32_equivalent_bytes: emb.fp32_bytes(),
+        }
+    }
+}
+
+/// The on-demand loop (every policy but lookahead): a loader thread prepares batches while the
+/// device stage makes each batch's rows resident (fetching misses synchronously) and trains.
+fn run_on_demand<D: Device>(
+    dev: &D,
+    run: &Run<'_>,
+    model: &mut Dlrm<D>,
+    recorder: &mut Recorder,
+    on_step: &mut dyn FnMut(&Snapshot),
+) -> Result<(), TrainError> {
+    let (cfg, steps) = (run.cfg, run.steps);
+    let schema = run.data.schema();
+    let tables = schema.table_rows.len();
+    let stream = run.data.open_train()?;
     let (full_tx, full_rx) = bounded::<Result<Prepared, DataError>>(QUEUE_DEPTH);
     let (free_tx, free_rx) = bounded::<Prepared>(QUEUE_DEPTH + 2);
     for _ in 0..QUEUE_DEPTH + 2 {
-        let p = Prepared {
-            batch: Batch::new(schema.num_dense, tables),
-            maps: vec![RowMap::new(); tables],
-            busy_s: 0.0,
-            waiting_s: 0.0,
-            hotness: None,
-        };
         // The channel has room for all of them.
-        let _ = free_tx.send(p);
+        let _ = free_tx.send(Prepared::new(schema.num_dense, tables));
     }
-
-    let started = Instant::now();
-    let mut eval_seconds = 0.0;
-    let mut evals = Vec::new();
-    let mut cumulative = TableStats::default();
-    let mut losses = std::collections::VecDeque::with_capacity(LOSS_WINDOW);
-    let (mut busy_total, mut wait_total) = (0.0f64, 0.0f64);
     let mut eval_scratch = (Batch::new(schema.num_dense, tables), Vec::new());
-
-    let result = std::thread::scope(|scope| -> Result<(), TrainError> {
+    std::thread::scope(|scope| -> Result<(), TrainError> {
         let job = LoadJob {
             steps,
             batch_size: cfg.batch_size,
@@ -210,19 +344,17 @@ pub fn train<D: Device>(
                 let waiting_s = t_wait.elapsed().as_secs_f64();
                 let t_busy = Instant::now();
                 let loss = model.train_step(dev, &prepared.batch, &prepared.maps, cfg.lr)?;
+                let table_stats = model.embeddings().stats().to_vec();
+                // Fetches and write-backs are synchronous here: the modelled link's time is the
+                // device stage's.
+                run.link
+                    .charge(table_stats.iter().map(|t| t.bytes_h2d + t.bytes_d2h).sum());
                 let busy_s = t_busy.elapsed().as_secs_f64();
-                busy_total += busy_s;
-                wait_total += waiting_s;
-                if losses.len() == LOSS_WINDOW {
-                    losses.pop_front();
-                }
-                losses.push_back(loss);
-
                 let emb = model.embeddings();
-                let table_stats = emb.stats().to_vec();
-                let mut total = TableStats::default();
-                table_stats.iter().for_each(|t| total.accumulate(t));
-                cumulative.add_step(&total);
+                let hotness = prepared
+                    .hotness
+                    .take()
+                    .map(|c| report(c, |t, row| emb.is_resident(t, row)));
                 let stages = vec![
                     StageTime {
                         stage: "loader".into(),
@@ -235,67 +367,26 @@ pub fn train<D: Device>(
                         waiting_s,
                     },
                 ];
-                let hotness = prepared
-                    .hotness
-                    .take()
-                    .map(|c| report(c, |t, row| emb.is_resident(t, row)));
-                let memory = MemoryStats {
-                    host_store_bytes: emb.host_store_bytes(),
-                    device_cache_bytes: emb.device_bytes(dev),
-                    device_bytes: model.device_bytes(dev),
-                    fp32_equivalent_bytes: emb.fp32_bytes(),
-                };
+                let memory = run.memory(dev, model);
                 let _ = free_tx.send(prepared);
-
-                let (mut test_auc, mut test_logloss) = (None, None);
-                let due = cfg.eval_every > 0 && step % cfg.eval_every == 0;
-                if due || step == steps {
-                    let t_eval = Instant::now();
-                    // A cache must hold one batch's rows: evaluate cached runs in training-sized
-                    // batches, which are known to fit.
-                    let eval_batch = if cached_run {
-                        cfg.batch_size
-                    } else {
-                        cfg.eval_batch_size
-                    };
-                    let (a, l) = evaluate(dev, &mut model, test, eval_batch, &mut eval_scratch)?;
-                    eval_seconds += t_eval.elapsed().as_secs_f64();
-                    (test_auc, test_logloss) = (a, l);
-                    evals.push(EvalPoint {
-                        step,
-                        test_auc: a,
-                        test_logloss: l,
-                    });
-                }
-                let samples = step * cfg.batch_size as u64;
-                let train_s = busy_total + wait_total;
-                on_step(&Snapshot {
-                    schema: SCHEMA_VERSION,
+                let eval = if run.evaluates(step) {
+                    Some(run.evaluate(dev, model, &mut eval_scratch)?)
+                } else {
+                    None
+                };
+                let snapshot = recorder.record(StepRecord {
                     step,
-                    samples,
-                    elapsed_s: started.elapsed().as_secs_f64(),
-                    step_s: busy_s,
-                    samples_per_sec: if train_s > 0.0 {
-                        samples as f64 / train_s
-                    } else {
-                        0.0
-                    },
                     loss,
-                    test_auc,
-                    test_logloss,
                     tables: table_stats,
-                    total,
-                    cumulative: cumulative.clone(),
-                    hotness,
                     stages,
-                    device_idle_fraction: Some(if busy_s + waiting_s > 0.0 {
-                        waiting_s / (busy_s + waiting_s)
-                    } else {
-                        0.0
-                    }),
+                    hotness,
                     memory,
-                    link_gbps: None,
+                    busy_s,
+                    waiting_s,
+                    eval,
+                    window_shrunk: None,
                 });
+                on_step(&snapshot);
             }
             Ok(())
         })();
@@ -305,106 +396,7 @@ pub fn train<D: Device>(
         let joined = loader.join();
         outcome?;
         joined.map_err(|_| TrainError::LoaderDied)
-    });
-    result?;
-
-    let train_seconds = busy_total + wait_total;
-    let samples = steps * cfg.batch_size as u64;
-    let last = evals.last().cloned();
-    let emb = model.embeddings();
-    let (embedding_bytes, fp32_embedding_bytes) = (emb.embedding_bytes(dev), emb.fp32_bytes());
-    let placement = emb.placement();
-    let cached = placement.policy.is_cached();
-    Ok(TrainSummary {
-        backend: dev.info().backend,
-        device: dev.info().name.clone(),
-        data: data.name(),
-        steps,
-        samples,
-        epochs: samples as f64 / data.train_samples() as f64,
-        batch_size: cfg.batch_size,
-        lr: cfg.lr,
-        seed: cfg.seed,
-        samples_per_sec: if train_seconds > 0.0 {
-            samples as f64 / train_seconds
-        } else {
-            0.0
-        },
-        train_seconds,
-        eval_seconds,
-        test_auc: last.as_ref().and_then(|e| e.test_auc),
-        test_logloss: last.as_ref().and_then(|e| e.test_logloss),
-        teacher_auc: data.teacher_auc(),
-        skipped_lines: data.skipped_lines(),
-        test_samples: test.len(),
-        final_train_loss: (!losses.is_empty())
-            .then(|| losses.iter().sum::<f64>() / losses.len() as f64),
-        device_idle_fraction: if train_seconds > 0.0 {
-            wait_total / train_seconds
-        } else {
-            0.0
-        },
-        policy: placement.policy,
-        precision: cached.then_some(placement.precision),
-        rounding: cached.then_some(placement.rounding),
-        cache_fraction,
-        embedding_bytes,
-        fp32_embedding_bytes,
-        memory_reduction: fp32_embedding_bytes as f64 / embedding_bytes.max(1) as f64,
-        hit_rate: cumulative.hit_rate(),
-        bytes_h2d: cumulative.bytes_h2d,
-        bytes_d2h: cumulative.bytes_d2h,
-        bytes_per_sample: (cumulative.bytes_h2d + cumulative.bytes_d2h) as f64
-            / samples.max(1) as f64,
-        evals,
     })
-}
-
-/// What the loader thread produces.
-struct LoadJob {
-    steps: u64,
-    batch_size: usize,
-    hotness_every: u64,
-    tables: usize,
-}
-
-/// The loader thread: fills recycled batches and their unique-row maps, `steps` times, and
-/// keeps the row-hotness counts.
-fn load(
-    mut stream: Box<dyn SampleStream + '_>,
-    job: LoadJob,
-    free: Receiver<Prepared>,
-    full: Sender<Result<Prepared, DataError>>,
-) {
-    let mut blocked_s = 0.0;
-    let mut hotness = (job.hotness_every > 0).then(|| HotnessTracker::new(job.tables));
-    for step in 1..=job.steps {
-        let t_wait = Instant::now();
-        let Ok(mut p) = free.recv() else { return };
-        let waiting_s = blocked_s + t_wait.elapsed().as_secs_f64();
-        let t_busy = Instant::now();
-        if let Err(e) = stream.next_batch(job.batch_size, &mut p.batch) {
-            let _ = full.send(Err(e));
-            return;
-        }
-        for (t, (map, bags)) in p.maps.iter_mut().zip(&p.batch.sparse).enumerate() {
-            map.build(bags);
-            if let Some(h) = &mut hotness {
-                h.observe(t, map);
-            }
-        }
-        p.hotness = match &hotness {
-            Some(h) if step % job.hotness_every == 0 || step == job.steps => Some(h.counts()),
-            _ => None,
-        };
-        p.busy_s = t_busy.elapsed().as_secs_f64();
-        p.waiting_s = waiting_s;
-        let t_send = Instant::now();
-        if full.send(Ok(p)).is_err() {
-            return;
-        }
-        blocked_s = t_send.elapsed().as_secs_f64();
-    }
 }
 
 /// AUC and log loss of the model on the whole test split, in batches of `batch_size`.

@@ -1,0 +1,326 @@
+//! `rowflow bench pipeline`: training throughput of every placement policy on one workload —
+//! lookahead at each window W and cache size, the on-demand caches (LRU, LFU), host-only and
+//! all-on-device — with and without a modelled host↔device link.
+//!
+//! The workload (default T=8 tables × E=5,000,000 rows, D=64, B=2048, L=20, Zipf α=1.05, INT8
+//! store, SGD embeddings) is generated once and replayed to every configuration, so all train
+//! on the same batches. Each configuration runs `--steps` steps; the first `--warmup` fill the
+//! cache and are left out of the means.
+
+use crate::config::{Fractions, RunConfig};
+use crate::data::replay::Replay;
+use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
+use crate::data::{Batch, Dataset};
+use crate::device::{BackendChoice, Device};
+use crate::embedding::{Policy, Precision, Rounding};
+use crate::model::OptimizerKind;
+use crate::telemetry::Snapshot;
+use crate::train::{TestHooks, train_model};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Options of `rowflow bench pipeline`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PipelineBenchArgs {
+    /// Backend to train on.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// One JSON line per configuration instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Embedding tables (T).
+    #[arg(long, default_value_t = 8)]
+    pub tables: usize,
+    /// Rows per table (E).
+    #[arg(long, default_value_t = 5_000_000)]
+    pub rows: u32,
+    /// Embedding dimension (D).
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Samples per step (B).
+    #[arg(long, default_value_t = 2048)]
+    pub batch_size: usize,
+    /// Rows per bag (L).
+    #[arg(long, default_value_t = 20)]
+    pub pooling: usize,
+    /// Zipf exponent of row popularity.
+    #[arg(long, default_value_t = 1.05)]
+    pub alpha: f64,
+    /// Host store precision of the cached policies.
+    #[arg(long, value_enum, default_value_t = Precision::Int8)]
+    pub precision: Precision,
+    /// Cache sizes, as fractions of each table.
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.05,0.1")]
+    pub fractions: Vec<f64>,
+    /// Lookahead windows.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    pub windows: Vec<usize>,
+    /// Policies to compare.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "lookahead,lru,lfu,host-only,all-on-device"
+    )]
+    pub policies: Vec<Policy>,
+    /// The modelled link each configuration also runs with (GB/s; 0 = only without).
+    #[arg(long, default_value_t = 16.0)]
+    pub link_gbps: f64,
+    /// Training steps per configuration.
+    #[arg(long, default_value_t = 40)]
+    pub steps: u64,
+    /// Steps left out of the means (the cache fills).
+    #[arg(long, default_value_t = 10)]
+    pub warmup: u64,
+    /// Seed of the workload and the weights.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// One configuration's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct PipelineRow {
+    /// The placement policy.
+    pub policy: Policy,
+    /// Cache size over table size (`null` without a cache).
+    pub cache_fraction: Option<f64>,
+    /// The lookahead window (`null` for other policies).
+    pub lookahead: Option<usize>,
+    /// The modelled link (`null`: none).
+    pub link_gbps: Option<f64>,
+    /// Training samples per second after warm-up.
+    pub samples_per_sec: f64,
+    /// Unique rows resident at the training step.
+    pub train_hit_rate: f64,
+    /// Unique rows the cache already held (when planned, for lookahead): what decides the
+    /// rows moved.
+    pub hit_rate: f64,
+    /// Fraction of the device stage's time spent waiting for input.
+    pub device_idle_fraction: f64,
+    /// Batches for which the planner shortened its window (`null` without a planner).
+    pub window_shrinks: Option<u64>,
+    /// Mean seconds per step (the device stage's busy + waiting time).
+    pub step_seconds_mean: f64,
+    /// The stage with the largest mean busy time.
+    pub busiest_stage: String,
+    /// Its mean busy seconds per step.
+    pub busiest_stage_seconds_mean: f64,
+    /// Mean busy seconds per step of every stage (wall time: a stage that waits for a core while
+    /// others run counts that time as busy).
+    pub stage_busy_seconds_mean: BTreeMap<String, f64>,
+}
+
+fn check(args: &PipelineBenchArgs) -> Result<(), anyhow::Error> {
+    anyhow::ensure!(
+        args.steps > args.warmup,
+        "--steps must exceed --warmup ({} <= {})",
+        args.steps,
+        args.warmup
+    );
+    anyhow::ensure!(
+        args.tables >= 1 && args.rows >= 1 && args.dim >= 1,
+        "--tables, --rows and --dim must be at least 1"
+    );
+    anyhow::ensure!(
+        args.batch_size >= 1 && args.pooling >= 1,
+        "--batch-size and --pooling must be at least 1"
+    );
+    anyhow::ensure!(
+        args.fractions.iter().all(|f| *f > 0.0 && *f <= 1.0),
+        "--fractions must be in (0, 1]"
+    );
+    anyhow::ensure!(
+        args.windows.iter().all(|w| (1..=1024).contains(w)),
+        "--windows must be in 1..=1024"
+    );
+    anyhow::ensure!(
+        args.link_gbps >= 0.0 && args.link_gbps.is_finite(),
+        "--link-gbps must be >= 0"
+    );
+    Ok(())
+}
+
+/// The workload, generated once (in parallel) and replayed.
+fn workload(args: &PipelineBenchArgs) -> Result<Replay, anyhow::Error> {
+    let n = args.steps as usize;
+    let opts = SyntheticOptions {
+        tables: args.tables,
+        pooling_factor: args.pooling,
+        zipf_alpha: args.alpha,
+        train_samples: (n * args.batch_size) as u64,
+        test_samples: args.batch_size as u64,
+        drift_samples_per_rank: 0,
+        ..Default::default()
+    };
+    let data = SyntheticDataset::new(&opts, &vec![args.rows; args.tables], args.seed)?;
+    let batches: Vec<Batch> = (0..n)
+        .into_par_iter()
+        .map(|k| {
+            let mut b = Batch::new(opts.dense_features, args.tables);
+            for i in 0..args.batch_size {
+                data.sample_into((k * args.batch_size + i) as u64, &mut b);
+            }
+            b
+        })
+        .collect();
+    let schema = data.schema().clone();
+    Ok(Replay::new(
+        "synthetic (replayed)",
+        schema,
+        batches,
+        data.test().clone(),
+    )?)
+}
+
+/// One configuration: policy, cache fraction, window and simulated link (GB/s).
+type Config = (Policy, Option<f64>, Option<usize>, Option<f64>);
+
+/// The configurations: per link setting, every policy × cache × window.
+fn plan(args: &PipelineBenchArgs) -> Vec<Config> {
+    let links: Vec<Option<f64>> = if args.link_gbps > 0.0 {
+        vec![None, Some(args.link_gbps)]
+    } else {
+        vec![None]
+    };
+    let mut out = Vec::new();
+    for &link in &links {
+        for &policy in &args.policies {
+            match policy {
+                Policy::AllOnDevice | Policy::HostOnly => out.push((policy, None, None, link)),
+                Policy::Lru | Policy::Lfu => args
+                    .fractions
+                    .iter()
+                    .for_each(|&f| out.push((policy, Some(f), None, link))),
+                Policy::Lookahead => {
+                    for &f in &args.fractions {
+                        args.windows
+                            .iter()
+                            .for_each(|&w| out.push((policy, Some(f), Some(w), link)));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs every configuration on `dev`, printing each as it completes.
+pub fn run_pipeline_bench<D: Device>(
+    dev: &D,
+    args: &PipelineBenchArgs,
+) -> Result<Vec<PipelineRow>, anyhow::Error> {
+    check(args)?;
+    let data = workload(args)?;
+    if !args.json {
+        println!(
+            "{:<13} {:>6} {:>3} {:>6} {:>10} {:>7} {:>6} {:>7} {:>9} {:>9} {:>9}",
+            "policy",
+            "cache",
+            "W",
+            "link",
+            "samples/s",
+            "trainhit",
+            "idle",
+            "shrinks",
+            "step ms",
+            "busiest",
+            "busy ms"
+        );
+    }
+    let mut rows = Vec::new();
+    for (policy, fraction, window, link) in plan(args) {
+        let mut cfg = RunConfig {
+            batch_size: args.batch_size,
+            steps: Some(args.steps),
+            eval_every: 0,
+            hotness_every: 0,
+            seed: args.seed,
+            policy,
+            precision: if policy == Policy::AllOnDevice {
+                Precision::Fp32
+            } else {
+                args.precision
+            },
+            rounding: Rounding::Stochastic,
+            cache_fraction: fraction.map(Fractions::One),
+            lookahead: window.unwrap_or(1),
+            link_gbps: link,
+            ..Default::default()
+        };
+        cfg.model.dim = args.dim;
+        cfg.model.embedding_optimizer = OptimizerKind::Sgd;
+        let mut snaps: Vec<Snapshot> = Vec::new();
+        let (summary, model) = train_model(dev, &cfg, &data, &TestHooks::default(), &mut |s| {
+            if s.step > args.warmup {
+                snaps.push(s.clone());
+            }
+        })?;
+        drop(model);
+        let n = snaps.len() as f64;
+        let mut busy: BTreeMap<String, f64> = BTreeMap::new();
+        let mut cycle = 0.0;
+        for s in &snaps {
+            for st in &s.stages {
+                *busy.entry(st.stage.clone()).or_insert(0.0) += st.busy_s;
+                if st.stage == "device" {
+                    cycle += st.busy_s + st.waiting_s;
+                }
+            }
+        }
+        let (busiest, busiest_s) = busy
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(k, v)| (k.clone(), *v / n))
+            .unwrap_or_default();
+        let idle: f64 = snaps
+            .iter()
+            .map(|s| s.device_idle_fraction.unwrap_or(0.0))
+            .sum::<f64>()
+            / n;
+        let row = PipelineRow {
+            policy,
+            cache_fraction: fraction,
+            lookahead: window,
+            link_gbps: link,
+            samples_per_sec: n * args.batch_size as f64 / cycle.max(1e-12),
+            train_hit_rate: summary.train_hit_rate,
+            hit_rate: summary.hit_rate,
+            device_idle_fraction: idle,
+            window_shrinks: summary.window_shrinks,
+            step_seconds_mean: cycle / n,
+            busiest_stage: busiest,
+            busiest_stage_seconds_mean: busiest_s,
+            stage_busy_seconds_mean: busy.iter().map(|(k, v)| (k.clone(), v / n)).collect(),
+        };
+        print_row(&row, args.json)?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn print_row(r: &PipelineRow, json: bool) -> Result<(), anyhow::Error> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+        return Ok(());
+    }
+    let link = r.link_gbps.map_or("-".into(), |g| format!("{g}G"));
+    println!(
+        "{:<13} {:>6} {:>3} {:>6} {:>10.0} {:>8.4} {:>6.3} {:>7} {:>9.2} {:>9} {:>9.2}{}",
+        r.policy.name(),
+        r.cache_fraction
+            .map_or("-".into(), |c| format!("{:.0}%", 100.0 * c)),
+        r.lookahead.map_or("-".into(), |w| w.to_string()),
+        link,
+        r.samples_per_sec,
+        r.train_hit_rate,
+        r.device_idle_fraction,
+        r.window_shrinks.map_or("-".into(), |w| w.to_string()),
+        r.step_seconds_mean * 1e3,
+        r.busiest_stage,
+        r.busiest_stage_seconds_mean * 1e3,
+        r.link_gbps
+            .map_or(String::new(), |g| format!("  (simulated link {g} GB/s)")),
+    );
+    Ok(())
+}
