@@ -8,10 +8,9 @@ use rowflow::bench::memory::{MemoryBenchArgs, run_memory_bench};
 use rowflow::bench::pipeline::{PipelineBenchArgs, run_pipeline_bench};
 use rowflow::config::{Fractions, RunConfig, TableRows};
 use rowflow::device::cpu::CpuDevice;
+use rowflow::device::cuda::CudaDevice;
 use rowflow::device::wgpu::{WgpuDevice, probe};
-use rowflow::device::{
-    BackendChoice, BackendKind, Device, DeviceError, probe_backends, select_backend,
-};
+use rowflow::device::{BackendChoice, BackendKind, Device, probe_backends, select_backend};
 use rowflow::embedding::{Policy, Precision, Rounding};
 use rowflow::telemetry::{Snapshot, TelemetryWriter};
 use rowflow::train::{TrainSummary, open_dataset, planned_steps, train};
@@ -210,7 +209,10 @@ macro_rules! on_device {
                 let $dev = &WgpuDevice::new()?;
                 $body
             }
-            other => return Err(DeviceError::NotCompiled(other).into()),
+            BackendKind::Cuda => {
+                let $dev = &CudaDevice::new()?;
+                $body
+            }
         }
     };
 }

@@ -185,3 +185,4 @@ macro_rules! cache_tests {
 
 cache_tests!(cpu, Some(CpuDevice::new()));
 cache_tests!(wgpu, common::wgpu_device());
+cache_tests!(cuda, common::cuda_device());

@@ -235,15 +235,36 @@ fn batch_larger_than_the_data_is_an_error() {
 }
 
 #[test]
-fn backends_not_in_this_build_fail_cleanly() {
-    fails_with(
-        &rowflow(&["train", "--backend", "cuda", "--steps", "1"]),
-        "backend `cuda`",
+fn cuda_without_a_gpu_fails_cleanly_and_auto_falls_through() {
+    let info: serde_json::Value =
+        serde_json::from_str(text(&rowflow(&["info", "--json"])).0.trim()).unwrap();
+    let cuda = info["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backend"] == "cuda")
+        .cloned()
+        .unwrap();
+    if cuda["available"] == true {
+        println!("SKIPPED: a CUDA device is present ({})", cuda["detail"]);
+        return;
+    }
+    // The reason is in `info`, and `auto` picked something else.
+    assert!(
+        cuda["detail"].as_str().is_some_and(|d| d.contains("CUDA")),
+        "{cuda}"
     );
-    fails_with(
-        &rowflow(&["bench", "kernels", "--backend", "cuda"]),
-        "backend `cuda`",
-    );
+    assert_ne!(info["auto"], "cuda");
+    for args in [
+        &["train", "--backend", "cuda", "--steps", "1"][..],
+        &["bench", "kernels", "--backend", "cuda"][..],
+    ] {
+        let err = fails_with(&rowflow(args), "backend `cuda` is unavailable");
+        assert!(
+            err.contains("CUDA"),
+            "the message says what is missing: {err}"
+        );
+    }
 }
 
 #[test]

@@ -546,3 +546,4 @@ macro_rules! kernel_tests {
 
 kernel_tests!(cpu, Some(CpuDevice::new()));
 kernel_tests!(wgpu, common::wgpu_device());
+kernel_tests!(cuda, common::cuda_device());

@@ -415,3 +415,4 @@ macro_rules! lookahead_tests {
 
 lookahead_tests!(cpu, Some(CpuDevice::new()));
 lookahead_tests!(wgpu, common::wgpu_device());
+lookahead_tests!(cuda, common::cuda_device());

@@ -578,6 +578,7 @@ macro_rules! parity_tests {
 }
 
 parity_tests!(wgpu, common::wgpu_device());
+parity_tests!(cuda, common::cuda_device());
 
 #[path = "parity/split.rs"]
 mod wgpu_split;

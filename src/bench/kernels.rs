@@ -232,6 +232,34 @@ pub fn run_kernel_bench<D: Device>(
     }
     push("copy", median(&mut copy_times), 2.0 * copy_bytes as f64);
     drop((copy_src, copy_dst));
+
+    // upload: packed rows from ordinary host memory to the device, as the cache's fetches do,
+    // next to the page-locked copy ceiling where the backend has a host↔device link (CUDA).
+    let upload_bytes = copy_bytes.min(64 << 20);
+    let packed: Vec<u8> = (0..upload_bytes).map(|i| (i * 131 % 251) as u8).collect();
+    let upload_dst = dev.alloc(upload_bytes)?;
+    let (mut upload_times, mut pinned_times) = (Vec::new(), Vec::new());
+    for i in 0..args.reps + 1 {
+        dev.synchronize()?;
+        let t0 = Instant::now();
+        dev.upload(&upload_dst, 0, &packed)?;
+        dev.synchronize()?;
+        let upload_s = t0.elapsed().as_secs_f64();
+        let pinned_s = dev.time_pinned_upload(&upload_dst, upload_bytes)?;
+        if i >= 1 {
+            upload_times.push(upload_s);
+            pinned_times.extend(pinned_s);
+        }
+    }
+    push("upload", median(&mut upload_times), upload_bytes as f64);
+    if !pinned_times.is_empty() {
+        push(
+            "pinned_upload",
+            median(&mut pinned_times),
+            upload_bytes as f64,
+        );
+    }
+    drop((packed, upload_dst));
     push("bag_forward", median(&mut fwd_times), fwd_bytes);
 
     let mut bwd_times = Vec::new();

@@ -9,12 +9,14 @@
 //! function `NAME` in [`cpu`], so a reader finds all implementations of an op at once. Kernel
 //! arguments are buffers plus shapes ([`kernels`]), never host slices.
 //!
-//! Backends: [`cpu`] (the reference and oracle for parity tests) and [`wgpu`] (WGSL compute
-//! shaders on Vulkan, Metal, DX12 or GL) are always built. The CUDA backend arrives with its own
-//! issue; until then [`select_backend`] answers [`DeviceError::NotCompiled`] for it, so callers
-//! need no `#[cfg]`.
+//! Backends: [`cpu`] (the reference and oracle for parity tests), [`wgpu`] (WGSL compute
+//! shaders on Vulkan, Metal, DX12 or GL) and [`cuda`] (NVRTC-compiled `kernels/*.cu` and cuBLAS
+//! through cudarc) are always built: CUDA's libraries are loaded at run time, so a machine without
+//! them gets [`DeviceError::Unavailable`] from it, never a link error, and callers need no
+//! `#[cfg]`.
 
 pub mod cpu;
+pub mod cuda;
 pub mod kernels;
 mod select;
 pub mod staging;
@@ -165,6 +167,17 @@ pub trait Device: Send + Sync + 'static {
     ) -> Result<(), DeviceError>;
     /// Waits until every launched kernel and transfer has finished.
     fn synchronize(&self) -> Result<(), DeviceError>;
+    /// Seconds to move `bytes` from page-locked host memory into `dst` with nothing else in the
+    /// way: the host→device ceiling that [`Device::upload`] is measured against (`rowflow bench
+    /// kernels`). `None` where host and device share memory and there is no such link.
+    fn time_pinned_upload(
+        &self,
+        dst: &Self::Buffer,
+        bytes: u64,
+    ) -> Result<Option<f64>, DeviceError> {
+        let _ = (dst, bytes);
+        Ok(None)
+    }
 
     // ---- embedding ---------------------------------------------------------------------------
 

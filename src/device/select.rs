@@ -113,13 +113,25 @@ pub fn probe_backends() -> Vec<BackendReport> {
             ..wgpu
         }
     };
-    vec![
-        BackendReport {
+    let cuda = match super::cuda::CudaDevice::describe() {
+        Ok(detail) => BackendReport {
+            backend: BackendKind::Cuda,
+            available: true,
+            auto_eligible: true,
+            detail,
+        },
+        Err(e) => BackendReport {
             backend: BackendKind::Cuda,
             available: false,
             auto_eligible: false,
-            detail: DeviceError::NotCompiled(BackendKind::Cuda).to_string(),
+            detail: match e {
+                DeviceError::Unavailable { reason, .. } => reason,
+                other => other.to_string(),
+            },
         },
+    };
+    vec![
+        cuda,
         wgpu,
         BackendReport {
             backend: BackendKind::Cpu,
@@ -154,11 +166,11 @@ pub fn select_backend(choice: BackendChoice) -> Result<Selection, DeviceError> {
                 backend: kind,
                 reasons: vec![format!("{kind}: requested; {}", r.detail)],
             }),
-            Some(r) if kind != BackendKind::Cuda => Err(DeviceError::Unavailable {
+            Some(r) => Err(DeviceError::Unavailable {
                 backend: kind,
                 reason: r.detail,
             }),
-            _ => Err(DeviceError::NotCompiled(kind)),
+            None => Err(DeviceError::NotCompiled(kind)),
         };
     }
     let mut reasons = Vec::new();

@@ -93,3 +93,20 @@ pub fn wgpu_device_with(
         }
     }
 }
+
+/// GPU 0 through CUDA, with its name printed; `None` with a printed reason when there is no
+/// driver or device (the CUDA parity tests then skip: they need a real GPU, and run on the
+/// device machine whenever one is lent).
+pub fn cuda_device() -> Option<rowflow::device::cuda::CudaDevice> {
+    use rowflow::device::Device;
+    match rowflow::device::cuda::CudaDevice::new() {
+        Ok(dev) => {
+            println!("CUDA device: {}", dev.info().name);
+            Some(dev)
+        }
+        Err(e) => {
+            println!("SKIPPED: no CUDA device: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Kernels are data: every `kernels/NAME.cu` is embedded in the binary and compiled by NVRTC, on
+//! first use, for the device's architecture. NVRTC needs no GPU, so the compile step is tested on
+//! every machine that has the library (CI installs it from PyPI).
+
+use crate::device::{BackendKind, DeviceError};
+use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+
+/// The environment variable naming a CUDA `include` folder (e.g. the one of PyPI's
+/// `nvidia-cuda-runtime-cu12` wheel) passed to NVRTC. The kernels compile without it: they use no
+/// CUDA header.
+pub const INCLUDE_ENV: &str = "ROWFLOW_CUDA_INCLUDE";
+
+/// One CUDA kernel source, named like its WGSL twin and CPU function. `gemm` has none: it is
+/// cuBLAS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CudaKernel {
+    /// `kernels/bag_forward.cu`.
+    BagForward,
+    /// `kernels/bag_backward_sgd.cu`.
+    BagBackwardSgd,
+    /// `kernels/bag_backward_adagrad.cu`.
+    BagBackwardAdagrad,
+    /// `kernels/dequantize_rows.cu`.
+    DequantizeRows,
+    /// `kernels/quantize_rows.cu`.
+    QuantizeRows,
+    /// `kernels/bias_act_forward.cu`.
+    BiasActForward,
+    /// `kernels/bias_act_backward.cu`.
+    BiasActBackward,
+    /// `kernels/interaction_forward.cu`.
+    InteractionForward,
+    /// `kernels/interaction_backward.cu`.
+    InteractionBackward,
+    /// `kernels/bce_loss.cu`.
+    BceLoss,
+    /// `kernels/dense_update.cu`.
+    DenseUpdate,
+}
+
+impl CudaKernel {
+    /// Every kernel, in a fixed order (the index of the per-device function cache).
+    pub const ALL: [CudaKernel; 11] = [
+        CudaKernel::BagForward,
+        CudaKernel::BagBackwardSgd,
+        CudaKernel::BagBackwardAdagrad,
+        CudaKernel::DequantizeRows,
+        CudaKernel::QuantizeRows,
+        CudaKernel::BiasActForward,
+        CudaKernel::BiasActBackward,
+        CudaKernel::InteractionForward,
+        CudaKernel::InteractionBackward,
+        CudaKernel::BceLoss,
+        CudaKernel::DenseUpdate,
+    ];
+
+    /// The kernel's name: its file stem and its `extern "C" __global__` entry point.
+    pub fn name(self) -> &'static str {
+        match self {
+            CudaKernel::BagForward => "bag_forward",
+            CudaKernel::BagBackwardSgd => "bag_backward_sgd",
+            CudaKernel::BagBackwardAdagrad => "bag_backward_adagrad",
+            CudaKernel::DequantizeRows => "dequantize_rows",
+            CudaKernel::QuantizeRows => "quantize_rows",
+            CudaKernel::BiasActForward => "bias_act_forward",
+            CudaKernel::BiasActBackward => "bias_act_backward",
+            CudaKernel::InteractionForward => "interaction_forward",
+            CudaKernel::InteractionBackward => "interaction_backward",
+            CudaKernel::BceLoss => "bce_loss",
+            CudaKernel::DenseUpdate => "dense_update",
+        }
+    }
+
+    /// The CUDA C++ source.
+    pub fn source(self) -> &'static str {
+        match self {
+            CudaKernel::BagForward => include_str!("../../../kernels/bag_forward.cu"),
+            CudaKernel::BagBackwardSgd => include_str!("../../../kernels/bag_backward_sgd.cu"),
+            CudaKernel::BagBackwardAdagrad => {
+                include_str!("../../../kernels/bag_backward_adagrad.cu")
+            }
+            CudaKernel::DequantizeRows => include_str!("../../../kernels/dequantize_rows.cu"),
+            CudaKernel::QuantizeRows => include_str!("../../../kernels/quantize_rows.cu"),
+            CudaKernel::BiasActForward => include_str!("../../../kernels/bias_act_forward.cu"),
+            CudaKernel::BiasActBackward => include_str!("../../../kernels/bias_act_backward.cu"),
+            CudaKernel::InteractionForward => {
+                include_str!("../../../kernels/interaction_forward.cu")
+            }
+            CudaKernel::InteractionBackward => {
+                include_str!("../../../kernels/interaction_backward.cu")
+            }
+            CudaKernel::BceLoss => include_str!("../../../kernels/bce_loss.cu"),
+            CudaKernel::DenseUpdate => include_str!("../../../kernels/dense_update.cu"),
+        }
+    }
+
+    /// The source's path in the repository, for messages.
+    pub fn file(self) -> String {
+        format!("kernels/{}.cu", self.name())
+    }
+}
+
+/// Whether the NVRTC library can be loaded; `Err` says why not and what to do. cudarc panics
+/// when it calls into a library that is missing, so every NVRTC call is behind this check.
+pub fn nvrtc_available() -> Result<(), DeviceError> {
+    // SAFETY: only tries to open the shared library (dlopen); calls nothing in it.
+    let present = std::panic::catch_unwind(|| unsafe { cudarc::nvrtc::sys::is_culib_present() })
+        .unwrap_or(false);
+    if present {
+        Ok(())
+    } else {
+        Err(DeviceError::Unavailable {
+            backend: BackendKind::Cuda,
+            reason: "the NVRTC library (libnvrtc.so) was not found: install the CUDA toolkit or \
+                     `pip install nvidia-cuda-nvrtc-cu12` and put its `lib` folder on \
+                     LD_LIBRARY_PATH"
+                .into(),
+        })
+    }
+}
+
+/// The virtual architecture NVRTC compiles for, from a compute capability (`(9, 0)` →
+/// `compute_90`). PTX for it is JIT-compiled by the driver for the exact GPU.
+pub fn arch_for(major: i32, minor: i32) -> &'static str {
+    match (major, minor) {
+        (..=7, _) => "compute_75",
+        (8, 0) => "compute_80",
+        (8, 6) => "compute_86",
+        (8, 7) => "compute_87",
+        (8, 9) => "compute_89",
+        (8, _) => "compute_80",
+        (9, _) => "compute_90",
+        (10, _) => "compute_100",
+        (12, _) => "compute_120",
+        // A newer GPU runs PTX of an older architecture through the driver's JIT.
+        _ => "compute_90",
+    }
+}
+
+/// Compiles `kernel` to PTX for `arch` (e.g. `compute_80`). A compile failure is a
+/// [`DeviceError::ShaderCompile`] carrying the kernel's file and NVRTC's log.
+pub fn compile_kernel(kernel: CudaKernel, arch: &'static str) -> Result<Ptx, DeviceError> {
+    compile_source(&kernel.file(), kernel.source(), arch)
+}
+
+/// Compiles CUDA C++ `source` (named `file` in messages) to PTX for `arch`, with the include
+/// folder of [`INCLUDE_ENV`] when it is set.
+pub fn compile_source(file: &str, source: &str, arch: &'static str) -> Result<Ptx, DeviceError> {
+    nvrtc_available()?;
+    let include_paths = std::env::var(INCLUDE_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .into_iter()
+        .collect();
+    let options = CompileOptions {
+        arch: Some(arch),
+        include_paths,
+        // Precise division and square root, no fused multiply-add contraction: quantization must
+        // round exactly as the CPU does, and the other kernels stay within float tolerance of it.
+        // These kernels are bound by memory, not arithmetic, so nothing is lost.
+        prec_div: Some(true),
+        fmad: Some(false),
+        prec_sqrt: Some(true),
+        ftz: Some(false),
+        options: vec!["--std=c++17".into()],
+        name: Some(file.rsplit('/').next().unwrap_or(file).to_string()),
+        ..Default::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(source, options).map_err(|e| match e {
+        CompileError::CompileError { log, .. } => DeviceError::ShaderCompile {
+            shader: file.to_string(),
+            message: log.to_string_lossy().trim().to_string(),
+        },
+        other => DeviceError::ShaderCompile {
+            shader: file.to_string(),
+            message: format!("NVRTC failed: {other:?}"),
+        },
+    })
+}
+
+/// The kind of one kernel parameter, as the host passes it and as PTX declares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A device address (`.u64` in PTX).
+    Ptr,
+    /// A 32-bit integer (`.u32` / `.s32`).
+    U32,
+    /// A 32-bit float (`.f32`).
+    F32,
+}
+
+/// The parameters of entry point `name` in `ptx`, or `None` when there is no such entry. Lets a
+/// test check, without a GPU, that the launcher passes what each kernel takes.
+pub fn ptx_params(ptx: &str, name: &str) -> Option<Vec<ParamKind>> {
+    let start = ptx.find(&format!(".entry {name}("))?;
+    let body = &ptx[start..];
+    let open = body.find('(')?;
+    let close = body.find(')')?;
+    let mut out = Vec::new();
+    for param in body[open + 1..close].split(',') {
+        let mut words = param.split_whitespace();
+        if words.next() != Some(".param") {
+            continue;
+        }
+        out.push(match words.next()? {
+            ".u64" | ".b64" | ".s64" => ParamKind::Ptr,
+            ".u32" | ".b32" | ".s32" => ParamKind::U32,
+            ".f32" => ParamKind::F32,
+            _ => return None,
+        });
+    }
+    Some(out)
+}

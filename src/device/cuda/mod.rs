@@ -1,0 +1,485 @@
+//! CUDA backend: cudarc's driver API, NVRTC and cuBLAS, all loaded at run time.
+//!
+//! The binary links no CUDA library (cudarc's `dynamic-loading`), so it builds and runs where
+//! there is no toolkit and no driver; [`CudaDevice::new`] then answers
+//! [`DeviceError::Unavailable`] with what is missing, and `--backend auto` moves on to wgpu or the
+//! CPU. cudarc panics when it calls into a library that is absent, so every entry point checks
+//! presence first ([`driver_available`], [`compile::nvrtc_available`]).
+//!
+//! - **Kernels** ([`compile`]): each `kernels/NAME.cu` is embedded and compiled by NVRTC on its
+//!   first launch, for the device's compute capability, then cached for the life of the device.
+//!   `gemm` is cuBLAS (row-major handled by computing `Cᵀ = op(B)ᵀ·op(A)ᵀ` in column-major).
+//! - **Streams** ([`memory`]): kernels run on a compute stream, uploads and downloads on a copy
+//!   stream, ordered per buffer by events, so host↔device transfers of the next batch's rows
+//!   overlap the current training step. Transfers go through page-locked host chunks.
+//! - **Launches** ([`launch`]): shapes are validated on the host with the same checks as every
+//!   backend, then the kernel is queued; nothing waits for the device except `download` and
+//!   `synchronize`.
+
+#![allow(unsafe_code)] // FFI: every unsafe block states why it is sound.
+
+pub mod compile;
+mod gemm;
+mod launch;
+mod memory;
+
+pub use compile::{CudaKernel, ParamKind, compile_kernel, compile_source, nvrtc_available};
+pub use launch::signature;
+pub use memory::CudaBuffer;
+
+use super::{
+    BackendKind, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
+    DequantizeRows, Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
+    QuantizeRows,
+};
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+use memory::{PinnedRing, driver, lock};
+use std::sync::{Arc, Mutex};
+
+/// Whether the CUDA driver library can be loaded and reports at least one device; `Err` says
+/// why not and what to do.
+pub fn driver_available() -> Result<usize, DeviceError> {
+    let unavailable = |reason: String| DeviceError::Unavailable {
+        backend: BackendKind::Cuda,
+        reason,
+    };
+    // SAFETY: only tries to open the shared library (dlopen); calls nothing in it.
+    let present = std::panic::catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() })
+        .unwrap_or(false);
+    if !present {
+        return Err(unavailable(
+            "no CUDA driver (libcuda.so was not found): install the NVIDIA driver, or use \
+             `--backend auto` to fall back to wgpu or the CPU"
+                .into(),
+        ));
+    }
+    cudarc::driver::result::init()
+        .map_err(|e| unavailable(format!("the CUDA driver failed to start: {e}")))?;
+    let count = CudaContext::device_count()
+        .map_err(|e| unavailable(format!("cannot count CUDA devices: {e}")))?;
+    if count < 1 {
+        return Err(unavailable(
+            "the CUDA driver reports no device; use `--backend auto` to fall back".into(),
+        ));
+    }
+    Ok(count as usize)
+}
+
+/// One argument of a kernel launch, in the order of the kernel's C signature.
+pub(crate) enum Arg<'a> {
+    /// A device buffer (passed as its address).
+    Buf(&'a CudaBuffer),
+    /// A 32-bit unsigned scalar.
+    U32(u32),
+    /// A 32-bit float scalar.
+    F32(f32),
+}
+
+/// A CUDA GPU: one context, a compute and a copy stream, compiled kernels, cuBLAS.
+pub struct CudaDevice {
+    ctx: Arc<CudaContext>,
+    compute: Arc<CudaStream>,
+    copy: Arc<CudaStream>,
+    blas: Mutex<CudaBlas>,
+    arch: &'static str,
+    functions: Mutex<[Option<CudaFunction>; CudaKernel::ALL.len()]>,
+    staging: Mutex<PinnedRing>,
+    /// Addresses for pointer arguments a launch does not use (state of a stateless move, SGD's
+    /// accumulator): never read or written.
+    dummy: [CudaBuffer; 2],
+    info: DeviceInfo,
+}
+
+impl CudaDevice {
+    /// Opens GPU 0.
+    pub fn new() -> Result<Self, DeviceError> {
+        Self::with_ordinal(0)
+    }
+
+    /// Opens GPU `ordinal`.
+    pub fn with_ordinal(ordinal: usize) -> Result<Self, DeviceError> {
+        let count = driver_available()?;
+        if ordinal >= count {
+            return Err(DeviceError::Unavailable {
+                backend: BackendKind::Cuda,
+                reason: format!("GPU {ordinal} does not exist: the driver reports {count}"),
+            });
+        }
+        let ctx = CudaContext::new(ordinal).map_err(driver("creating a CUDA context"))?;
+        let compute = ctx
+            .new_stream()
+            .map_err(driver("creating the compute stream"))?;
+        let copy = ctx
+            .new_stream()
+            .map_err(driver("creating the copy stream"))?;
+        // SAFETY: dlopen only, as above.
+        let blas_present =
+            std::panic::catch_unwind(|| unsafe { cudarc::cublas::sys::is_culib_present() })
+                .unwrap_or(false);
+        if !blas_present {
+            return Err(DeviceError::Unavailable {
+                backend: BackendKind::Cuda,
+                reason: "cuBLAS (libcublas.so) was not found: install the CUDA toolkit or \
+                         `pip install nvidia-cublas-cu12` and put its `lib` folder on \
+                         LD_LIBRARY_PATH"
+                    .into(),
+            });
+        }
+        let blas = CudaBlas::new(compute.clone()).map_err(|e| DeviceError::Backend {
+            backend: BackendKind::Cuda,
+            message: format!("creating a cuBLAS handle: {e:?}"),
+        })?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(driver("reading the compute capability"))?;
+        let name = ctx.name().map_err(driver("reading the device name"))?;
+        let sms = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(driver("reading the multiprocessor count"))?;
+        let total = ctx.total_mem().map_err(driver("reading the memory size"))?;
+        let staging = PinnedRing::new(&ctx)?;
+        let dummy = [CudaBuffer::zeroed(&ctx, 4)?, CudaBuffer::zeroed(&ctx, 4)?];
+        Ok(CudaDevice {
+            dummy,
+            arch: compile::arch_for(major, minor),
+            info: DeviceInfo {
+                backend: BackendKind::Cuda,
+                name: format!("{name} (sm_{major}{minor})"),
+                parallelism: sms.max(1) as usize,
+                max_buffer_bytes: total as u64,
+            },
+            ctx,
+            compute,
+            copy,
+            blas: Mutex::new(blas),
+            functions: Mutex::new(Default::default()),
+            staging: Mutex::new(staging),
+        })
+    }
+
+    /// One line for `rowflow info`: the GPU, or why there is none.
+    pub fn describe() -> Result<String, DeviceError> {
+        driver_available()?;
+        let ctx = CudaContext::new(0).map_err(driver("creating a CUDA context"))?;
+        let name = ctx.name().map_err(driver("reading the device name"))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(driver("reading the compute capability"))?;
+        let total = ctx.total_mem().map_err(driver("reading the memory size"))?;
+        Ok(format!(
+            "{name} (sm_{major}{minor}, {:.1} GiB)",
+            total as f64 / (1u64 << 30) as f64
+        ))
+    }
+
+    /// The compiled function of `kernel`, compiling its module on first use.
+    fn function(&self, kernel: CudaKernel) -> Result<CudaFunction, DeviceError> {
+        let i = CudaKernel::ALL
+            .iter()
+            .position(|k| *k == kernel)
+            .unwrap_or_default();
+        let mut functions = lock(&self.functions);
+        if let Some(f) = &functions[i] {
+            return Ok(f.clone());
+        }
+        let ptx = compile_kernel(kernel, self.arch)?;
+        let module = self
+            .ctx
+            .load_module(ptx)
+            .map_err(|e| DeviceError::ShaderCompile {
+                shader: kernel.file(),
+                message: format!("the driver rejected the PTX for {}: {e}", self.arch),
+            })?;
+        let f = module
+            .load_function(kernel.name())
+            .map_err(|e| DeviceError::ShaderCompile {
+                shader: kernel.file(),
+                message: format!("no entry point `{}`: {e}", kernel.name()),
+            })?;
+        functions[i] = Some(f.clone());
+        Ok(f)
+    }
+
+    /// Compiles every kernel now instead of at first use (fails on the first that does not
+    /// compile).
+    pub fn compile_all(&self) -> Result<(), DeviceError> {
+        for k in CudaKernel::ALL {
+            self.function(k)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the compute stream wait for pending uploads into `bufs`.
+    fn before_compute(&self, bufs: &[&CudaBuffer]) -> Result<(), DeviceError> {
+        for b in bufs {
+            if let Some(e) = lock(&b.uses).copied.take() {
+                self.compute
+                    .wait(&e)
+                    .map_err(driver("ordering a kernel after an upload"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `bufs` as used by the work just queued on the compute stream.
+    fn after_compute(&self, bufs: &[&CudaBuffer]) -> Result<(), DeviceError> {
+        let event = Arc::new(
+            self.ctx
+                .new_event(None)
+                .map_err(driver("creating an event"))?,
+        );
+        event
+            .record(&self.compute)
+            .map_err(driver("recording a kernel event"))?;
+        for b in bufs {
+            lock(&b.uses).computed = Some(event.clone());
+        }
+        Ok(())
+    }
+
+    /// Makes the copy stream wait for the last kernel that used `buf`.
+    fn before_copy(&self, buf: &CudaBuffer) -> Result<(), DeviceError> {
+        if let Some(e) = lock(&buf.uses).computed.clone() {
+            self.copy
+                .wait(&e)
+                .map_err(driver("ordering a copy after a kernel"))?;
+        }
+        Ok(())
+    }
+
+    /// Queues `kernel` with `blocks` blocks of `threads` threads on the compute stream.
+    pub(crate) fn launch(
+        &self,
+        kernel: CudaKernel,
+        blocks: u64,
+        threads: u32,
+        args: &[Arg<'_>],
+    ) -> Result<(), DeviceError> {
+        launch::check_signature(kernel, args)?;
+        if blocks == 0 {
+            return Ok(());
+        }
+        let f = self.function(kernel)?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver("binding the CUDA context"))?;
+        let bufs: Vec<&CudaBuffer> = args
+            .iter()
+            .filter_map(|a| match a {
+                Arg::Buf(b) => Some(*b),
+                _ => None,
+            })
+            .collect();
+        self.before_compute(&bufs)?;
+        // Kernels loop over their work with a grid stride, so the grid may be capped.
+        let grid = blocks.min(1 << 20) as u32;
+        let ptrs: Vec<u64> = bufs.iter().map(|b| b.at(0)).collect();
+        let mut builder = self.compute.launch_builder(&f);
+        let mut next_ptr = ptrs.iter();
+        for a in args {
+            match a {
+                Arg::Buf(_) => {
+                    if let Some(p) = next_ptr.next() {
+                        builder.arg(p);
+                    }
+                }
+                Arg::U32(v) => {
+                    builder.arg(v);
+                }
+                Arg::F32(v) => {
+                    builder.arg(v);
+                }
+            }
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (grid, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match the kernel's C signature (documented in each .cu file
+        // and mirrored by `launch.rs`), and the shapes were validated against the buffers'
+        // sizes before this call, so the kernel stays inside its buffers.
+        unsafe { builder.launch(cfg) }.map_err(|e| DeviceError::Backend {
+            backend: BackendKind::Cuda,
+            message: format!("launching {}: {e}", kernel.name()),
+        })?;
+        self.after_compute(&bufs)
+    }
+}
+
+impl Device for CudaDevice {
+    type Buffer = CudaBuffer;
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn alloc(&self, bytes: u64) -> Result<CudaBuffer, DeviceError> {
+        if bytes > self.info.max_buffer_bytes {
+            return Err(DeviceError::OutOfMemory {
+                requested: bytes,
+                device: self.info.name.clone(),
+                reason: format!("the GPU has {} bytes", self.info.max_buffer_bytes),
+            });
+        }
+        CudaBuffer::zeroed(&self.ctx, bytes)
+    }
+
+    fn buffer_bytes(&self, buffer: &CudaBuffer) -> u64 {
+        buffer.bytes
+    }
+
+    fn upload(&self, dst: &CudaBuffer, offset: u64, src: &[u8]) -> Result<(), DeviceError> {
+        dst.check("upload", offset, src.len() as u64)?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver("binding the CUDA context"))?;
+        self.before_copy(dst)?;
+        lock(&self.staging).upload(&self.ctx, &self.copy, dst.at(offset), src)?;
+        let event = self
+            .ctx
+            .new_event(None)
+            .map_err(driver("creating an event"))?;
+        event
+            .record(&self.copy)
+            .map_err(driver("recording an upload event"))?;
+        lock(&dst.uses).copied = Some(Arc::new(event));
+        Ok(())
+    }
+
+    fn download(&self, src: &CudaBuffer, offset: u64, dst: &mut [u8]) -> Result<(), DeviceError> {
+        src.check("download", offset, dst.len() as u64)?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver("binding the CUDA context"))?;
+        // Uploads into `src` are on the copy stream already, so in order.
+        self.before_copy(src)?;
+        lock(&self.staging).download(&self.ctx, &self.copy, src.at(offset), dst)
+    }
+
+    fn time_pinned_upload(&self, dst: &CudaBuffer, bytes: u64) -> Result<Option<f64>, DeviceError> {
+        dst.check("upload", 0, bytes)?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver("binding the CUDA context"))?;
+        self.before_copy(dst)?;
+        let s = lock(&self.staging).time_raw_upload(&self.ctx, &self.copy, dst.at(0), bytes)?;
+        Ok(Some(s))
+    }
+
+    fn copy_buffer(
+        &self,
+        src: &CudaBuffer,
+        src_offset: u64,
+        dst: &CudaBuffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) -> Result<(), DeviceError> {
+        src.check("copy_buffer", src_offset, bytes)?;
+        dst.check("copy_buffer", dst_offset, bytes)?;
+        if std::ptr::eq(src, dst) {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "copy_buffer",
+                message: "source and destination must be different buffers".into(),
+            });
+        }
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver("binding the CUDA context"))?;
+        self.before_compute(&[src, dst])?;
+        // SAFETY: both ranges were checked against their buffers above.
+        unsafe {
+            cudarc::driver::result::memcpy_dtod_async(
+                dst.at(dst_offset),
+                src.at(src_offset),
+                bytes as usize,
+                self.compute.cu_stream(),
+            )
+        }
+        .map_err(driver("queueing a device-to-device copy"))?;
+        self.after_compute(&[src, dst])
+    }
+
+    fn synchronize(&self) -> Result<(), DeviceError> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver("binding the CUDA context"))?;
+        self.copy
+            .synchronize()
+            .map_err(driver("waiting for the copy stream"))?;
+        self.compute
+            .synchronize()
+            .map_err(driver("waiting for the compute stream"))
+    }
+
+    fn bag_forward(&self, args: &BagForward<'_, CudaBuffer>) -> Result<(), DeviceError> {
+        launch::bag_forward(self, args)
+    }
+
+    fn bag_backward_sgd(&self, args: &BagBackward<'_, CudaBuffer>) -> Result<(), DeviceError> {
+        launch::bag_backward(self, args, None)
+    }
+
+    fn bag_backward_adagrad(
+        &self,
+        args: &BagBackward<'_, CudaBuffer>,
+        state: &CudaBuffer,
+        eps: f32,
+    ) -> Result<(), DeviceError> {
+        launch::bag_backward(self, args, Some((state, eps)))
+    }
+
+    fn dequantize_rows(&self, args: &DequantizeRows<'_, CudaBuffer>) -> Result<(), DeviceError> {
+        launch::dequantize_rows(self, args)
+    }
+
+    fn quantize_rows(&self, args: &QuantizeRows<'_, CudaBuffer>) -> Result<(), DeviceError> {
+        launch::quantize_rows(self, args)
+    }
+
+    fn gemm(&self, args: &Gemm<'_, CudaBuffer>) -> Result<(), DeviceError> {
+        launch::gemm(self, args)
+    }
+
+    fn bias_act_forward(&self, args: &BiasActForward<'_, CudaBuffer>) -> Result<(), DeviceError> {
+        launch::bias_act_forward(self, args)
+    }
+
+    fn bias_act_backward(&self, args: &BiasActBackward<'_, CudaBuffer>) -> Result<(), DeviceError> {
+        launch::bias_act_backward(self, args)
+    }
+
+    fn interaction_forward(
+        &self,
+        args: &InteractionForward<'_, CudaBuffer>,
+    ) -> Result<(), DeviceError> {
+        launch::interaction_forward(self, args)
+    }
+
+    fn interaction_backward(
+        &self,
+        args: &InteractionBackward<'_, CudaBuffer>,
+    ) -> Result<(), DeviceError> {
+        launch::interaction_backward(self, args)
+    }
+
+    fn bce_loss(&self, args: &BceLoss<'_, CudaBuffer>) -> Result<(), DeviceError> {
+        launch::bce_loss(self, args)
+    }
+
+    fn dense_update(&self, args: &DenseUpdate<'_, CudaBuffer>) -> Result<(), DeviceError> {
+        launch::dense_update(self, args)
+    }
+}
