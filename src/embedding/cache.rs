@@ -580,6 +580,7 @@ impl<D: Device> CachedRows<D> {
         dev: &D,
         slots: &Slots<'_, D>,
         staged: &crate::pipeline::StagedTable,
+        uploaded: &crate::pipeline::DeviceRows<D>,
         unique: &[u32],
         step: u32,
         seed: u32,
@@ -632,15 +633,10 @@ impl<D: Device> CachedRows<D> {
             evicted = (plan.evict_rows.clone(), words, state);
         }
         *stats.evictions.get_or_insert(0) += n as u64;
-        self.fill(
-            dev,
-            slots,
-            &staged.rows,
-            &staged.slots,
-            &staged.packed,
-            &staged.state,
-            stats,
-        )?;
+        // The stager uploaded the rows already (`uploaded`); only their expansion is left.
+        self.expand(dev, slots, &staged.rows, &staged.slots, Some(uploaded))?;
+        stats.bytes_h2d +=
+            4 * (staged.packed.len() + staged.state.len() + staged.slots.len()) as u64;
         // The train stage's own count: is every row where the plan says?
         self.rows_scratch.clear();
         self.slots_scratch.clear();
@@ -690,19 +686,42 @@ impl<D: Device> CachedRows<D> {
         }
         self.packed.upload_u32(dev, words)?;
         self.slot_ids.upload_u32(dev, slot_list)?;
-        let state_rows = match slots.state {
-            Some(cache_state) => {
-                self.staged_state.upload_f32(dev, state)?;
-                Some(StateRows {
-                    cache_state,
-                    staged: self.staged_state.buffer(),
-                })
-            }
-            None => None,
+        if slots.state.is_some() {
+            self.staged_state.upload_f32(dev, state)?;
+        }
+        self.expand(dev, slots, rows, slot_list, None)?;
+        stats.bytes_h2d += 4 * (words.len() + state.len() + slot_list.len()) as u64;
+        Ok(())
+    }
+
+    /// Expands packed rows already on the device (`uploaded`, or this cache's own staging when
+    /// `None`) into `slot_list`, recording them resident.
+    fn expand(
+        &mut self,
+        dev: &D,
+        slots: &Slots<'_, D>,
+        rows: &[u32],
+        slot_list: &[u32],
+        uploaded: Option<&crate::pipeline::DeviceRows<D>>,
+    ) -> Result<(), DeviceError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (packed, slot_ids, staged_state) = match uploaded {
+            Some(u) => (u.packed.buffer(), u.slots.buffer(), u.state.buffer()),
+            None => (
+                self.packed.buffer(),
+                self.slot_ids.buffer(),
+                self.staged_state.buffer(),
+            ),
         };
+        let state_rows = slots.state.map(|cache_state| StateRows {
+            cache_state,
+            staged: staged_state,
+        });
         dev.dequantize_rows(&DequantizeRows {
-            packed: self.packed.buffer(),
-            slots: self.slot_ids.buffer(),
+            packed,
+            slots: slot_ids,
             rows: rows.len() as u32,
             dim: self.dim as u32,
             precision: self.precision,
@@ -713,7 +732,6 @@ impl<D: Device> CachedRows<D> {
         for (&r, &s) in rows.iter().zip(slot_list) {
             self.dir.place(r, s)?;
         }
-        stats.bytes_h2d += 4 * (words.len() + state.len() + slot_list.len()) as u64;
         Ok(())
     }
 

@@ -385,8 +385,20 @@ impl<D: Device> EmbeddingTables<D> {
         sparse: &[Bags],
         maps: &[RowMap],
         staged: &[crate::pipeline::StagedTable],
+        uploaded: &[crate::pipeline::DeviceRows<D>],
         step: u64,
     ) -> Result<crate::pipeline::Evicted, DeviceError> {
+        if uploaded.len() != self.tables.len() || staged.len() != self.tables.len() {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "dequantize_rows",
+                message: format!(
+                    "{} staged and {} uploaded tables for {} tables",
+                    staged.len(),
+                    uploaded.len(),
+                    self.tables.len()
+                ),
+            });
+        }
         self.tick += 1;
         let mut evicted = Vec::with_capacity(self.tables.len());
         for t in 0..self.tables.len() {
@@ -413,6 +425,7 @@ impl<D: Device> EmbeddingTables<D> {
                 dev,
                 &slots,
                 st,
+                &uploaded[t],
                 &map.unique_rows,
                 step as u32,
                 self.noise_seed,

@@ -237,21 +237,24 @@ impl<D: Device> Dlrm<D> {
     }
 
     /// One training step of a lookahead run: like [`Dlrm::train_step`], with the batch's rows
-    /// placed by the planner (`staged`, from the stager). Returns the mean loss and the rows the
-    /// step evicted, packed, for the write-back stage.
+    /// placed by the planner (`staged`, from the stager, whose fetched rows are already on the
+    /// device in `uploaded`). Returns the mean loss and the rows the step evicted, packed, for the
+    /// write-back stage.
+    #[allow(clippy::too_many_arguments)]
     pub fn train_step_planned(
         &mut self,
         dev: &D,
         batch: &Batch,
         maps: &[RowMap],
         staged: &[crate::pipeline::StagedTable],
+        uploaded: &[crate::pipeline::DeviceRows<D>],
         lr: f32,
         step: u64,
     ) -> Result<(f64, crate::pipeline::Evicted), DeviceError> {
         let n = self.stage_inputs(dev, batch)?;
-        let evicted = self
-            .embeddings
-            .stage_planned(dev, &batch.sparse, maps, staged, step)?;
+        let evicted =
+            self.embeddings
+                .stage_planned(dev, &batch.sparse, maps, staged, uploaded, step)?;
         self.forward(dev, n)?;
         self.bce(dev, n)?;
         self.backward_from_loss(dev, n, lr)?;

@@ -30,6 +30,9 @@
 
 pub mod planner;
 mod priority;
+mod upload;
+
+pub use upload::{DeviceRows, UploadBytes, UploadPool};
 
 pub(crate) use priority::background;
 
@@ -160,10 +163,12 @@ pub struct StagedTable {
     pub map: RowMap,
 }
 
-struct Staged {
+struct Staged<D: Device> {
     step: u64,
     prepared: Prepared,
     tables: Vec<StagedTable>,
+    /// The fetched rows of every table, already uploaded (a set of the upload pool).
+    uploads: Vec<DeviceRows<D>>,
     depends_on: u64,
     shrunk: bool,
     planner: StageTime,
@@ -208,7 +213,15 @@ pub(crate) fn run_lookahead<D: Device>(
         let _ = free_tx.send(Prepared::new(schema.num_dense, tables));
     }
     let (plan_tx, plan_rx) = bounded::<Result<Plan, TrainError>>(DEPTH);
-    let (staged_tx, staged_rx) = bounded::<Result<Staged, TrainError>>(DEPTH);
+    let (staged_tx, staged_rx) = bounded::<Result<Staged<D>, TrainError>>(DEPTH);
+    // Device staging for fetched rows: one set with the stager, DEPTH in the channel, one in the
+    // device step.
+    let (upload_sets, upload_bytes) = UploadPool::new(dev, DEPTH + 2, tables)?.into_sets();
+    let (set_tx, set_rx) = bounded::<Vec<DeviceRows<D>>>(DEPTH + 2);
+    for set in upload_sets {
+        // The channel has room for all of them.
+        let _ = set_tx.send(set);
+    }
     let (done_tx, done_rx) = unbounded::<u64>();
     let (evicted_tx, evicted_rx) = unbounded::<(u64, Evicted)>();
     let (recycle_tx, recycle_rx) = unbounded::<Evicted>();
@@ -247,12 +260,16 @@ pub(crate) fn run_lookahead<D: Device>(
             )
         })?;
         let (stager_progress, stager_stores) = (progress.clone(), stores.clone());
+        let stager_bytes = upload_bytes.clone();
         let stager = spawn("stager").spawn_scoped(scope, move || {
             stage_stage(
+                dev,
                 plan_rx,
+                set_rx,
                 staged_tx,
                 &stager_stores,
                 &stager_progress,
+                &stager_bytes,
                 hooks,
                 link,
             )
@@ -292,6 +309,7 @@ pub(crate) fn run_lookahead<D: Device>(
                     step: s,
                     mut prepared,
                     tables: staged_tables,
+                    uploads,
                     shrunk,
                     planner,
                     stager,
@@ -303,9 +321,13 @@ pub(crate) fn run_lookahead<D: Device>(
                     &prepared.batch,
                     &prepared.maps,
                     &staged_tables,
+                    &uploads,
                     cfg.lr,
                     step,
                 )?;
+                // The loss was read back, so every kernel that read these rows has finished:
+                // the stager may refill them.
+                let _ = set_tx.send(uploads);
                 let busy_s = t_busy.elapsed().as_secs_f64();
                 let _ = evicted_tx.send((step, evicted));
                 let emb = model.embeddings();
@@ -314,7 +336,8 @@ pub(crate) fn run_lookahead<D: Device>(
                     .hotness
                     .take()
                     .map(|c| report(c, |t, row| emb.is_resident(t, row)));
-                let memory = run.memory(dev, model);
+                let mut memory = run.memory(dev, model);
+                memory.device_bytes += upload_bytes.get();
                 let _ = done_tx.send(step);
                 let mut stages = vec![
                     StageTime {
@@ -515,11 +538,15 @@ fn plan_stage(
 
 /// The stager thread: waits for the write-backs a plan depends on, gathers the packed rows of
 /// its fetches and renames the batch to cache slots.
-fn stage_stage(
+#[allow(clippy::too_many_arguments)]
+fn stage_stage<D: Device>(
+    dev: &D,
     plans: Receiver<Result<Plan, TrainError>>,
-    out: Sender<Result<Staged, TrainError>>,
+    sets: Receiver<Vec<DeviceRows<D>>>,
+    out: Sender<Result<Staged<D>, TrainError>>,
     stores: &[Arc<Mutex<HostStore>>],
     progress: &Progress,
+    upload_bytes: &UploadBytes,
     hooks: &TestHooks,
     link: Link,
 ) {
@@ -568,18 +595,30 @@ fn stage_stage(
                 map: renamed,
             });
         }
-        // Uploads happen here, ahead of the device: the modelled link is this stage's time.
+        // Uploads happen here, ahead of the device: on a GPU they run on its copy engine while
+        // the device stage trains an earlier batch; the modelled link is this stage's time.
+        let t_set = Instant::now();
+        let Ok(mut uploads) = sets.recv() else {
+            return;
+        };
+        let set_wait = t_set.elapsed().as_secs_f64();
+        waiting += set_wait;
+        if let Err(e) = upload::upload_set(dev, &mut uploads, &tables, upload_bytes) {
+            let _ = out.send(Err(e.into()));
+            return;
+        }
         link.charge(bytes);
         let staged = Staged {
             step: plan.step,
             prepared: plan.prepared,
             tables,
+            uploads,
             depends_on: plan.depends_on,
             shrunk: plan.shrunk,
             planner: plan.planner,
             stager: StageTime {
                 stage: "stager".into(),
-                busy_s: t_busy.elapsed().as_secs_f64(),
+                busy_s: (t_busy.elapsed().as_secs_f64() - set_wait).max(0.0),
                 waiting_s: waiting,
             },
         };
