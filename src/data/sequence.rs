@@ -219,7 +219,8 @@ impl MultiHotColumns {
         Ok(())
     }
 
-    /// Splits one field's bytes into its values (nothing for an empty field).
+    /// Splits one field's bytes into its values (nothing for an empty field; the reader treats
+    /// that as the missing row).
     pub fn split<'a>(&self, field: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
         let sep = self.separator;
         field
