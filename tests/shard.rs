@@ -310,7 +310,7 @@ fn default_workload_8x8_factor_2_flexshard_cuts_latency_and_inter_host_traffic()
     let total = 1.0 - fx.inter_host_bytes / rw.inter_host_bytes;
     println!("latency {latency:.2}x lower; inter-host all-to-all {a2a:.3} fewer, total {total:.3}");
     assert!(latency >= 4.0, "latency only {latency:.2}x lower");
-    // Counting the replicas' gradient all-reduce, the cheapest plan saves ~75% (see README).
+    // Counting the replicas' gradient all-reduce, the cheapest plan saves ~75% (BENCHMARKS.md).
     assert!(total >= 0.70, "inter-host bytes only {total:.3} fewer");
     assert!(a2a >= 0.75, "inter-host all-to-all only {a2a:.3} fewer");
     // Planning for the all-to-all alone (the paper's metric) spends all the slack on replicas.
