@@ -16,5 +16,6 @@ pub mod hostmem;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod shard;
 pub mod telemetry;
 pub mod train;

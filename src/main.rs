@@ -1,4 +1,4 @@
-//! The `rowflow` command line: train, info, bench.
+//! The `rowflow` command line: train, info, bench, shard.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +12,7 @@ use rowflow::device::cuda::CudaDevice;
 use rowflow::device::wgpu::{WgpuDevice, probe};
 use rowflow::device::{BackendChoice, BackendKind, Device, probe_backends, select_backend};
 use rowflow::embedding::{Policy, Precision, Rounding};
+use rowflow::shard::cli::{ShardPlanArgs, run_shard_plan};
 use rowflow::telemetry::{Snapshot, TelemetryWriter};
 use rowflow::train::{TrainSummary, open_dataset, planned_steps, train};
 use std::path::PathBuf;
@@ -43,6 +44,17 @@ enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
+    /// Sharding of sequence embeddings over many devices (planners and traffic simulator).
+    Shard {
+        #[command(subcommand)]
+        which: ShardCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShardCommand {
+    /// Every planner's bytes per tier, modelled latency, load and memory on one workload.
+    Plan(ShardPlanArgs),
 }
 
 #[derive(Subcommand)]
@@ -244,6 +256,9 @@ fn main() -> ExitCode {
         Command::Bench {
             which: BenchCommand::Pipeline(args),
         } => bench_pipeline(&args),
+        Command::Shard {
+            which: ShardCommand::Plan(args),
+        } => run_shard_plan(&args).map(|_| ()).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

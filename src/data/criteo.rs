@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
 
+use super::sequence::MultiHotColumns;
 use super::{Bags, Batch, DataError, Dataset, SampleStream, Schema};
 
 /// Dense (integer) features per sample: `I1` .. `I13`.
@@ -73,6 +74,10 @@ pub struct CriteoOptions {
     pub test_fraction: f64,
     /// Skip and count malformed lines instead of failing on the first one.
     pub skip_bad_lines: bool,
+    /// Categorical fields read as sequences of several values (none by default): each value is
+    /// hashed like a one-hot value and the field's bag holds them all, in order
+    /// ([`crate::data::sequence`]).
+    pub multi_hot: MultiHotColumns,
 }
 
 /// A Criteo file: the training split streamed from disk, the test split in memory.
@@ -101,8 +106,9 @@ impl CriteoDataset {
             table_rows,
             test_fraction,
             skip_bad_lines,
+            multi_hot,
         } = options;
-        let parser = Parser::new(&table_rows)?;
+        let parser = Parser::new(&table_rows, &multi_hot)?;
         let fraction_ok = test_fraction > 0.0 && test_fraction < 1.0;
         if !fraction_ok {
             return Err(DataError::Invalid(format!(
@@ -305,6 +311,8 @@ struct Sample {
     label: f32,
     dense: [f32; NUM_DENSE],
     rows: [u32; NUM_SPARSE],
+    /// The rows of multi-hot fields (empty for one-hot fields).
+    lists: Vec<Vec<u32>>,
 }
 
 impl Default for Sample {
@@ -313,6 +321,7 @@ impl Default for Sample {
             label: 0.0,
             dense: [0.0; NUM_DENSE],
             rows: [0; NUM_SPARSE],
+            lists: vec![Vec::new(); NUM_SPARSE],
         }
     }
 }
@@ -322,8 +331,12 @@ impl Sample {
     fn push_into(&self, out: &mut Batch) {
         out.labels.push(self.label);
         out.dense.extend_from_slice(&self.dense);
-        for (bags, &row) in out.sparse.iter_mut().zip(&self.rows) {
-            bags.push(&[row]);
+        for (c, (bags, &row)) in out.sparse.iter_mut().zip(&self.rows).enumerate() {
+            if self.lists[c].is_empty() {
+                bags.push(&[row]);
+            } else {
+                bags.push(&self.lists[c]);
+            }
         }
     }
 }
@@ -362,10 +375,14 @@ struct Parser {
     salts: [u64; NUM_SPARSE],
     /// `table_rows[c] - 1`: the rows available to non-missing values.
     buckets: [u64; NUM_SPARSE],
+    /// Fields read as several values, and the byte between them.
+    multi_hot: [bool; NUM_SPARSE],
+    separator: u8,
 }
 
 impl Parser {
-    fn new(table_rows: &[u32]) -> Result<Parser, DataError> {
+    fn new(table_rows: &[u32], multi_hot: &MultiHotColumns) -> Result<Parser, DataError> {
+        multi_hot.validate(NUM_SPARSE)?;
         if table_rows.len() != NUM_SPARSE {
             return Err(DataError::Invalid(format!(
                 "`table_rows` needs {NUM_SPARSE} values for Criteo's C1..C26, got {}",
@@ -375,7 +392,12 @@ impl Parser {
         let mut parser = Parser {
             salts: [0; NUM_SPARSE],
             buckets: [0; NUM_SPARSE],
+            multi_hot: [false; NUM_SPARSE],
+            separator: multi_hot.separator,
         };
+        for &c in &multi_hot.columns {
+            parser.multi_hot[c] = true;
+        }
         for (c, &rows) in table_rows.iter().enumerate() {
             if rows < 2 {
                 return Err(DataError::Invalid(format!(
@@ -434,6 +456,25 @@ impl Parser {
                 }
                 _ => {
                     let c = i - 1 - NUM_DENSE;
+                    if self.multi_hot[c] {
+                        // A sequence: every value hashed as a one-hot value would be; an empty
+                        // field is the missing row alone, as for a one-hot field.
+                        out.lists[c].clear();
+                        for v in text.split(|&b| b == self.separator) {
+                            match parse_hex(v) {
+                                Some(v) => out.lists[c].push(self.row(c, v)),
+                                None if text.is_empty() => out.lists[c].push(0),
+                                None => {
+                                    return Err(bad(
+                                        i,
+                                        "values of 1 to 16 hex digits between separators",
+                                        text,
+                                    ));
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     out.rows[c] = if text.is_empty() {
                         0
                     } else {

@@ -52,6 +52,7 @@ fn options(path: &Path) -> CriteoOptions {
         table_rows: vec![1000; NUM_SPARSE],
         test_fraction: 0.25,
         skip_bad_lines: false,
+        multi_hot: Default::default(),
     }
 }
 
@@ -130,7 +131,7 @@ fn gzip_parses_like_plain() {
 
 #[test]
 fn dense_transform_is_exact() {
-    let parser = Parser::new(&[1000; NUM_SPARSE]).unwrap();
+    let parser = Parser::new(&[1000; NUM_SPARSE], &MultiHotColumns::default()).unwrap();
     let values = ["", "-5", "0", "1", "1000", "+7", "-9223372036854775808"];
     let mut f = fields(0);
     for (k, v) in values.iter().enumerate() {
@@ -160,7 +161,7 @@ fn dense_transform_is_exact() {
 
 #[test]
 fn missing_categorical_is_row_zero() {
-    let parser = Parser::new(&[1000; NUM_SPARSE]).unwrap();
+    let parser = Parser::new(&[1000; NUM_SPARSE], &MultiHotColumns::default()).unwrap();
     let mut f = fields(3);
     f[14] = String::new();
     let s = parse(&parser, &f.join("\t")).unwrap();
@@ -171,7 +172,7 @@ fn missing_categorical_is_row_zero() {
 
 #[test]
 fn hex_is_case_insensitive() {
-    let parser = Parser::new(&[1_000_003; NUM_SPARSE]).unwrap();
+    let parser = Parser::new(&[1_000_003; NUM_SPARSE], &MultiHotColumns::default()).unwrap();
     let upper = parse(&parser, &line_with(0, 20, "DEADBEEF")).unwrap();
     let lower = parse(&parser, &line_with(0, 20, "deadbeef")).unwrap();
     let mixed = parse(&parser, &line_with(0, 20, "DeAdBeEf")).unwrap();
@@ -187,7 +188,7 @@ fn hex_is_case_insensitive() {
 fn hash_matches_the_documented_formula() {
     // The first output of the reference splitmix64 generator seeded with 0.
     assert_eq!(splitmix64(0x9E37_79B9_7F4A_7C15), 0xE220_A839_7B1D_CDAF);
-    let parser = Parser::new(&[1000; NUM_SPARSE]).unwrap();
+    let parser = Parser::new(&[1000; NUM_SPARSE], &MultiHotColumns::default()).unwrap();
     // C1 (c = 0): salt = 1 × golden ratio, so value 0 mixes the golden ratio itself.
     assert_eq!(
         parser.row(0, 0),
@@ -206,7 +207,7 @@ fn hash_matches_the_documented_formula() {
 #[test]
 fn rows_stay_in_range() {
     let sizes: Vec<u32> = (0..NUM_SPARSE as u32).map(|c| 2 + c * c * 13).collect();
-    let parser = Parser::new(&sizes).unwrap();
+    let parser = Parser::new(&sizes, &MultiHotColumns::default()).unwrap();
     for v in (0..2000u64)
         .map(|i| i.wrapping_mul(0x0123_4567_89AB_CDEF))
         .chain([u64::MAX])
@@ -242,7 +243,7 @@ fn test_split_is_the_last_samples() {
     assert_eq!(test.num_dense, NUM_DENSE);
     assert_eq!(ids(test), vec![10, 11, 12]);
     assert_eq!(test.labels, vec![0.0, 1.0, 0.0]);
-    let parser = Parser::new(&[1000; NUM_SPARSE]).unwrap();
+    let parser = Parser::new(&[1000; NUM_SPARSE], &MultiHotColumns::default()).unwrap();
     assert_eq!(test.sparse.len(), NUM_SPARSE);
     for (k, i) in (10..13).enumerate() {
         let s = parse(&parser, &line(i)).unwrap();
@@ -621,4 +622,34 @@ fn dataset_accessors() {
     }
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<CriteoDataset>();
+}
+
+#[test]
+fn multi_hot_fields_become_sequences_hashed_like_one_hot_values() {
+    let multi = MultiHotColumns {
+        columns: vec![2],
+        separator: b',',
+    };
+    let parser = Parser::new(&[1000; NUM_SPARSE], &multi).unwrap();
+    let one_hot = Parser::new(&[1000; NUM_SPARSE], &MultiHotColumns::default()).unwrap();
+    // C3 is field 16 of the line (label, I1..I13, C1, C2, C3).
+    let s = parse(&parser, &line_with(0, 16, "a1,b2,A1")).unwrap();
+    let row = |v: &str| parse(&one_hot, &line_with(0, 16, v)).unwrap().rows[2];
+    assert_eq!(s.lists[2], vec![row("a1"), row("b2"), row("a1")]);
+    let mut batch = Batch::new(NUM_DENSE, NUM_SPARSE);
+    s.push_into(&mut batch);
+    assert_eq!(batch.sparse[2].bag(0).len(), 3);
+    assert_eq!(batch.sparse[3].bag(0).len(), 1, "other fields stay one-hot");
+    assert_eq!(
+        parse(&parser, &line_with(0, 16, "")).unwrap().lists[2],
+        vec![0]
+    );
+    let e = parse(&parser, &line_with(0, 16, "a1,,b2")).unwrap_err();
+    assert_eq!(e.field, Some(16));
+    assert!(e.message.contains("between separators"), "{}", e.message);
+    let bad = MultiHotColumns {
+        columns: vec![30],
+        ..Default::default()
+    };
+    assert!(Parser::new(&[1000; NUM_SPARSE], &bad).is_err());
 }

@@ -6,6 +6,7 @@
 
 pub mod criteo;
 pub mod replay;
+pub mod sequence;
 pub mod synthetic;
 
 use std::path::PathBuf;
