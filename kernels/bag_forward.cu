@@ -11,50 +11,10 @@
 // Args: table (f32 [rows*dim]), indices (u32 [offsets[bags]]), offsets (u32 [bags+1]), out (f32, written), dim (u32), bags (u32), out_stride (u32), out_offset (u32), mean (u32, 0 sum / 1 mean), rows (u32)
 // Launch: block 256 threads (8 warps; any multiple of 32 works); grid ceil(bags / 8) blocks in x, may be capped (grid-stride over bags); one warp per bag; no shared memory.
 
-#define FULL_MASK 0xffffffffu
+#include "embedding_rows.cuh"
+
 // Rows gathered per inner step: independent loads in flight before their ordered additions.
 #define UNROLL 8
-
-static __device__ __forceinline__ bool aligned16(const void* p)
-{
-    return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0ull;
-}
-
-// This lane's 4 values of row `base` (element offset) in the 128-column chunk at c0:
-// columns c0 + 4 * lane + e when vmap (dim % 4 == 0), else c0 + 32 * e + lane. Columns at or
-// past dim read as 0 and are never stored.
-static __device__ __forceinline__ float4 load4(const float* __restrict__ p, unsigned long long base,
-                                               unsigned long long c0, unsigned int lane,
-                                               unsigned int dim, bool vmap, bool vld)
-{
-    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (vmap) {
-        unsigned long long c = c0 + 4ull * lane;
-        if (c < dim) {
-            if (vld) {
-                v = *reinterpret_cast<const float4*>(p + base + c);
-            } else {
-                v.x = p[base + c];
-                v.y = p[base + c + 1];
-                v.z = p[base + c + 2];
-                v.w = p[base + c + 3];
-            }
-        }
-    } else {
-        unsigned long long c = c0 + lane;
-        if (c < dim) v.x = p[base + c];
-        if (c + 32 < dim) v.y = p[base + c + 32];
-        if (c + 64 < dim) v.z = p[base + c + 64];
-        if (c + 96 < dim) v.w = p[base + c + 96];
-    }
-    return v;
-}
-
-static __device__ __forceinline__ float4 add4(float4 a, float4 b)
-{
-    return make_float4(__fadd_rn(a.x, b.x), __fadd_rn(a.y, b.y), __fadd_rn(a.z, b.z),
-                       __fadd_rn(a.w, b.w));
-}
 
 extern "C" __global__ void bag_forward(const float* __restrict__ table,
                                        const unsigned int* __restrict__ indices,
@@ -125,25 +85,7 @@ extern "C" __global__ void bag_forward(const float* __restrict__ table,
                 acc.z = __fmul_rn(acc.z, inv);
                 acc.w = __fmul_rn(acc.w, inv);
             }
-            if (vmap) {
-                const unsigned long long c = c0 + 4ull * lane;
-                if (c < dim) {
-                    if (vst) {
-                        *reinterpret_cast<float4*>(out + o + c) = acc;
-                    } else {
-                        out[o + c] = acc.x;
-                        out[o + c + 1] = acc.y;
-                        out[o + c + 2] = acc.z;
-                        out[o + c + 3] = acc.w;
-                    }
-                }
-            } else {
-                const unsigned long long c = c0 + lane;
-                if (c < dim) out[o + c] = acc.x;
-                if (c + 32 < dim) out[o + c + 32] = acc.y;
-                if (c + 64 < dim) out[o + c + 64] = acc.z;
-                if (c + 96 < dim) out[o + c + 96] = acc.w;
-            }
+            store4(out, o, c0, lane, dim, vmap, vst, acc);
         }
     }
 }

@@ -71,8 +71,8 @@ impl CudaKernel {
         }
     }
 
-    /// The CUDA C++ source.
-    pub fn source(self) -> &'static str {
+    /// The file's text, as embedded.
+    fn file_text(self) -> &'static str {
         match self {
             CudaKernel::BagForward => include_str!("../../../kernels/bag_forward.cu"),
             CudaKernel::BagBackwardSgd => include_str!("../../../kernels/bag_backward_sgd.cu"),
@@ -94,10 +94,51 @@ impl CudaKernel {
         }
     }
 
+    /// The CUDA C++ source NVRTC compiles: the file with its `#include "….cuh"` lines replaced
+    /// by the headers' text (NVRTC reads no files; `#line` keeps its messages pointing at the
+    /// right file and line).
+    pub fn source(self) -> String {
+        splice_headers(self.file_text(), &format!("{}.cu", self.name()))
+    }
+
     /// The source's path in the repository, for messages.
     pub fn file(self) -> String {
         format!("kernels/{}.cu", self.name())
     }
+}
+
+/// The headers `kernels/*.cu` may include, by name.
+const HEADERS: [(&str, &str); 1] = [(
+    "embedding_rows.cuh",
+    include_str!("../../../kernels/embedding_rows.cuh"),
+)];
+
+/// Replaces each `#include "NAME"` of a header in [`HEADERS`] by its text (once per source:
+/// the headers are `#pragma once`); other lines pass through.
+fn splice_headers(text: &str, file: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8192);
+    let mut included: Vec<&str> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let name = line
+            .trim()
+            .strip_prefix("#include")
+            .map(str::trim)
+            .and_then(|rest| rest.strip_prefix('"')?.strip_suffix('"'));
+        match name.and_then(|name| HEADERS.iter().find(|(h, _)| *h == name)) {
+            Some((h, body)) => {
+                if !included.contains(h) {
+                    included.push(h);
+                    out.push_str(&format!("#line 1 \"{h}\"\n{body}\n"));
+                }
+                out.push_str(&format!("#line {} \"{file}\"\n", n + 2));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// Whether the NVRTC library can be loaded; `Err` says why not and what to do. cudarc panics
@@ -140,7 +181,7 @@ pub fn arch_for(major: i32, minor: i32) -> &'static str {
 /// Compiles `kernel` to PTX for `arch` (e.g. `compute_80`). A compile failure is a
 /// [`DeviceError::ShaderCompile`] carrying the kernel's file and NVRTC's log.
 pub fn compile_kernel(kernel: CudaKernel, arch: &'static str) -> Result<Ptx, DeviceError> {
-    compile_source(&kernel.file(), kernel.source(), arch)
+    compile_source(&kernel.file(), &kernel.source(), arch)
 }
 
 /// Compiles CUDA C++ `source` (named `file` in messages) to PTX for `arch`, with the include
@@ -210,4 +251,29 @@ pub fn ptx_params(ptx: &str, name: &str) -> Option<Vec<ParamKind>> {
         });
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvrtc_sources_have_their_headers_spliced_in_once_with_line_markers() {
+        let src = CudaKernel::BagForward.source();
+        assert!(
+            !src.lines().any(|l| l.trim_start().starts_with("#include")),
+            "no include directive is left for NVRTC"
+        );
+        assert!(src.contains("#line 1 \"embedding_rows.cuh\""));
+        assert!(src.contains("row_grad4"), "the header's text is in");
+        let twice = splice_headers(
+            "#include \"embedding_rows.cuh\"\n#include \"embedding_rows.cuh\"\nint x;\n",
+            "t.cu",
+        );
+        assert_eq!(twice.matches("#line 1 \"embedding_rows.cuh\"").count(), 1);
+        assert!(twice.ends_with("#line 3 \"t.cu\"\nint x;\n"), "{twice}");
+        // Includes of other files pass through for NVRTC to report.
+        let other = splice_headers("#include \"missing.cuh\"\n", "t.cu");
+        assert_eq!(other, "#include \"missing.cuh\"\n");
+    }
 }
