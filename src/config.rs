@@ -104,6 +104,12 @@ pub struct RunConfig {
     pub summary_json: Option<PathBuf>,
     /// Skip and count malformed data lines instead of failing.
     pub skip_bad_lines: bool,
+    /// Categorical fields of a Criteo file read as lists of values (multi-hot, sequence
+    /// features), by name, `C1` .. `C26`; each value is hashed like a one-hot value and the
+    /// field's bag holds them all. Empty: every field is one-hot.
+    pub multi_hot: Vec<String>,
+    /// The character between values inside a multi-hot field (not a tab).
+    pub multi_hot_separator: char,
     /// Where embedding rows live: `all-on-device`, `host-only`, `lru`, `lfu`.
     pub policy: Policy,
     /// Precision of the host backing store (cached policies).
@@ -145,6 +151,8 @@ impl Default for RunConfig {
             telemetry: None,
             summary_json: None,
             skip_bad_lines: false,
+            multi_hot: Vec::new(),
+            multi_hot_separator: ',',
             policy: Policy::AllOnDevice,
             precision: Precision::Fp32,
             rounding: Rounding::Stochastic,
@@ -195,6 +203,45 @@ pub enum ConfigError {
 }
 
 impl RunConfig {
+    /// The multi-hot fields as the Criteo reader takes them: 0-based column indices and the
+    /// separator byte; an error names a field that is not `C1` .. `C26` or a bad separator.
+    pub fn multi_hot_columns(&self) -> Result<crate::data::sequence::MultiHotColumns, ConfigError> {
+        let n = crate::data::criteo::NUM_SPARSE;
+        let mut columns = Vec::with_capacity(self.multi_hot.len());
+        for name in &self.multi_hot {
+            let c = name
+                .trim()
+                .strip_prefix(['C', 'c'])
+                .and_then(|d| d.parse::<usize>().ok())
+                .filter(|&c| (1..=n).contains(&c))
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: "multi_hot",
+                    flag: Some("--multi-hot"),
+                    message: format!(
+                        "`{name}` is not a categorical field: name them C1 .. C{n}, e.g. `--multi-hot C3,C12`"
+                    ),
+                })?;
+            if !columns.contains(&(c - 1)) {
+                columns.push(c - 1);
+            }
+        }
+        let sep = self.multi_hot_separator;
+        if !sep.is_ascii() || matches!(sep, '\t' | '\n' | '\r') {
+            return Err(ConfigError::Invalid {
+                key: "multi_hot_separator",
+                flag: None,
+                message: format!(
+                    "{sep:?} cannot separate values: use one ASCII character other than a tab or \
+                     line break, such as `,` or `|`"
+                ),
+            });
+        }
+        Ok(crate::data::sequence::MultiHotColumns {
+            columns,
+            separator: sep as u8,
+        })
+    }
+
     /// Reads a TOML config file (missing keys take their defaults).
     pub fn from_file(path: &Path) -> Result<RunConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -328,6 +375,16 @@ impl RunConfig {
 
     /// Checks every value; the first problem is returned, naming its key, flag and range.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.multi_hot_columns()?;
+        if self.is_synthetic() && !self.multi_hot.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "multi_hot",
+                flag: Some("--multi-hot"),
+                message: "multi-hot fields are read from a Criteo file (`--data PATH`); the \
+                          synthetic generator has none"
+                    .into(),
+            });
+        }
         let m = &self.model;
         let s = &self.synthetic;
         int(

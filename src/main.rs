@@ -112,6 +112,9 @@ struct TrainArgs {
     /// Skip and count malformed data lines instead of failing.
     #[arg(long)]
     skip_bad_lines: bool,
+    /// Criteo fields holding comma-separated lists of values (multi-hot), e.g. `C3,C12`.
+    #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
+    multi_hot: Option<Vec<String>>,
     /// Where embedding rows live.
     #[arg(long, value_enum)]
     policy: Option<Policy>,
@@ -180,6 +183,9 @@ impl TrainArgs {
         }
         if self.skip_bad_lines {
             c.skip_bad_lines = true;
+        }
+        if let Some(v) = self.multi_hot {
+            c.multi_hot = v;
         }
         if let Some(v) = self.policy {
             c.policy = v;

@@ -713,3 +713,61 @@ fn bench_pipeline_reports_every_policy_window_and_link() {
     assert!(o.status.success(), "{err}");
     assert!(out.contains("simulated link 16 GB/s"), "{out}");
 }
+
+#[test]
+fn multi_hot_criteo_fields_train_as_bags_and_bad_names_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // C3 holds three values per line (field 0 is the label, 1..=13 the integers).
+    let lines: Vec<String> = (0..60)
+        .map(|i| {
+            let mut f: Vec<String> = criteo_line(i).split('\t').map(String::from).collect();
+            f[1 + 13 + 2] = format!("{:08x},{:08x},{:08x}", i % 7, i % 5 + 10, i % 3 + 20);
+            f.join("\t")
+        })
+        .collect();
+    let path = criteo_file(dir.path(), &lines);
+    let p = path.to_str().unwrap();
+    let telemetry = dir.path().join("t.jsonl");
+    let base = [
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        p,
+        "--batch-size",
+        "8",
+    ];
+    // Read as one-hot, the list is not a hex value: the line is malformed.
+    fails_with(&rowflow(&base), ":1:");
+    let mut args = base.to_vec();
+    args.extend([
+        "--multi-hot",
+        "C3",
+        "--telemetry",
+        telemetry.to_str().unwrap(),
+    ]);
+    let o = rowflow(&args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out} {err}");
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&telemetry)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let tables = first["tables"].as_array().unwrap();
+    assert_eq!(tables[2]["lookups"], 24, "8 samples × 3 values: {first}");
+    assert_eq!(tables[3]["lookups"], 8, "C4 stays one-hot");
+    for bad in ["C27", "C0", "x3"] {
+        let mut args = base.to_vec();
+        args.extend(["--multi-hot", bad]);
+        let err = fails_with(&rowflow(&args), "invalid multi_hot (--multi-hot)");
+        assert!(err.contains(bad), "{err}");
+    }
+    fails_with(
+        &rowflow(&["train", "--multi-hot", "C3", "--steps", "1"]),
+        "synthetic generator has none",
+    );
+}

@@ -436,7 +436,7 @@ pub fn open_dataset(cfg: &RunConfig) -> Result<Box<dyn Dataset>, TrainError> {
             table_rows: rows,
             test_fraction: cfg.test_fraction,
             skip_bad_lines: cfg.skip_bad_lines,
-            multi_hot: Default::default(),
+            multi_hot: cfg.multi_hot_columns()?,
         })?;
         Ok(Box::new(ds))
     }
