@@ -569,7 +569,8 @@ impl<D: Device> CachedRows<D> {
     }
 
     /// Lookahead: applies a plan made ahead for this table — evicts the planned victims
-    /// (quantized on the device and downloaded packed, returned for the write-back stage),
+    /// (quantized on the device into `victims`, returned with host buffers of the right size
+    /// for the write-back stage, which downloads them),
     /// expands the rows the stager gathered into their slots, then checks every row of the batch
     /// (`unique`) at its planned slot: a row that is not there (a dropped prefetch) is a
     /// train-stage miss, fetched here synchronously. Counts hits and misses as the train stage
@@ -581,6 +582,7 @@ impl<D: Device> CachedRows<D> {
         slots: &Slots<'_, D>,
         staged: &crate::pipeline::StagedTable,
         uploaded: &crate::pipeline::DeviceRows<D>,
+        victims: &mut crate::pipeline::DeviceRows<D>,
         unique: &[u32],
         step: u32,
         seed: u32,
@@ -595,11 +597,13 @@ impl<D: Device> CachedRows<D> {
             }
             self.slot_ids.upload_u32(dev, &plan.evict_slots)?;
             self.row_ids.upload_u32(dev, &plan.evict_rows)?;
-            self.packed.reserve(dev, n * self.words)?;
-            self.staged_state.reserve(dev, n)?;
+            // Packed into this step's victim buffers; the write-back stage downloads them, so
+            // the device stage never waits for a device-to-host copy.
+            victims.packed.reserve(dev, n * self.words)?;
+            victims.state.reserve(dev, n)?;
             let state = slots.state.map(|cache_state| StateRows {
                 cache_state,
-                staged: self.staged_state.buffer(),
+                staged: victims.state.buffer(),
             });
             dev.quantize_rows(&QuantizeRows {
                 cache: slots.weights,
@@ -612,21 +616,16 @@ impl<D: Device> CachedRows<D> {
                 rounding: self.rounding,
                 seed,
                 step,
-                packed: self.packed.buffer(),
+                packed: victims.packed.buffer(),
                 state,
             })?;
+            // Sized here, filled by the write-back stage.
             let (mut words, mut state) = self.spare.pop().unwrap_or_default();
             words.clear();
             words.resize(n * self.words, 0);
             state.clear();
-            dev.download(
-                self.packed.buffer(),
-                0,
-                bytemuck::cast_slice_mut(&mut words),
-            )?;
             if slots.state.is_some() {
                 state.resize(n, 0.0);
-                dev.download_f32(self.staged_state.buffer(), 0, &mut state)?;
             }
             stats.bytes_d2h += 4 * (words.len() + state.len()) as u64;
             stats.bytes_h2d += 8 * n as u64;

@@ -379,6 +379,7 @@ impl<D: Device> EmbeddingTables<D> {
     /// from the stager): applies each table's plan (evictions, fetches, the train stage's own
     /// residency check) and uploads the batch renamed to slots. Returns the evicted rows, packed,
     /// for the write-back stage. `step` keys the rounding noise.
+    #[allow(clippy::too_many_arguments)]
     pub fn stage_planned(
         &mut self,
         dev: &D,
@@ -386,9 +387,13 @@ impl<D: Device> EmbeddingTables<D> {
         maps: &[RowMap],
         staged: &[crate::pipeline::StagedTable],
         uploaded: &[crate::pipeline::DeviceRows<D>],
+        mut victims: Vec<crate::pipeline::DeviceRows<D>>,
         step: u64,
-    ) -> Result<crate::pipeline::Evicted, DeviceError> {
-        if uploaded.len() != self.tables.len() || staged.len() != self.tables.len() {
+    ) -> Result<crate::pipeline::Evicted<D>, DeviceError> {
+        if uploaded.len() != self.tables.len()
+            || staged.len() != self.tables.len()
+            || victims.len() != self.tables.len()
+        {
             return Err(DeviceError::InvalidArgument {
                 kernel: "dequantize_rows",
                 message: format!(
@@ -426,6 +431,7 @@ impl<D: Device> EmbeddingTables<D> {
                 &slots,
                 st,
                 &uploaded[t],
+                &mut victims[t],
                 &map.unique_rows,
                 step as u32,
                 self.noise_seed,
@@ -439,7 +445,10 @@ impl<D: Device> EmbeddingTables<D> {
             upload_map(dev, staged_t, &st.map)?;
             self.stats[t] = stats;
         }
-        Ok(crate::pipeline::Evicted { tables: evicted })
+        Ok(crate::pipeline::Evicted {
+            tables: evicted,
+            device: victims,
+        })
     }
 
     /// Hands table `t`'s cache buffers of rows already written back, for reuse.

@@ -238,8 +238,8 @@ impl<D: Device> Dlrm<D> {
 
     /// One training step of a lookahead run: like [`Dlrm::train_step`], with the batch's rows
     /// placed by the planner (`staged`, from the stager, whose fetched rows are already on the
-    /// device in `uploaded`). Returns the mean loss and the rows the step evicted, packed, for the
-    /// write-back stage.
+    /// device in `uploaded`). Returns the mean loss and the rows the step evicted, packed into
+    /// `victims` on the device, for the write-back stage to download.
     #[allow(clippy::too_many_arguments)]
     pub fn train_step_planned(
         &mut self,
@@ -248,13 +248,20 @@ impl<D: Device> Dlrm<D> {
         maps: &[RowMap],
         staged: &[crate::pipeline::StagedTable],
         uploaded: &[crate::pipeline::DeviceRows<D>],
+        victims: Vec<crate::pipeline::DeviceRows<D>>,
         lr: f32,
         step: u64,
-    ) -> Result<(f64, crate::pipeline::Evicted), DeviceError> {
+    ) -> Result<(f64, crate::pipeline::Evicted<D>), DeviceError> {
         let n = self.stage_inputs(dev, batch)?;
-        let evicted =
-            self.embeddings
-                .stage_planned(dev, &batch.sparse, maps, staged, uploaded, step)?;
+        let evicted = self.embeddings.stage_planned(
+            dev,
+            &batch.sparse,
+            maps,
+            staged,
+            uploaded,
+            victims,
+            step,
+        )?;
         self.forward(dev, n)?;
         self.bce(dev, n)?;
         self.backward_from_loss(dev, n, lr)?;

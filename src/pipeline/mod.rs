@@ -2,15 +2,15 @@
 //! channels, so host work for batches t+1 … t+W overlaps the device work of batch t.
 //!
 //! ```text
-//!  loader ──► planner ──► stager ──► device step ──► write-back
-//!  batches,   window of   gathers    evict victims   scatters packed
-//!  row maps   W batches:  packed     (quantize,      victims into
-//!             hits,       rows of    download),      the host store
-//!             misses,     the        fetch (upload,  │
-//!             victims,    misses     dequantize),    │ progress: the stager waits for
-//!             slots       ◄──────────train ──────────┘ a row's write-back before it
-//!                ▲  rows unpin when a step is done     reads that row again
-//!                └──────────────────────────────┘
+//!  loader ──► planner ──► stager ──────► device step ──────► write-back
+//!  batches,   window of   gathers the    quantizes victims   downloads the
+//!  row maps   W batches:  misses' packed into victim         victims, scatters
+//!             hits,       rows, uploads  buffers, expands    them into the
+//!             misses,     them to device the uploaded rows,  host store
+//!             victims,    staging        trains              │ progress: the stager waits
+//!             slots       ◄──────────────────────────────────┘ for a row's write-back
+//!                ▲  rows unpin when a step is done               before it reads the row
+//!                └───────────────────────────────────┘
 //! ```
 //! - The planner ([`planner`]) pins every row of the batches in its window and in flight, so the
 //!   training step finds its rows resident: `train_hit_rate` is 1 — and it is *counted* by the
@@ -18,9 +18,11 @@
 //! - A victim's write-back completes before a later fetch of that row reads the host store: each
 //!   plan records the step of the evictions its fetches depend on, and the stager waits for the
 //!   write-back stage to reach it.
-//! - On GPU backends the device stage's transfers and kernels for a batch are queued in order on
-//!   the device (wgpu's queue order); the host-side gathering and scattering run on the other
-//!   threads.
+//! - The device stage moves no embedding rows between host and device itself: the stager uploads
+//!   the fetched rows into circulating device staging ([`upload`]) and the write-back stage
+//!   downloads the victims from circulating victim buffers. On a GPU with a copy engine (CUDA:
+//!   a copy stream ordered per buffer by events) both transfers run while the device trains;
+//!   the device stage reads back only the step's loss.
 //!
 //! **Modelled link.** Where host and device share memory (CPU backend, lavapipe) there is no
 //! PCIe to hide; `--link-gbps X` charges each step's host↔device bytes at X GB/s, once per step
@@ -177,13 +179,16 @@ struct Staged<D: Device> {
     stager: StageTime,
 }
 
-/// Rows evicted at one step, packed, for the write-back stage.
-pub struct Evicted {
-    /// Per table: rows, packed words, optimizer state.
+/// Rows evicted at one step, packed on the device, for the write-back stage.
+pub struct Evicted<D: Device> {
+    /// Per table: rows, and host buffers of the right size for their packed words and optimizer
+    /// state, which the write-back stage fills from `device`.
     pub tables: Vec<crate::embedding::cache::EvictedRows>,
+    /// Per table: the device buffers the victims were quantized into (`packed`, `state`).
+    pub device: Vec<DeviceRows<D>>,
 }
 
-impl Evicted {
+impl<D: Device> Evicted<D> {
     fn bytes(&self) -> u64 {
         self.tables
             .iter()
@@ -225,8 +230,12 @@ pub(crate) fn run_lookahead<D: Device>(
         let _ = set_tx.send(set);
     }
     let (done_tx, done_rx) = unbounded::<u64>();
-    let (evicted_tx, evicted_rx) = unbounded::<(u64, Evicted)>();
-    let (recycle_tx, recycle_rx) = unbounded::<Evicted>();
+    let (evicted_tx, evicted_rx) = unbounded::<(u64, Evicted<D>)>();
+    let (recycle_tx, recycle_rx) = unbounded::<Evicted<D>>();
+    // Victim buffers come back from the write-back stage; a new set is made when none is free.
+    let mut free_victims: Vec<Vec<DeviceRows<D>>> = Vec::new();
+    let mut victim_bytes = 0u64;
+    let writeback_error: Mutex<Option<crate::device::DeviceError>> = Mutex::new(None);
     let progress = Arc::new(Progress::new());
     let writeback_time = Arc::new(Mutex::new(StageTime {
         stage: "writeback".into(),
@@ -277,8 +286,11 @@ pub(crate) fn run_lookahead<D: Device>(
             )
         })?;
         let (wb_progress, wb_time) = (progress.clone(), writeback_time.clone());
+        let wb_error = &writeback_error;
         let writer = spawn("writeback").spawn_scoped(scope, move || {
             writeback_stage(
+                dev,
+                wb_error,
                 evicted_rx,
                 recycle_tx,
                 &stores,
@@ -298,10 +310,26 @@ pub(crate) fn run_lookahead<D: Device>(
                 hooks.delay(3, step);
                 // Buffers of rows already written back come home for the next evictions.
                 while let Ok(done) = recycle_rx.try_recv() {
-                    for (t, (_, words, state)) in done.tables.into_iter().enumerate() {
+                    let Evicted {
+                        tables: rows,
+                        device,
+                    } = done;
+                    for (t, (_, words, state)) in rows.into_iter().enumerate() {
                         model.embeddings_mut().recycle(t, words, state);
                     }
+                    free_victims.push(device);
                 }
+                let victims = match free_victims.pop() {
+                    Some(set) => set,
+                    None => {
+                        let set = (0..tables)
+                            .map(|_| DeviceRows::new(dev))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        victim_bytes += set.iter().map(DeviceRows::bytes).sum::<u64>();
+                        set
+                    }
+                };
+                let victims_before: u64 = victims.iter().map(DeviceRows::bytes).sum();
                 // The stager already waited for these write-backs; a synchronous fetch of a
                 // dropped prefetch reads the store too, so the device makes sure as well.
                 if !progress.wait_for(staged.depends_on) {
@@ -324,9 +352,13 @@ pub(crate) fn run_lookahead<D: Device>(
                     &prepared.maps,
                     &staged_tables,
                     &uploads,
+                    victims,
                     cfg.lr,
                     step,
                 )?;
+                // Buffers only grow.
+                victim_bytes +=
+                    evicted.device.iter().map(DeviceRows::bytes).sum::<u64>() - victims_before;
                 // The loss was read back, so every kernel that read these rows has finished:
                 // the stager may refill them.
                 let _ = set_tx.send(uploads);
@@ -339,7 +371,7 @@ pub(crate) fn run_lookahead<D: Device>(
                     .take()
                     .map(|c| report(c, |t, row| emb.is_resident(t, row)));
                 let mut memory = run.memory(dev, model);
-                memory.device_bytes += upload_bytes.get();
+                memory.device_bytes += upload_bytes.get() + victim_bytes;
                 let _ = done_tx.send(step);
                 let mut stages = vec![
                     StageTime {
@@ -401,6 +433,14 @@ pub(crate) fn run_lookahead<D: Device>(
             stager.join().is_ok(),
             writer.join().is_ok(),
         ];
+        // A failed download in the write-back stage stops the run; say why.
+        if let Some(e) = writeback_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Err(e.into());
+        }
         outcome?;
         if joins.iter().all(|ok| *ok) {
             Ok(())

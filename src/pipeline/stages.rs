@@ -224,11 +224,15 @@ pub(super) fn stage_stage<D: Device>(
     }
 }
 
-/// The write-back thread: scatters evicted rows into the host stores, in step order.
+/// The write-back thread: downloads each step's victims (packed on the device by the step) and
+/// scatters them into the host stores, in step order. A failed download is recorded in `error`
+/// and stops the run.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn writeback_stage(
-    evicted: Receiver<(u64, Evicted)>,
-    recycle: Sender<Evicted>,
+pub(super) fn writeback_stage<D: Device>(
+    dev: &D,
+    error: &Mutex<Option<crate::device::DeviceError>>,
+    evicted: Receiver<(u64, Evicted<D>)>,
+    recycle: Sender<Evicted<D>>,
     stores: &[Arc<Mutex<HostStore>>],
     progress: &Progress,
     time: &Mutex<StageTime>,
@@ -238,7 +242,7 @@ pub(super) fn writeback_stage(
     background();
     loop {
         let t_wait = Instant::now();
-        let Ok((step, rows)) = evicted.recv() else {
+        let Ok((step, mut rows)) = evicted.recv() else {
             return;
         };
         let waiting_s = t_wait.elapsed().as_secs_f64();
@@ -246,6 +250,11 @@ pub(super) fn writeback_stage(
         hooks.delay(4, step);
         // Downloads of victims happen off the device's path: the link time is this stage's.
         link.charge(rows.bytes());
+        if let Err(e) = download_victims(dev, &mut rows) {
+            *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            progress.abort();
+            return;
+        }
         for (t, (ids, words, state)) in rows.tables.iter().enumerate() {
             if !ids.is_empty() {
                 lock_store(&stores[t]).scatter(ids, words, state);
@@ -259,4 +268,29 @@ pub(super) fn writeback_stage(
             waiting_s,
         };
     }
+}
+
+/// Fills each table's host buffers of `rows` from the device buffers its step quantized into.
+fn download_victims<D: Device>(
+    dev: &D,
+    rows: &mut Evicted<D>,
+) -> Result<(), crate::device::DeviceError> {
+    for ((ids, words, state), device) in rows.tables.iter_mut().zip(&rows.device) {
+        if ids.is_empty() {
+            continue;
+        }
+        dev.download(
+            device.packed.buffer(),
+            0,
+            bytemuck::cast_slice_mut(words.as_mut_slice()),
+        )?;
+        if !state.is_empty() {
+            dev.download(
+                device.state.buffer(),
+                0,
+                bytemuck::cast_slice_mut(state.as_mut_slice()),
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -24,7 +24,8 @@ pub struct DeviceRows<D: Device> {
 }
 
 impl<D: Device> DeviceRows<D> {
-    fn new(dev: &D) -> Result<Self, DeviceError> {
+    /// Empty buffers (they grow on demand).
+    pub fn new(dev: &D) -> Result<Self, DeviceError> {
         Ok(DeviceRows {
             packed: StagingBuffer::new(dev, 1)?,
             slots: StagingBuffer::new(dev, 1)?,
@@ -32,7 +33,8 @@ impl<D: Device> DeviceRows<D> {
         })
     }
 
-    fn bytes(&self) -> u64 {
+    /// Device bytes allocated.
+    pub fn bytes(&self) -> u64 {
         self.packed.bytes() + self.slots.bytes() + self.state.bytes()
     }
 
