@@ -19,7 +19,7 @@
 //!   plan records the step of the evictions its fetches depend on, and the stager waits for the
 //!   write-back stage to reach it.
 //! - The device stage moves no embedding rows between host and device itself: the stager uploads
-//!   the fetched rows into circulating device staging ([`upload`]) and the write-back stage
+//!   the fetched rows into circulating device staging (`upload.rs`) and the write-back stage
 //!   downloads the victims from circulating victim buffers. On a GPU with a copy engine (CUDA:
 //!   a copy stream ordered per buffer by events) both transfers run while the device trains;
 //!   the device stage reads back only the step's loss.

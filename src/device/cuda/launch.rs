@@ -18,7 +18,7 @@ const WARPS: u64 = (BLOCK / 32) as u64;
 
 use ParamKind::{F32, Ptr, U32};
 
-/// The parameters of `kernel`'s entry point, in order: what [`CudaDevice::launch`] checks every
+/// The parameters of `kernel`'s entry point, in order: what `CudaDevice::launch` checks every
 /// launch against and the NVRTC test checks every compiled kernel against.
 pub fn signature(kernel: CudaKernel) -> &'static [ParamKind] {
     match kernel {

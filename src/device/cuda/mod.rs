@@ -9,10 +9,10 @@
 //! - **Kernels** ([`compile`]): each `kernels/NAME.cu` is embedded and compiled by NVRTC on its
 //!   first launch, for the device's compute capability, then cached for the life of the device.
 //!   `gemm` is cuBLAS (row-major handled by computing `Cᵀ = op(B)ᵀ·op(A)ᵀ` in column-major).
-//! - **Streams** ([`memory`]): kernels run on a compute stream, uploads and downloads on a copy
+//! - **Streams** (`memory.rs`): kernels run on a compute stream, uploads and downloads on a copy
 //!   stream, ordered per buffer by events, so host↔device transfers of the next batch's rows
 //!   overlap the current training step. Transfers go through page-locked host chunks.
-//! - **Launches** ([`launch`]): shapes are validated on the host with the same checks as every
+//! - **Launches** (`launch.rs`): shapes are validated on the host with the same checks as every
 //!   backend, then the kernel is queued; nothing waits for the device except `download` and
 //!   `synchronize`.
 
