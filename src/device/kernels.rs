@@ -2,8 +2,9 @@
 //!
 //! Each struct names the kernel it feeds (`shaders/NAME.wgsl`, `kernels/NAME.cu`, CPU `NAME`).
 //! Shapes are element counts; every f32/u32 tensor is row-major and dense unless a stride is
-//! given. `validate` checks that the buffers are large enough for the shapes, so that every
-//! backend rejects the same bad launches with the same message before touching memory.
+//! given. `validate` checks that the buffers are large enough for the shapes and that no output
+//! is also an input, so that every backend rejects the same bad launches with the same message
+//! before touching memory.
 
 use super::DeviceError;
 pub use crate::embedding::precision::{Precision, Rounding};
@@ -254,6 +255,19 @@ fn need(kernel: &'static str, what: &str, bytes: u64, elems: u64) -> Result<(), 
     Ok(())
 }
 
+/// Rejects a launch whose output is also one of its inputs: the CPU backend locks each buffer
+/// once per launch, wgpu binds it once, and CUDA's `__restrict__` pointers promise the compiler
+/// that they never alias. Buffers are not `Clone`, so one buffer is one address.
+fn distinct<B>(kernel: &'static str, out: &B, inputs: &[&B]) -> Result<(), DeviceError> {
+    if inputs.iter().any(|b| std::ptr::eq(*b, out)) {
+        return Err(DeviceError::InvalidArgument {
+            kernel,
+            message: "an output buffer is also passed as an input".into(),
+        });
+    }
+    Ok(())
+}
+
 fn nonzero(kernel: &'static str, what: &str, v: u32) -> Result<(), DeviceError> {
     if v == 0 {
         return Err(DeviceError::InvalidArgument {
@@ -285,7 +299,8 @@ impl<B> BagForward<'_, B> {
             self.out_stride,
             self.out_offset,
             self.dim,
-        )
+        )?;
+        distinct(K, self.out, &[self.table, self.indices, self.offsets])
     }
 }
 
@@ -316,10 +331,11 @@ fn strided(
 }
 
 impl<B> BagBackward<'_, B> {
-    /// Checks buffer sizes against the shapes.
+    /// Checks buffer sizes against the shapes, and Adagrad's per-row `state` (`None` for SGD).
     pub fn validate(
         &self,
         kernel: &'static str,
+        state: Option<&B>,
         bytes: impl Fn(&B) -> u64,
     ) -> Result<(), DeviceError> {
         nonzero(kernel, "dim", self.dim)?;
@@ -350,7 +366,27 @@ impl<B> BagBackward<'_, B> {
             self.grad_stride,
             self.grad_offset,
             self.dim,
-        )
+        )?;
+        let m = &self.map;
+        let inputs = [
+            m.unique_rows,
+            m.row_starts,
+            m.bag_ids,
+            self.offsets,
+            self.grad,
+        ];
+        distinct(kernel, self.table, &inputs)?;
+        if let Some(state) = state {
+            if bytes(state) / 4 < self.rows as u64 {
+                return Err(DeviceError::InvalidArgument {
+                    kernel,
+                    message: format!("`state` holds fewer than the table's {} rows", self.rows),
+                });
+            }
+            distinct(kernel, state, &inputs)?;
+            distinct(kernel, state, &[self.table])?;
+        }
+        Ok(())
     }
 }
 
@@ -361,7 +397,8 @@ impl<B> Gemm<'_, B> {
         let (m, n, k) = (self.m as u64, self.n as u64, self.k as u64);
         need(K, "a", bytes(self.a), m * k)?;
         need(K, "b", bytes(self.b), k * n)?;
-        need(K, "c", bytes(self.c), m * n)
+        need(K, "c", bytes(self.c), m * n)?;
+        distinct(K, self.c, &[self.a, self.b])
     }
 }
 
@@ -370,7 +407,8 @@ impl<B> BiasActForward<'_, B> {
     pub fn validate(&self, bytes: impl Fn(&B) -> u64) -> Result<(), DeviceError> {
         const K: &str = "bias_act_forward";
         need(K, "x", bytes(self.x), self.rows as u64 * self.cols as u64)?;
-        need(K, "bias", bytes(self.bias), self.cols as u64)
+        need(K, "bias", bytes(self.bias), self.cols as u64)?;
+        distinct(K, self.x, &[self.bias])
     }
 }
 
@@ -381,7 +419,9 @@ impl<B> BiasActBackward<'_, B> {
         let n = self.rows as u64 * self.cols as u64;
         need(K, "y", bytes(self.y), n)?;
         need(K, "dy", bytes(self.dy), n)?;
-        need(K, "dbias", bytes(self.dbias), self.cols as u64)
+        need(K, "dbias", bytes(self.dbias), self.cols as u64)?;
+        distinct(K, self.dy, &[self.y, self.dbias])?;
+        distinct(K, self.dbias, &[self.y])
     }
 }
 
@@ -402,7 +442,8 @@ impl<B> InteractionForward<'_, B> {
             "out",
             bytes(self.out),
             b * interaction_width(self.tables, self.dim) as u64,
-        )
+        )?;
+        distinct(K, self.out, &[self.dense, self.emb])
     }
 }
 
@@ -421,7 +462,13 @@ impl<B> InteractionBackward<'_, B> {
             b * interaction_width(self.tables, self.dim) as u64,
         )?;
         need(K, "ddense", bytes(self.ddense), b * self.dim as u64)?;
-        need(K, "demb", bytes(self.demb), emb)
+        need(K, "demb", bytes(self.demb), emb)?;
+        distinct(
+            K,
+            self.ddense,
+            &[self.dense, self.emb, self.dout, self.demb],
+        )?;
+        distinct(K, self.demb, &[self.dense, self.emb, self.dout])
     }
 }
 
@@ -433,7 +480,9 @@ impl<B> BceLoss<'_, B> {
         need(K, "logits", bytes(self.logits), b)?;
         need(K, "labels", bytes(self.labels), b)?;
         need(K, "loss", bytes(self.loss), b)?;
-        need(K, "dlogits", bytes(self.dlogits), b)
+        need(K, "dlogits", bytes(self.dlogits), b)?;
+        distinct(K, self.loss, &[self.logits, self.labels, self.dlogits])?;
+        distinct(K, self.dlogits, &[self.logits, self.labels])
     }
 }
 
@@ -444,6 +493,10 @@ impl<B> DenseUpdate<'_, B> {
         let n = self.len as u64;
         need(K, "param", bytes(self.param), n)?;
         need(K, "grad", bytes(self.grad), n)?;
+        distinct(K, self.param, &[self.grad])?;
+        if let Some(s) = self.state {
+            distinct(K, s, &[self.grad, self.param])?;
+        }
         match (self.optimizer, self.state) {
             (Optimizer::Adagrad { .. }, None) => Err(DeviceError::InvalidArgument {
                 kernel: K,
@@ -538,6 +591,14 @@ impl<B> DequantizeRows<'_, B> {
             )?;
             need(K, "staged state", bytes(s.staged), n)?;
         }
+        distinct(K, self.cache, &[self.packed, self.slots])?;
+        if let Some(s) = &self.state {
+            distinct(
+                K,
+                s.cache_state,
+                &[self.packed, self.slots, self.cache, s.staged],
+            )?;
+        }
         Ok(())
     }
 }
@@ -565,6 +626,20 @@ impl<B> QuantizeRows<'_, B> {
                 self.cache_rows as u64,
             )?;
             need(K, "staged state", bytes(s.staged), n)?;
+        }
+        distinct(K, self.packed, &[self.cache, self.slots, self.row_ids])?;
+        if let Some(s) = &self.state {
+            distinct(
+                K,
+                s.staged,
+                &[
+                    self.cache,
+                    self.slots,
+                    self.row_ids,
+                    self.packed,
+                    s.cache_state,
+                ],
+            )?;
         }
         Ok(())
     }

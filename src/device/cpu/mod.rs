@@ -236,7 +236,6 @@ impl Device for CpuDevice {
 
     fn bag_forward(&self, a: &BagForward<'_, CpuBuffer>) -> Result<(), DeviceError> {
         a.validate(|b| self.buffer_bytes(b))?;
-        distinct("bag_forward", a.out, &[a.table, a.indices, a.offsets])?;
         let (table, indices, offsets) = (a.table.read(), a.indices.read(), a.offsets.read());
         let mut out = a.out.write();
         bag_forward(
@@ -254,13 +253,8 @@ impl Device for CpuDevice {
 
     fn bag_backward_sgd(&self, a: &BagBackward<'_, CpuBuffer>) -> Result<(), DeviceError> {
         const K: &str = "bag_backward_sgd";
-        a.validate(K, |b| self.buffer_bytes(b))?;
+        a.validate(K, None, |b| self.buffer_bytes(b))?;
         let m = &a.map;
-        distinct(
-            K,
-            a.table,
-            &[m.unique_rows, m.row_starts, m.bag_ids, a.offsets, a.grad],
-        )?;
         let (rows, starts, bags) = (m.unique_rows.read(), m.row_starts.read(), m.bag_ids.read());
         let (offsets, grad) = (a.offsets.read(), a.grad.read());
         let mut table = a.table.write();
@@ -288,18 +282,8 @@ impl Device for CpuDevice {
         eps: f32,
     ) -> Result<(), DeviceError> {
         const K: &str = "bag_backward_adagrad";
-        a.validate(K, |b| self.buffer_bytes(b))?;
-        if self.buffer_bytes(state) / 4 < a.rows as u64 {
-            return Err(DeviceError::InvalidArgument {
-                kernel: K,
-                message: format!("`state` holds fewer than the table's {} rows", a.rows),
-            });
-        }
+        a.validate(K, Some(state), |b| self.buffer_bytes(b))?;
         let m = &a.map;
-        let inputs = [m.unique_rows, m.row_starts, m.bag_ids, a.offsets, a.grad];
-        distinct(K, a.table, &inputs)?;
-        distinct(K, state, &inputs)?;
-        distinct(K, state, &[a.table])?;
         let (rows, starts, bags) = (m.unique_rows.read(), m.row_starts.read(), m.bag_ids.read());
         let (offsets, grad) = (a.offsets.read(), a.grad.read());
         let (mut table, mut st) = (a.table.write(), state.write());
@@ -323,9 +307,7 @@ impl Device for CpuDevice {
     }
 
     fn dequantize_rows(&self, a: &DequantizeRows<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        const K: &str = "dequantize_rows";
         a.validate(|b| self.buffer_bytes(b))?;
-        distinct(K, a.cache, &[a.packed, a.slots])?;
         let n = a.rows as usize;
         let (packed, slots) = (a.packed.read(), a.slots.read());
         let mut cache = a.cache.write();
@@ -333,7 +315,6 @@ impl Device for CpuDevice {
         let packed = &packed[..n * p.row_words(d)];
         match &a.state {
             Some(st) => {
-                distinct(K, st.cache_state, &[a.packed, a.slots, a.cache, st.staged])?;
                 let staged = st.staged.read();
                 let mut cs = st.cache_state.write();
                 let state = Some((&f32s(&staged)[..n], f32s_mut(&mut cs)));
@@ -360,9 +341,7 @@ impl Device for CpuDevice {
     }
 
     fn quantize_rows(&self, a: &QuantizeRows<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        const K: &str = "quantize_rows";
         a.validate(|b| self.buffer_bytes(b))?;
-        distinct(K, a.packed, &[a.cache, a.slots, a.row_ids])?;
         let n = a.rows as usize;
         let (cache, slots, ids) = (a.cache.read(), a.slots.read(), a.row_ids.read());
         let mut packed = a.packed.write();
@@ -384,11 +363,6 @@ impl Device for CpuDevice {
         };
         match &a.state {
             Some(st) => {
-                distinct(
-                    K,
-                    st.staged,
-                    &[a.cache, a.slots, a.row_ids, a.packed, st.cache_state],
-                )?;
                 let cs = st.cache_state.read();
                 let mut staged = st.staged.write();
                 run(Some((f32s(&cs), &mut f32s_mut(&mut staged)[..n])))
@@ -399,7 +373,6 @@ impl Device for CpuDevice {
 
     fn gemm(&self, a: &Gemm<'_, CpuBuffer>) -> Result<(), DeviceError> {
         a.validate(|b| self.buffer_bytes(b))?;
-        distinct("gemm", a.c, &[a.a, a.b])?;
         let (x, y) = (a.a.read(), a.b.read());
         let mut c = a.c.write();
         let (m, n, k) = (a.m as usize, a.n as usize, a.k as usize);
@@ -419,7 +392,6 @@ impl Device for CpuDevice {
 
     fn bias_act_forward(&self, a: &BiasActForward<'_, CpuBuffer>) -> Result<(), DeviceError> {
         a.validate(|b| self.buffer_bytes(b))?;
-        distinct("bias_act_forward", a.x, &[a.bias])?;
         let bias = a.bias.read();
         let mut x = a.x.write();
         let (r, c) = (a.rows as usize, a.cols as usize);
@@ -428,10 +400,7 @@ impl Device for CpuDevice {
     }
 
     fn bias_act_backward(&self, a: &BiasActBackward<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        const K: &str = "bias_act_backward";
         a.validate(|b| self.buffer_bytes(b))?;
-        distinct(K, a.dy, &[a.y, a.dbias])?;
-        distinct(K, a.dbias, &[a.y])?;
         let y = a.y.read();
         let (mut dy, mut db) = (a.dy.write(), a.dbias.write());
         let (r, c) = (a.rows as usize, a.cols as usize);
@@ -449,7 +418,6 @@ impl Device for CpuDevice {
         a: &InteractionForward<'_, CpuBuffer>,
     ) -> Result<(), DeviceError> {
         a.validate(|b| self.buffer_bytes(b))?;
-        distinct("interaction_forward", a.out, &[a.dense, a.emb])?;
         let (dense, emb) = (a.dense.read(), a.emb.read());
         let mut out = a.out.write();
         interaction_forward(
@@ -467,10 +435,7 @@ impl Device for CpuDevice {
         &self,
         a: &InteractionBackward<'_, CpuBuffer>,
     ) -> Result<(), DeviceError> {
-        const K: &str = "interaction_backward";
         a.validate(|b| self.buffer_bytes(b))?;
-        distinct(K, a.ddense, &[a.dense, a.emb, a.dout, a.demb])?;
-        distinct(K, a.demb, &[a.dense, a.emb, a.dout])?;
         let (dense, emb, dout) = (a.dense.read(), a.emb.read(), a.dout.read());
         let (mut dd, mut de) = (a.ddense.write(), a.demb.write());
         interaction_backward(
@@ -487,10 +452,7 @@ impl Device for CpuDevice {
     }
 
     fn bce_loss(&self, a: &BceLoss<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        const K: &str = "bce_loss";
         a.validate(|b| self.buffer_bytes(b))?;
-        distinct(K, a.loss, &[a.logits, a.labels, a.dlogits])?;
-        distinct(K, a.dlogits, &[a.logits, a.labels])?;
         let (z, y) = (a.logits.read(), a.labels.read());
         let (mut loss, mut dz) = (a.loss.write(), a.dlogits.write());
         let n = a.batch as usize;
@@ -505,15 +467,12 @@ impl Device for CpuDevice {
     }
 
     fn dense_update(&self, a: &DenseUpdate<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        const K: &str = "dense_update";
         a.validate(|b| self.buffer_bytes(b))?;
-        distinct(K, a.param, &[a.grad])?;
         let n = a.len as usize;
         let grad = a.grad.read();
         let mut param = a.param.write();
         match a.state {
             Some(s) => {
-                distinct(K, s, &[a.grad, a.param])?;
                 let mut st = s.write();
                 dense_update(
                     &mut f32s_mut(&mut param)[..n],

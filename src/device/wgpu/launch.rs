@@ -20,21 +20,6 @@ fn invalid(kernel: &'static str, message: String) -> DeviceError {
     DeviceError::InvalidArgument { kernel, message }
 }
 
-/// Rejects launches whose output is also an input (wgpu would reject the bind group later).
-fn distinct(
-    kernel: &'static str,
-    out: &WgpuBuffer,
-    inputs: &[&WgpuBuffer],
-) -> Result<(), DeviceError> {
-    if inputs.iter().any(|b| b.id == out.id) {
-        return Err(invalid(
-            kernel,
-            "an output buffer is also passed as an input".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// Binds a whole buffer, which must be one part within one binding.
 fn whole<'a>(
     dev: &WgpuDevice,
@@ -141,7 +126,6 @@ pub(super) fn bag_forward(
 ) -> Result<(), DeviceError> {
     const K: &str = "bag_forward";
     a.validate(|b| b.bytes)?;
-    distinct(K, a.out, &[a.table, a.indices, a.offsets])?;
     if a.bags == 0 {
         return Ok(());
     }
@@ -203,20 +187,8 @@ pub(super) fn bag_backward(
         Some(_) => ("bag_backward_adagrad", Kernel::BagBackwardAdagrad),
         None => ("bag_backward_sgd", Kernel::BagBackwardSgd),
     };
-    a.validate(k, |b| b.bytes)?;
+    a.validate(k, adagrad.map(|(state, _)| state), |b| b.bytes)?;
     let m = &a.map;
-    let inputs = [m.unique_rows, m.row_starts, m.bag_ids, a.offsets, a.grad];
-    distinct(k, a.table, &inputs)?;
-    if let Some((state, _)) = adagrad {
-        distinct(k, state, &inputs)?;
-        distinct(k, state, &[a.table])?;
-        if state.bytes / 4 < a.rows as u64 {
-            return Err(invalid(
-                k,
-                format!("`state` holds fewer than the table's {} rows", a.rows),
-            ));
-        }
-    }
     if m.unique == 0 || a.rows == 0 {
         return Ok(());
     }
@@ -270,7 +242,6 @@ pub(super) fn bag_backward(
 pub(super) fn gemm(dev: &WgpuDevice, a: &Gemm<'_, WgpuBuffer>) -> Result<(), DeviceError> {
     const K: &str = "gemm";
     a.validate(|b| b.bytes)?;
-    distinct(K, a.c, &[a.a, a.b])?;
     let binds = [
         whole(dev, K, "a", a.a)?,
         whole(dev, K, "b", a.b)?,
@@ -318,7 +289,6 @@ pub(super) fn bias_act_forward(
 ) -> Result<(), DeviceError> {
     const K: &str = "bias_act_forward";
     a.validate(|b| b.bytes)?;
-    distinct(K, a.x, &[a.bias])?;
     let binds = [whole(dev, K, "x", a.x)?, whole(dev, K, "bias", a.bias)?];
     let params = [a.rows, a.cols, (a.act == Activation::Relu) as u32];
     dev.launch(
@@ -335,8 +305,6 @@ pub(super) fn bias_act_backward(
 ) -> Result<(), DeviceError> {
     const K: &str = "bias_act_backward";
     a.validate(|b| b.bytes)?;
-    distinct(K, a.dy, &[a.y, a.dbias])?;
-    distinct(K, a.dbias, &[a.y])?;
     let binds = [
         whole(dev, K, "y", a.y)?,
         whole(dev, K, "dy", a.dy)?,
@@ -357,7 +325,6 @@ pub(super) fn interaction_forward(
 ) -> Result<(), DeviceError> {
     const K: &str = "interaction_forward";
     a.validate(|b| b.bytes)?;
-    distinct(K, a.out, &[a.dense, a.emb])?;
     let binds = [
         whole(dev, K, "dense", a.dense)?,
         whole(dev, K, "emb", a.emb)?,
@@ -379,8 +346,6 @@ pub(super) fn interaction_backward(
 ) -> Result<(), DeviceError> {
     const K: &str = "interaction_backward";
     a.validate(|b| b.bytes)?;
-    distinct(K, a.ddense, &[a.dense, a.emb, a.dout, a.demb])?;
-    distinct(K, a.demb, &[a.dense, a.emb, a.dout])?;
     let binds = [
         whole(dev, K, "dense", a.dense)?,
         whole(dev, K, "emb", a.emb)?,
@@ -402,8 +367,6 @@ pub(super) fn interaction_backward(
 pub(super) fn bce_loss(dev: &WgpuDevice, a: &BceLoss<'_, WgpuBuffer>) -> Result<(), DeviceError> {
     const K: &str = "bce_loss";
     a.validate(|b| b.bytes)?;
-    distinct(K, a.loss, &[a.logits, a.labels, a.dlogits])?;
-    distinct(K, a.dlogits, &[a.logits, a.labels])?;
     let binds = [
         whole(dev, K, "logits", a.logits)?,
         whole(dev, K, "labels", a.labels)?,
@@ -424,12 +387,8 @@ pub(super) fn dense_update(
 ) -> Result<(), DeviceError> {
     const K: &str = "dense_update";
     a.validate(|b| b.bytes)?;
-    distinct(K, a.param, &[a.grad])?;
     let (adagrad, eps, state) = match (a.optimizer, a.state) {
-        (Optimizer::Adagrad { eps }, Some(s)) => {
-            distinct(K, s, &[a.grad, a.param])?;
-            (1u32, eps, s)
-        }
+        (Optimizer::Adagrad { eps }, Some(s)) => (1u32, eps, s),
         // SGD binds a dummy in the state slot; `validate` already rejected Adagrad without state.
         _ => (0, 0.0, &dev.dummy),
     };
@@ -491,10 +450,6 @@ pub(super) fn dequantize_rows(
 ) -> Result<(), DeviceError> {
     const K: &str = "dequantize_rows";
     a.validate(|b| b.bytes)?;
-    distinct(K, a.cache, &[a.packed, a.slots])?;
-    if let Some(st) = &a.state {
-        distinct(K, st.cache_state, &[a.packed, a.slots, a.cache, st.staged])?;
-    }
     if a.rows == 0 {
         return Ok(());
     }
@@ -548,14 +503,6 @@ pub(super) fn quantize_rows(
 ) -> Result<(), DeviceError> {
     const K: &str = "quantize_rows";
     a.validate(|b| b.bytes)?;
-    distinct(K, a.packed, &[a.cache, a.slots, a.row_ids])?;
-    if let Some(st) = &a.state {
-        distinct(
-            K,
-            st.staged,
-            &[a.cache, a.slots, a.row_ids, a.packed, st.cache_state],
-        )?;
-    }
     if a.rows == 0 {
         return Ok(());
     }
