@@ -6,6 +6,7 @@
 //! device.
 
 pub mod cache;
+mod directory;
 pub mod hotness;
 mod init;
 pub mod policy;

@@ -1,0 +1,191 @@
+//! The directory of a device cache: row → slot (a map sized by the cache, not by the table)
+//! and per-slot metadata (row, last use, use count, dirty, pinned), which the replacement
+//! policies read and the cache updates.
+
+use crate::device::DeviceError;
+use crate::hostmem::{HugeMap, huge_map};
+
+const EMPTY: u32 = u32::MAX;
+
+/// Row → slot map and per-slot metadata.
+pub struct Directory {
+    map: HugeMap<u32, u32>,
+    /// `map` lags `slot_row` (the lookahead path updates only `slot_row`; `refresh` rebuilds).
+    stale: bool,
+    occupied: usize,
+    slot_row: Vec<u32>,
+    last_use: Vec<u64>,
+    uses: Vec<u32>,
+    dirty: Vec<bool>,
+    pinned: Vec<u64>,
+    epoch: u64,
+    free: Vec<u32>,
+}
+
+impl Directory {
+    /// An empty directory of `slots` slots.
+    pub fn new(slots: u32) -> Self {
+        let n = slots as usize;
+        Directory {
+            map: huge_map(n),
+            stale: false,
+            occupied: 0,
+            slot_row: vec![EMPTY; n],
+            last_use: vec![0; n],
+            uses: vec![0; n],
+            dirty: vec![false; n],
+            pinned: vec![0; n],
+            epoch: 1,
+            free: (0..slots).rev().collect(),
+        }
+    }
+
+    /// Slots in the cache.
+    pub fn slots(&self) -> u32 {
+        self.slot_row.len() as u32
+    }
+
+    /// Slots holding a row.
+    pub fn occupied(&self) -> usize {
+        self.occupied
+    }
+
+    /// The slot holding `row` (a scan of the slots while the map is stale: call
+    /// [`Directory::refresh`] before many lookups).
+    pub fn lookup(&self, row: u32) -> Option<u32> {
+        if self.stale {
+            return self
+                .slot_row
+                .iter()
+                .position(|&r| r == row)
+                .map(|s| s as u32);
+        }
+        self.map.get(&row).copied()
+    }
+
+    /// Rebuilds the row → slot map after lookahead placements.
+    pub fn refresh(&mut self) {
+        if self.stale {
+            self.map.clear();
+            let map = &mut self.map;
+            self.slot_row
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r != EMPTY)
+                .for_each(|(s, &r)| {
+                    map.insert(r, s as u32);
+                });
+            self.stale = false;
+        }
+    }
+
+    /// Unpins every slot (a new step begins).
+    pub fn begin_step(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// Marks a slot used at `tick` and pins it for the current step.
+    pub fn touch(&mut self, slot: u32, tick: u64) {
+        let s = slot as usize;
+        self.last_use[s] = tick;
+        self.uses[s] = self.uses[s].saturating_add(1);
+        self.pinned[s] = self.epoch;
+    }
+
+    /// Marks a slot modified (it will be written back when evicted).
+    pub fn mark_dirty(&mut self, slot: u32) {
+        self.dirty[slot as usize] = true;
+    }
+
+    /// `(uses, last use)` of a slot.
+    pub fn usage(&self, slot: u32) -> (u32, u64) {
+        (self.uses[slot as usize], self.last_use[slot as usize])
+    }
+
+    /// Occupied slots not pinned by the current step.
+    pub fn evictable(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.slots()).filter(|&s| {
+            self.slot_row[s as usize] != EMPTY && self.pinned[s as usize] != self.epoch
+        })
+    }
+
+    /// Puts `row` in a free slot, if any.
+    pub fn insert(&mut self, row: u32) -> Option<u32> {
+        let slot = self.free.pop()?;
+        self.slot_row[slot as usize] = row;
+        self.map.insert(row, slot);
+        self.occupied += 1;
+        self.uses[slot as usize] = 0;
+        Some(slot)
+    }
+
+    /// Empties `slot`; returns its row and whether it was dirty.
+    pub fn evict(&mut self, slot: u32) -> (u32, bool) {
+        let s = slot as usize;
+        let row = std::mem::replace(&mut self.slot_row[s], EMPTY);
+        self.map.remove(&row);
+        self.occupied -= 1;
+        let dirty = std::mem::take(&mut self.dirty[s]);
+        self.free.push(slot);
+        (row, dirty)
+    }
+
+    /// Puts `row` in `slot`, which must be empty (the lookahead planner chose it). Only the
+    /// slot table is updated, so placements stay cheap; the map catches up in `refresh`.
+    pub fn place(&mut self, row: u32, slot: u32) -> Result<(), DeviceError> {
+        let s = slot as usize;
+        if self.slot_row.get(s) != Some(&EMPTY) {
+            return Err(DeviceError::InvalidArgument {
+                kernel: "dequantize_rows",
+                message: format!("the plan puts row {row} in slot {slot}, which is not empty"),
+            });
+        }
+        self.slot_row[s] = row;
+        self.occupied += 1;
+        self.stale = true;
+        Ok(())
+    }
+
+    /// Empties `slot` (the lookahead planner evicts it); returns its row, if any.
+    pub fn vacate(&mut self, slot: u32) -> Option<u32> {
+        let row = std::mem::replace(self.slot_row.get_mut(slot as usize)?, EMPTY);
+        (row != EMPTY).then(|| {
+            self.occupied -= 1;
+            self.stale = true;
+            row
+        })
+    }
+
+    /// The row in `slot`, if any.
+    pub fn row_in(&self, slot: u32) -> Option<u32> {
+        self.slot_row
+            .get(slot as usize)
+            .copied()
+            .filter(|&r| r != EMPTY)
+    }
+
+    /// Free slots.
+    pub fn free_slots(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Bytes allocated by the directory: the hash map and the per-slot vectors.
+    pub fn bytes(&self) -> u64 {
+        (self.map.allocation_size()
+            + self.slot_row.capacity() * 4
+            + self.last_use.capacity() * 8
+            + self.uses.capacity() * 4
+            + self.dirty.capacity()
+            + self.pinned.capacity() * 8
+            + self.free.capacity() * 4) as u64
+    }
+
+    /// Occupied slots with their rows.
+    pub fn resident(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.slot_row
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r != EMPTY)
+            .map(|(s, r)| (s as u32, *r))
+    }
+}
