@@ -2,6 +2,8 @@
 //! checks, and the location of the shared real data.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cli;
+
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use std::path::PathBuf;
