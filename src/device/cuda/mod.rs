@@ -276,23 +276,14 @@ impl CudaDevice {
         self.before_compute(&bufs)?;
         // Kernels loop over their work with a grid stride, so the grid may be capped.
         let grid = blocks.min(1 << 20) as u32;
-        let ptrs: Vec<u64> = bufs.iter().map(|b| b.at(0)).collect();
         let mut builder = self.compute.launch_builder(&f);
-        let mut next_ptr = ptrs.iter();
         for a in args {
             match a {
-                Arg::Buf(_) => {
-                    if let Some(p) = next_ptr.next() {
-                        builder.arg(p);
-                    }
-                }
-                Arg::U32(v) => {
-                    builder.arg(v);
-                }
-                Arg::F32(v) => {
-                    builder.arg(v);
-                }
-            }
+                // The kernel takes the buffer's device address (a 64-bit value).
+                Arg::Buf(b) => builder.arg(&b.ptr),
+                Arg::U32(v) => builder.arg(v),
+                Arg::F32(v) => builder.arg(v),
+            };
         }
         let cfg = LaunchConfig {
             grid_dim: (grid, 1, 1),
