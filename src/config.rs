@@ -3,8 +3,9 @@
 
 use crate::data::synthetic::SyntheticOptions;
 use crate::device::BackendChoice;
-use crate::embedding::{Placement, Policy, Precision, Rounding};
+use crate::embedding::{Placement, Policy};
 use crate::model::ModelConfig;
+use crate::precision::{Precision, Rounding};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,10 @@
-//! Host memory for large random-access structures (cache directories, the lookahead planner's
-//! row maps): allocations of 2 MiB and more are 2 MiB-aligned and advised to use transparent
-//! huge pages, so random probes stop missing the TLB on every access (a page walk under
-//! virtualisation costs several memory reads).
-#![allow(unsafe_code)] // An allocator, madvise(2), and zero-filled slices of Zeroable types.
+//! Host memory for large random-access structures (the CPU backend's buffers, cache
+//! directories, the lookahead planner's row maps) and the prefetch hint their readers use.
+//!
+//! Allocations of 2 MiB and more through [`HugePages`] are 2 MiB-aligned and advised to use
+//! transparent huge pages, so random probes stop missing the TLB on every access (a page walk
+//! under virtualisation costs several memory reads; 2 MiB pages cut those misses by 512×).
+#![allow(unsafe_code)] // An allocator, madvise(2), zero-filled slices of Zeroable types, a hint.
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use std::alloc::Layout;
@@ -82,29 +84,45 @@ pub fn huge_map<K, V>(capacity: usize) -> HugeMap<K, V> {
     hashbrown::HashMap::with_capacity_and_hasher_in(capacity, Default::default(), HugePages)
 }
 
-/// A slice of `len` all-zero values in [`HugePages`].
-pub fn zeroed_slice<T: bytemuck::Zeroable>(
-    len: usize,
-) -> allocator_api2::boxed::Box<[T], HugePages> {
+/// A boxed slice in [`HugePages`].
+pub type HugeSlice<T> = allocator_api2::boxed::Box<[T], HugePages>;
+
+/// A slice of `len` all-zero values in [`HugePages`] (aborts if memory is exhausted, like `vec!`).
+pub fn zeroed_slice<T: bytemuck::Zeroable>(len: usize) -> HugeSlice<T> {
     let zeroed = allocator_api2::boxed::Box::<[T], HugePages>::new_zeroed_slice_in(len, HugePages);
     // SAFETY: `T: Zeroable` promises that all-zero bytes are a valid `T`.
     unsafe { zeroed.assume_init() }
 }
 
-/// Asks the CPU to start loading every cache line of `data` (a row about to be read or
-/// written at a random address), so loops over scattered rows overlap their memory latency
-/// instead of paying it one row at a time. A hint: no effect on results, none off x86_64.
-#[inline]
+/// [`zeroed_slice`], or `None` when the memory cannot be had. Large blocks come zeroed from
+/// the kernel, so pages nothing touches cost nothing.
+pub fn try_zeroed_slice<T: bytemuck::Zeroable>(len: usize) -> Option<HugeSlice<T>> {
+    let zeroed =
+        allocator_api2::boxed::Box::<[T], HugePages>::try_new_zeroed_slice_in(len, HugePages)
+            .ok()?;
+    // SAFETY: `T: Zeroable` promises that all-zero bytes are a valid `T`.
+    Some(unsafe { zeroed.assume_init() })
+}
+
+/// Asks the CPU to start loading every cache line of `data` (a row about to be read or written
+/// at a random address), so loops over scattered rows overlap their memory latency instead of
+/// paying it one row at a time. The lines go to L2 rather than L1: the L2 tracks more
+/// outstanding misses, and random row reads are bound by how many misses are in flight.
+///
+/// A hint: no effect on results, none off x86_64. `#[inline(always)]`, so inside a
+/// `#[multiversion]` CPU kernel it compiles with that kernel's target features.
+#[inline(always)]
 pub fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
         let (p, n) = (data.as_ptr().cast::<i8>(), std::mem::size_of_val(data));
         for off in (0..n).step_by(64) {
-            // SAFETY: a prefetch never faults or changes memory; `p + off` lies inside `data`.
+            // SAFETY: PREFETCHT1 never faults or changes memory (SSE, part of the x86_64
+            // baseline); `p + off` lies inside `data`.
             #[allow(unused_unsafe)]
             unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(p.add(off));
+                _mm_prefetch::<_MM_HINT_T1>(p.add(off));
             }
         }
     }

@@ -16,6 +16,8 @@ pub mod hostmem;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod precision;
+pub mod rng;
 pub mod shard;
 pub mod telemetry;
 pub mod train;

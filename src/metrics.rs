@@ -77,7 +77,7 @@ mod tests {
     fn auc_matches_pair_counting_on_random_data() {
         let mut x = 12345u64;
         let mut next = || {
-            x = crate::data::synthetic::splitmix64(x);
+            x = crate::rng::splitmix64(x);
             x
         };
         let n = 300;

@@ -4,12 +4,15 @@
 
 mod common;
 
+use rowflow::data::RowMap;
 use rowflow::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use rowflow::data::{Batch, Dataset, Schema};
+use rowflow::device::Optimizer;
 use rowflow::device::cpu::CpuDevice;
 use rowflow::device::{Device, DeviceExt};
-use rowflow::embedding::{Placement, Policy, Precision, Rounding, RowMap};
-use rowflow::model::{Dlrm, ModelConfig, OptimizerKind};
+use rowflow::embedding::{Placement, Policy};
+use rowflow::model::{Dlrm, ModelConfig};
+use rowflow::precision::{Precision, Rounding};
 
 const ROWS: [u32; 3] = [300, 2000, 50];
 const STEPS: usize = 40;
@@ -37,12 +40,7 @@ fn batches(seed: u64) -> (Schema, Vec<(Batch, Vec<RowMap>)>) {
 
 /// Trains on the batches and returns every weight: the tables (through the store and cache),
 /// then the dense parameters.
-fn train<D: Device>(
-    dev: &D,
-    placement: Placement,
-    optimizer: OptimizerKind,
-    seed: u64,
-) -> Vec<f32> {
+fn train<D: Device>(dev: &D, placement: Placement, optimizer: Optimizer, seed: u64) -> Vec<f32> {
     train_counting(dev, placement, optimizer, seed).0
 }
 
@@ -50,7 +48,7 @@ fn train<D: Device>(
 fn train_counting<D: Device>(
     dev: &D,
     placement: Placement,
-    optimizer: OptimizerKind,
+    optimizer: Optimizer,
     seed: u64,
 ) -> (Vec<f32>, u64, u64) {
     let (schema, data) = batches(seed);
@@ -95,7 +93,7 @@ fn minimum_cache(seed: u64) -> Vec<u32> {
 fn caching_keeps_the_math<D: Device>(dev: &D) {
     let seed = common::seed("caching_keeps_the_math");
     let min = minimum_cache(seed);
-    for optimizer in [OptimizerKind::Adagrad, OptimizerKind::Sgd] {
+    for optimizer in [Optimizer::Adagrad, Optimizer::Sgd] {
         let reference = train(dev, Placement::all_on_device(), optimizer, seed);
         let sizes: [Vec<u32>; 3] = [
             min.clone(),
@@ -135,7 +133,7 @@ fn low_precision_stores_still_learn<D: Device>(dev: &D) {
     // caches end near the FP32 weights after a few steps, and stochastic rounding is unbiased.
     let seed = common::seed("low_precision");
     let min = minimum_cache(seed);
-    let reference = train(dev, Placement::all_on_device(), OptimizerKind::Sgd, seed);
+    let reference = train(dev, Placement::all_on_device(), Optimizer::Sgd, seed);
     for precision in [Precision::Fp16, Precision::Int8, Precision::Int4] {
         for rounding in [Rounding::Nearest, Rounding::Stochastic] {
             let placement = Placement {
@@ -144,7 +142,7 @@ fn low_precision_stores_still_learn<D: Device>(dev: &D) {
                 rounding,
                 cache_rows: min.clone(),
             };
-            let got = train(dev, placement, OptimizerKind::Sgd, seed);
+            let got = train(dev, placement, Optimizer::Sgd, seed);
             let emb = ROWS.iter().map(|&r| r as usize * 8).sum::<usize>();
             let err: f64 = got[..emb]
                 .iter()

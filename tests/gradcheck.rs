@@ -3,11 +3,13 @@
 //! The seed is fixed on purpose: a central difference is only valid away from ReLU kinks, and a
 //! fixed instance is one whose kinks we have checked are not crossed by the ±h probes.
 
+use rowflow::data::RowMap;
 use rowflow::data::{Bags, Batch, Schema};
+use rowflow::device::Optimizer;
 use rowflow::device::cpu::CpuDevice;
 use rowflow::device::{DeviceExt, Pooling};
-use rowflow::embedding::{Placement, RowMap};
-use rowflow::model::{Dlrm, ModelConfig, OptimizerKind};
+use rowflow::embedding::Placement;
+use rowflow::model::{Dlrm, ModelConfig};
 
 fn tiny_batch() -> Batch {
     let mut b = Batch::new(3, 2);
@@ -35,8 +37,8 @@ fn check(pooling: Pooling) {
         bottom_mlp: vec![4],
         top_mlp: vec![5],
         pooling,
-        embedding_optimizer: OptimizerKind::Sgd,
-        dense_optimizer: OptimizerKind::Sgd,
+        embedding_optimizer: Optimizer::Sgd,
+        dense_optimizer: Optimizer::Sgd,
         adagrad_eps: 1e-8,
         adagrad_init: 0.0,
         embedding_lr: None,

@@ -11,6 +11,7 @@ mod common;
 use common::{assert_close, rng, seed, uniform};
 use rand::RngExt;
 use rowflow::data::Bags;
+use rowflow::data::RowMap;
 use rowflow::device::cpu::CpuDevice;
 use rowflow::device::kernels::interaction_width;
 use rowflow::device::{
@@ -18,7 +19,6 @@ use rowflow::device::{
     Device, DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer,
     Pooling, RowGradMap,
 };
-use rowflow::embedding::RowMap;
 
 const REL: f64 = 1e-5;
 
@@ -356,7 +356,7 @@ fn dense_update_matches_naive<D: Device>(dev: &D) {
             );
             let (lr, eps) = (0.1f32, 1e-8f32);
             let optimizer = if adagrad {
-                Optimizer::Adagrad { eps }
+                Optimizer::Adagrad
             } else {
                 Optimizer::Sgd
             };
@@ -367,6 +367,7 @@ fn dense_update_matches_naive<D: Device>(dev: &D) {
                 len: len as u32,
                 lr,
                 optimizer,
+                eps,
             })
             .unwrap();
             let got = dev.read_f32(&wb, 0, len).unwrap();
@@ -472,7 +473,8 @@ fn bad_launches_are_errors_not_panics<D: Device>(dev: &D) {
         state: None,
         len: 4,
         lr: 0.1,
-        optimizer: Optimizer::Adagrad { eps: 1e-8 },
+        optimizer: Optimizer::Adagrad,
+        eps: 1e-8,
     });
     assert!(
         matches!(e, Err(DeviceError::InvalidArgument { .. })),

@@ -8,10 +8,11 @@ mod common;
 
 use rowflow::config::RunConfig;
 use rowflow::data::{Batch, DataError, Dataset, SampleStream, Schema};
+use rowflow::device::Optimizer;
 use rowflow::device::cpu::CpuDevice;
 use rowflow::device::{Device, DeviceExt};
-use rowflow::embedding::{Policy, Precision, Rounding};
-use rowflow::model::OptimizerKind;
+use rowflow::embedding::Policy;
+use rowflow::precision::{Precision, Rounding};
 use rowflow::train::{TestHooks, TrainSummary, train_model};
 
 /// A dataset whose batches are given: batch `k` reads, in table `t`, the rows `rows(k, t)`
@@ -75,7 +76,7 @@ fn scripted(
 ) -> Scripted {
     let mut x = 7u64;
     let mut next = move || {
-        x = rowflow::data::synthetic::splitmix64(x);
+        x = rowflow::rng::splitmix64(x);
         (x >> 40) as f32 / (1u64 << 24) as f32
     };
     let mut make = |k: usize| {
@@ -117,7 +118,7 @@ fn config(
     policy: Policy,
     cache_rows: Option<Vec<u32>>,
     lookahead: usize,
-    optimizer: OptimizerKind,
+    optimizer: Optimizer,
 ) -> RunConfig {
     let mut c = RunConfig {
         batch_size: BATCH,
@@ -174,7 +175,7 @@ fn assert_same(what: &str, got: &[f32], want: &[f32]) {
 fn zipfish(seed: u64) -> impl Fn(usize, usize, usize) -> Vec<u32> {
     move |k, t, i| {
         let h = |j: u64| {
-            rowflow::data::synthetic::splitmix64(
+            rowflow::rng::splitmix64(
                 seed ^ ((k as u64) << 32) ^ ((t as u64) << 16) ^ (i as u64 * 8 + j),
             )
         };
@@ -204,7 +205,7 @@ fn lookahead_keeps_the_math<D: Device>(dev: &D) {
     let seed = common::seed("lookahead_keeps_the_math");
     let data = scripted(30, &[400, 64], zipfish(seed));
     let min = max_unique(&data);
-    for optimizer in [OptimizerKind::Adagrad, OptimizerKind::Sgd] {
+    for optimizer in [Optimizer::Adagrad, Optimizer::Sgd] {
         let (_, reference) = run(
             dev,
             &data,
@@ -245,7 +246,7 @@ fn hazards_keep_the_math<D: Device>(dev: &D) {
     let reference = run(
         dev,
         &data,
-        &config(Policy::AllOnDevice, None, 1, OptimizerKind::Adagrad),
+        &config(Policy::AllOnDevice, None, 1, Optimizer::Adagrad),
         &TestHooks::default(),
     )
     .1;
@@ -255,7 +256,7 @@ fn hazards_keep_the_math<D: Device>(dev: &D) {
                 Policy::Lookahead,
                 Some(cache.clone()),
                 w,
-                OptimizerKind::Adagrad,
+                Optimizer::Adagrad,
             );
             let (s, got) = run(dev, &data, &cfg, &TestHooks::default());
             assert_same(
@@ -303,10 +304,10 @@ fn a_window_sized_cache_never_shrinks<D: Device>(dev: &D) {
         .max()
         .unwrap();
     // In flight batches are pinned too: allow for the pipeline's depth on top of the window.
-    let cfg = config(Policy::Lookahead, Some(vec![400]), w, OptimizerKind::Sgd);
+    let cfg = config(Policy::Lookahead, Some(vec![400]), w, Optimizer::Sgd);
     let (s, _) = run(dev, &data, &cfg, &TestHooks::default());
     assert_eq!(s.window_shrinks, Some(0), "the whole table fits: no shrink");
-    let cfg = config(Policy::Lookahead, Some(vec![ws]), w, OptimizerKind::Sgd);
+    let cfg = config(Policy::Lookahead, Some(vec![ws]), w, Optimizer::Sgd);
     let (s, _) = run(dev, &data, &cfg, &TestHooks::default());
     assert_eq!(s.train_hit_rate, 1.0);
 }
@@ -317,7 +318,7 @@ fn a_dropped_prefetch_is_a_counted_miss_with_the_same_weights<D: Device>(dev: &D
         Policy::Lookahead,
         Some(max_unique(&data).iter().map(|m| m + 20).collect()),
         4,
-        OptimizerKind::Adagrad,
+        Optimizer::Adagrad,
     );
     let (clean, reference) = run(dev, &data, &cfg, &TestHooks::default());
     assert_eq!(clean.train_hit_rate, 1.0);
@@ -340,7 +341,7 @@ fn an_undersized_cache_is_a_named_error<D: Device>(dev: &D) {
         Policy::Lookahead,
         Some(vec![min[0] - 1, min[1]]),
         4,
-        OptimizerKind::Sgd,
+        Optimizer::Sgd,
     );
     let e = train_model(dev, &cfg, &data, &TestHooks::default(), &mut |_| {})
         .err()

@@ -2,14 +2,14 @@
 //! host vector, hash map and — on the CPU backend — device buffer goes through it) and by the
 //! CPU device's own count of live buffers. No formula stands in for either side.
 
+use rowflow::data::RowMap;
 use rowflow::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use rowflow::data::{Batch, Dataset};
+use rowflow::device::Optimizer;
 use rowflow::device::cpu::CpuDevice;
-use rowflow::device::{Device, Pooling};
-use rowflow::embedding::{
-    EmbeddingSettings, EmbeddingTables, Placement, Policy, Precision, Rounding, RowMap,
-};
-use rowflow::model::OptimizerKind;
+use rowflow::device::{Device, OptimizerRule, Pooling};
+use rowflow::embedding::{EmbeddingSettings, EmbeddingTables, Placement, Policy};
+use rowflow::precision::{Precision, Rounding};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -65,17 +65,19 @@ fn embedding_bytes_equals_what_is_really_allocated() {
     }
     let dev = CpuDevice::new();
     for (policy, precision, optimizer) in [
-        (Policy::AllOnDevice, Precision::Fp32, OptimizerKind::Adagrad),
-        (Policy::Lru, Precision::Int8, OptimizerKind::Sgd),
-        (Policy::Lfu, Precision::Int4, OptimizerKind::Adagrad),
-        (Policy::HostOnly, Precision::Fp16, OptimizerKind::Sgd),
+        (Policy::AllOnDevice, Precision::Fp32, Optimizer::Adagrad),
+        (Policy::Lru, Precision::Int8, Optimizer::Sgd),
+        (Policy::Lfu, Precision::Int4, Optimizer::Adagrad),
+        (Policy::HostOnly, Precision::Fp16, Optimizer::Sgd),
     ] {
         let settings = EmbeddingSettings {
             dim: 24,
             pooling: Pooling::Sum,
-            optimizer,
-            adagrad_eps: 1e-8,
-            adagrad_init: 0.0,
+            rule: OptimizerRule {
+                optimizer,
+                eps: 1e-8,
+                init: 0.0,
+            },
             init_scale: 0.05,
         };
         let placement = Placement {

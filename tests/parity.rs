@@ -17,6 +17,7 @@ mod common;
 
 use common::{rng, seed, uniform};
 use rand::RngExt;
+use rowflow::data::RowMap;
 use rowflow::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use rowflow::data::{Bags, Batch, Dataset, Schema};
 use rowflow::device::cpu::CpuDevice;
@@ -27,8 +28,8 @@ use rowflow::device::{
     Device, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling,
     RowGradMap,
 };
-use rowflow::embedding::{Placement, RowMap};
-use rowflow::model::{Dlrm, ModelConfig, OptimizerKind};
+use rowflow::embedding::Placement;
+use rowflow::model::{Dlrm, ModelConfig};
 
 /// (relative, absolute) tolerances.
 type Tol = (f64, f64);
@@ -369,7 +370,7 @@ fn dense_update_parity<D: Device>(dev: &D, cpu: &CpuDevice, adagrad: bool) {
         let (w, g) = (uniform(&mut r, len), uniform(&mut r, len));
         let s: Vec<f32> = (0..len).map(|_| r.random_range(0.0f32..2.0)).collect();
         let optimizer = if adagrad {
-            Optimizer::Adagrad { eps: 1e-8 }
+            Optimizer::Adagrad
         } else {
             Optimizer::Sgd
         };
@@ -387,6 +388,7 @@ fn dense_update_parity<D: Device>(dev: &D, cpu: &CpuDevice, adagrad: bool) {
                 len: len as u32,
                 lr: 0.05,
                 optimizer,
+                eps: 1e-8,
             })
             .unwrap();
             let mut out = d.read_f32(&wb, 0, len).unwrap();
@@ -432,7 +434,7 @@ fn training_parity<D: Device>(dev: &D, cpu: &CpuDevice) {
     let data = SyntheticDataset::new(&opts, &[500, 2000, 50, 1000], seed).unwrap();
     let schema: Schema = data.schema().clone();
     let cfg = ModelConfig {
-        embedding_optimizer: OptimizerKind::Adagrad,
+        embedding_optimizer: Optimizer::Adagrad,
         ..Default::default()
     };
     let mut a = Dlrm::new(dev, &cfg, &schema, Placement::all_on_device(), 512, seed).unwrap();

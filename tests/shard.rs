@@ -3,7 +3,7 @@
 
 use rowflow::data::sequence::{LengthDistribution, SequenceGenerator, SequenceOptions};
 use rowflow::shard::cli::{
-    PlannerRow, ProfileOptions, ShardPlanArgs, plan_and_simulate, profile_workload,
+    PlannerRow, ProfileOptions, ShardPlanOptions, plan_and_simulate, profile_workload,
 };
 use rowflow::shard::plan::{Layout, PLAN_FORMAT, RowLayout, RowRange, TablePlan};
 use rowflow::shard::{
@@ -275,8 +275,32 @@ fn simulator_counts_a_hand_made_tiered_plan_per_tier() {
     close("latency", s.comm_latency_s, 2.0 * phase + sync);
 }
 
-fn args(flags: &[&str]) -> ShardPlanArgs {
-    ShardPlanArgs::from_flags(flags).unwrap()
+/// The options `rowflow shard plan` gets from these flags (the ones the tests use).
+fn args(flags: &[&str]) -> ShardPlanOptions {
+    let mut o = ShardPlanOptions::default();
+    let mut it = flags.iter();
+    while let Some(&flag) = it.next() {
+        if flag == "--uniform" {
+            o.uniform = true;
+            continue;
+        }
+        let v = *it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag {
+            "--hosts" => o.hosts = v.parse().unwrap(),
+            "--devices-per-host" => o.devices_per_host = v.parse().unwrap(),
+            "--memory-budget-factor" => o.memory_budget_factor = v.parse().unwrap(),
+            "--objective" => o.objective = v.parse().unwrap(),
+            "--planners" => o.planners = v.split(',').map(|p| p.parse().unwrap()).collect(),
+            "--rows" => o.rows = v.parse().unwrap(),
+            "--samples-per-device" => o.samples_per_device = v.parse().unwrap(),
+            "--save" => o.save = Some(v.into()),
+            "--seed" => o.seed = v.parse().unwrap(),
+            "--steps" => o.steps = v.parse().unwrap(),
+            "--device-memory-gib" => o.device_memory_gib = Some(v.parse().unwrap()),
+            other => panic!("the test's flag mapper does not know {other}"),
+        }
+    }
+    o
 }
 
 fn row(rows: &[PlannerRow], kind: PlannerKind) -> &PlanStats {

@@ -6,55 +6,60 @@
 //! so `gbps = bytes / seconds / 1e9` compares kernels with the copy.
 
 use super::{BenchRow, median, print_rows};
+use crate::data::RowMap;
 use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use crate::data::{Batch, Dataset};
 use crate::device::kernels::interaction_width;
 use crate::device::{
-    Activation, BackendChoice, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    DequantizeRows, Device, DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward,
-    Optimizer, Pooling, Precision, QuantizeRows, Rounding,
+    Activation, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, DequantizeRows, Device,
+    DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer,
+    OptimizerRule, Pooling, QuantizeRows,
 };
-use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement, RowMap};
-use crate::model::OptimizerKind;
+use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement};
+use crate::precision::{Precision, Rounding};
 use rayon::prelude::*;
 use std::time::Instant;
 
 /// Options of `rowflow bench kernels`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct KernelBenchArgs {
-    /// Backend to measure.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
+#[derive(Clone, Debug)]
+pub struct KernelBenchOptions {
     /// One JSON line per kernel instead of a table.
-    #[arg(long)]
     pub json: bool,
     /// Embedding tables (T).
-    #[arg(long, default_value_t = 8)]
     pub tables: usize,
     /// Rows per table (E).
-    #[arg(long, default_value_t = 1_000_000)]
     pub rows: u32,
     /// Embedding dimension (D).
-    #[arg(long, default_value_t = 64)]
     pub dim: usize,
     /// Samples per batch (B).
-    #[arg(long, default_value_t = 2048)]
     pub batch_size: usize,
     /// Rows per bag (L).
-    #[arg(long, default_value_t = 20)]
     pub pooling: usize,
     /// Zipf exponent of row popularity.
-    #[arg(long, default_value_t = 1.05)]
     pub alpha: f64,
     /// Seed of the indices and weights.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Timed runs per kernel (the median is reported).
-    #[arg(long, default_value_t = 15)]
     pub reps: usize,
     /// Size of the copied buffer for the `copy` row, in MiB.
-    #[arg(long, default_value_t = 512)]
     pub copy_mib: usize,
+}
+
+impl Default for KernelBenchOptions {
+    fn default() -> Self {
+        KernelBenchOptions {
+            json: false,
+            tables: 8,
+            rows: 1_000_000,
+            dim: 64,
+            batch_size: 2048,
+            pooling: 20,
+            alpha: 1.05,
+            seed: 1,
+            reps: 15,
+            copy_mib: 512,
+        }
+    }
 }
 
 /// Runs `f` twice to warm up, then `reps` times; returns the median seconds.
@@ -78,7 +83,7 @@ fn time<D: Device>(
 }
 
 /// Validates the options, with messages naming the flag.
-fn check(args: &KernelBenchArgs) -> Result<(), DeviceError> {
+fn check(args: &KernelBenchOptions) -> Result<(), DeviceError> {
     let bad = |flag: &str, range: &str| {
         Err(DeviceError::InvalidArgument {
             kernel: "bench",
@@ -115,7 +120,7 @@ fn check(args: &KernelBenchArgs) -> Result<(), DeviceError> {
 /// Runs the benchmark on `dev` and prints a table or JSON lines; returns the rows.
 pub fn run_kernel_bench<D: Device>(
     dev: &D,
-    args: &KernelBenchArgs,
+    args: &KernelBenchOptions,
 ) -> Result<Vec<BenchRow>, anyhow::Error> {
     check(args)?;
     let (t, e, d, b, l) = (
@@ -168,15 +173,17 @@ pub fn run_kernel_bench<D: Device>(
     let settings = |optimizer| EmbeddingSettings {
         dim: d,
         pooling: Pooling::Sum,
-        optimizer,
-        adagrad_eps: 1e-8,
-        adagrad_init: 0.0,
+        rule: OptimizerRule {
+            optimizer,
+            eps: 1e-8,
+            init: 0.0,
+        },
         init_scale: 0.05,
     };
     let mut sgd = EmbeddingTables::new(
         dev,
         &vec![e; t],
-        settings(OptimizerKind::Sgd),
+        settings(Optimizer::Sgd),
         Placement::all_on_device(),
         b,
         args.seed,
@@ -302,7 +309,7 @@ pub fn run_kernel_bench<D: Device>(
     let mut ada = EmbeddingTables::new(
         dev,
         &vec![e; t],
-        settings(OptimizerKind::Adagrad),
+        settings(Optimizer::Adagrad),
         Placement::all_on_device(),
         b,
         args.seed,
@@ -440,7 +447,8 @@ pub fn run_kernel_bench<D: Device>(
             state: Some(&state),
             len: np as u32,
             lr: 0.01,
-            optimizer: Optimizer::Adagrad { eps: 1e-8 },
+            optimizer: Optimizer::Adagrad,
+            eps: 1e-8,
         })
     })?;
     push("dense_update", secs, 4.0 * 5.0 * np as f64);

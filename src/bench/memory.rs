@@ -7,68 +7,67 @@
 //! paper's setting), so no optimizer state blurs the memory comparison.
 
 use crate::config::{Fractions, RunConfig};
-use crate::device::{BackendChoice, Device};
-use crate::embedding::{Policy, Precision, Rounding};
-use crate::model::OptimizerKind;
+use crate::device::{Device, Optimizer};
+use crate::embedding::Policy;
+use crate::precision::{Precision, Rounding};
 use crate::train::{TrainSummary, open_dataset, train};
 use serde::Serialize;
 
 /// Options of `rowflow bench memory`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct MemoryBenchArgs {
-    /// Backend to train on.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
+#[derive(Clone, Debug)]
+pub struct MemoryBenchOptions {
     /// `synthetic` or the path of a Criteo TSV file.
-    #[arg(long, default_value = "synthetic")]
     pub data: String,
     /// One JSON line per configuration instead of a table.
-    #[arg(long)]
     pub json: bool,
     /// Embedding dimensions to compare at.
-    #[arg(long, value_delimiter = ',', default_value = "128,256")]
     pub dims: Vec<usize>,
     /// Store precisions (each compared with FP32 all-on-device).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "int8,int4")]
     pub precisions: Vec<Precision>,
     /// Cache sizes, as fractions of each table.
-    #[arg(long, value_delimiter = ',', default_value = "0.01,0.05")]
     pub fractions: Vec<f64>,
     /// Roundings.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "nearest,stochastic"
-    )]
     pub roundings: Vec<Rounding>,
     /// Also run FP16 and a 10% cache (stochastic rounding) at each dimension.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub extras: bool,
     /// Optimizer of the embeddings.
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
-    pub optimizer: OptimizerKind,
+    pub optimizer: Optimizer,
     /// Learning rate of the embeddings.
-    #[arg(long, default_value_t = 2.0)]
     pub embedding_lr: f32,
     /// Samples per step.
-    #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 1)]
     pub epochs: u64,
     /// Seed of the data and of the initial weights.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Rows per table (default: the run's default, 100,000).
-    #[arg(long)]
     pub table_rows: Option<u32>,
     /// Synthetic training samples (default 1,000,000).
-    #[arg(long)]
     pub train_samples: Option<u64>,
     /// Synthetic test samples (default 100,000).
-    #[arg(long)]
     pub test_samples: Option<u64>,
+}
+
+impl Default for MemoryBenchOptions {
+    fn default() -> Self {
+        MemoryBenchOptions {
+            data: "synthetic".into(),
+            json: false,
+            dims: vec![128, 256],
+            precisions: vec![Precision::Int8, Precision::Int4],
+            fractions: vec![0.01, 0.05],
+            roundings: vec![Rounding::Nearest, Rounding::Stochastic],
+            extras: true,
+            optimizer: Optimizer::Sgd,
+            embedding_lr: 2.0,
+            batch_size: 256,
+            epochs: 1,
+            seed: 1,
+            table_rows: None,
+            train_samples: None,
+            test_samples: None,
+        }
+    }
 }
 
 /// One configuration's outcome.
@@ -104,7 +103,7 @@ pub struct MemoryRow {
 type Config = (usize, Policy, Precision, Option<f64>, Option<Rounding>);
 
 /// The configurations of a run: per dimension, the baseline first.
-fn plan(args: &MemoryBenchArgs) -> Vec<Config> {
+fn plan(args: &MemoryBenchOptions) -> Vec<Config> {
     let mut out = Vec::new();
     for &dim in &args.dims {
         out.push((dim, Policy::AllOnDevice, Precision::Fp32, None, None));
@@ -138,7 +137,7 @@ fn plan(args: &MemoryBenchArgs) -> Vec<Config> {
 /// Runs every configuration on `dev`, printing each as it completes.
 pub fn run_memory_bench<D: Device>(
     dev: &D,
-    args: &MemoryBenchArgs,
+    args: &MemoryBenchOptions,
 ) -> Result<Vec<MemoryRow>, anyhow::Error> {
     let mut rows: Vec<MemoryRow> = Vec::new();
     if !args.json {

@@ -11,9 +11,9 @@ use crate::config::{Fractions, RunConfig};
 use crate::data::replay::Replay;
 use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use crate::data::{Batch, Dataset};
-use crate::device::{BackendChoice, Device};
-use crate::embedding::{Policy, Precision, Rounding};
-use crate::model::OptimizerKind;
+use crate::device::{Device, Optimizer};
+use crate::embedding::Policy;
+use crate::precision::{Precision, Rounding};
 use crate::telemetry::Snapshot;
 use crate::train::{TestHooks, train_model};
 use rayon::prelude::*;
@@ -21,61 +21,66 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Options of `rowflow bench pipeline`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct PipelineBenchArgs {
-    /// Backend to train on.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
+#[derive(Clone, Debug)]
+pub struct PipelineBenchOptions {
     /// One JSON line per configuration instead of a table.
-    #[arg(long)]
     pub json: bool,
     /// Embedding tables (T).
-    #[arg(long, default_value_t = 8)]
     pub tables: usize,
     /// Rows per table (E).
-    #[arg(long, default_value_t = 5_000_000)]
     pub rows: u32,
     /// Embedding dimension (D).
-    #[arg(long, default_value_t = 64)]
     pub dim: usize,
     /// Samples per step (B).
-    #[arg(long, default_value_t = 2048)]
     pub batch_size: usize,
     /// Rows per bag (L).
-    #[arg(long, default_value_t = 20)]
     pub pooling: usize,
     /// Zipf exponent of row popularity.
-    #[arg(long, default_value_t = 1.05)]
     pub alpha: f64,
     /// Host store precision of the cached policies.
-    #[arg(long, value_enum, default_value_t = Precision::Int8)]
     pub precision: Precision,
     /// Cache sizes, as fractions of each table.
-    #[arg(long, value_delimiter = ',', default_value = "0.01,0.05,0.1")]
     pub fractions: Vec<f64>,
     /// Lookahead windows.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
     pub windows: Vec<usize>,
     /// Policies to compare.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "lookahead,lru,lfu,host-only,all-on-device"
-    )]
     pub policies: Vec<Policy>,
     /// The modelled link each configuration also runs with (GB/s; 0 = only without).
-    #[arg(long, default_value_t = 16.0)]
     pub link_gbps: f64,
     /// Training steps per configuration.
-    #[arg(long, default_value_t = 40)]
     pub steps: u64,
     /// Steps left out of the means (the cache fills).
-    #[arg(long, default_value_t = 10)]
     pub warmup: u64,
     /// Seed of the workload and the weights.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+impl Default for PipelineBenchOptions {
+    fn default() -> Self {
+        PipelineBenchOptions {
+            json: false,
+            tables: 8,
+            rows: 5_000_000,
+            dim: 64,
+            batch_size: 2048,
+            pooling: 20,
+            alpha: 1.05,
+            precision: Precision::Int8,
+            fractions: vec![0.01, 0.05, 0.1],
+            windows: vec![1, 2, 4, 8, 16],
+            policies: vec![
+                Policy::Lookahead,
+                Policy::Lru,
+                Policy::Lfu,
+                Policy::HostOnly,
+                Policy::AllOnDevice,
+            ],
+            link_gbps: 16.0,
+            steps: 40,
+            warmup: 10,
+            seed: 1,
+        }
+    }
 }
 
 /// One configuration's outcome.
@@ -111,7 +116,7 @@ pub struct PipelineRow {
     pub stage_busy_seconds_mean: BTreeMap<String, f64>,
 }
 
-fn check(args: &PipelineBenchArgs) -> Result<(), anyhow::Error> {
+fn check(args: &PipelineBenchOptions) -> Result<(), anyhow::Error> {
     anyhow::ensure!(
         args.steps > args.warmup,
         "--steps must exceed --warmup ({} <= {})",
@@ -142,7 +147,7 @@ fn check(args: &PipelineBenchArgs) -> Result<(), anyhow::Error> {
 }
 
 /// The workload, generated once (in parallel) and replayed.
-fn workload(args: &PipelineBenchArgs) -> Result<Replay, anyhow::Error> {
+fn workload(args: &PipelineBenchOptions) -> Result<Replay, anyhow::Error> {
     let n = args.steps as usize;
     let opts = SyntheticOptions {
         tables: args.tables,
@@ -177,7 +182,7 @@ fn workload(args: &PipelineBenchArgs) -> Result<Replay, anyhow::Error> {
 type Config = (Policy, Option<f64>, Option<usize>, Option<f64>);
 
 /// The configurations: per link setting, every policy × cache × window.
-fn plan(args: &PipelineBenchArgs) -> Vec<Config> {
+fn plan(args: &PipelineBenchOptions) -> Vec<Config> {
     let links: Vec<Option<f64>> = if args.link_gbps > 0.0 {
         vec![None, Some(args.link_gbps)]
     } else {
@@ -208,7 +213,7 @@ fn plan(args: &PipelineBenchArgs) -> Vec<Config> {
 /// Runs every configuration on `dev`, printing each as it completes.
 pub fn run_pipeline_bench<D: Device>(
     dev: &D,
-    args: &PipelineBenchArgs,
+    args: &PipelineBenchOptions,
 ) -> Result<Vec<PipelineRow>, anyhow::Error> {
     check(args)?;
     let data = workload(args)?;
@@ -249,7 +254,7 @@ pub fn run_pipeline_bench<D: Device>(
             ..Default::default()
         };
         cfg.model.dim = args.dim;
-        cfg.model.embedding_optimizer = OptimizerKind::Sgd;
+        cfg.model.embedding_optimizer = Optimizer::Sgd;
         let mut snaps: Vec<Snapshot> = Vec::new();
         let (summary, model) = train_model(dev, &cfg, &data, &TestHooks::default(), &mut |s| {
             if s.step > args.warmup {

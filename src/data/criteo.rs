@@ -24,8 +24,8 @@
 //! - Sparse: each of the 26 categorical fields is one table with `table_rows[c]` rows and every
 //!   sample looks up exactly one row per table. Row 0 is reserved for "missing" (an empty field).
 //!   A value `v` (the hex string read as a `u64`) in field `c` (0-based: `C1` is `c = 0`) goes to
-//!   row `1 + splitmix64(v ^ salt_c) % (table_rows[c] - 1)`, where
-//!   `salt_c = (c + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)` and `splitmix64` is the splitmix64
+//!   row `1 + mix64(v ^ salt_c) % (table_rows[c] - 1)`, where
+//!   `salt_c = (c + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)` and `mix64` is the splitmix64
 //!   finalizer: `x ^= x >> 30; x *= 0xBF58_476D_1CE4_E5B9; x ^= x >> 27;
 //!   x *= 0x94D0_49BB_1331_11EB; x ^= x >> 31` (wrapping multiplications). The salt makes equal
 //!   values in different fields collide independently.
@@ -45,6 +45,7 @@ use flate2::bufread::MultiGzDecoder;
 
 use super::sequence::MultiHotColumns;
 use super::{Bags, Batch, DataError, Dataset, SampleStream, Schema};
+use crate::rng::{GOLDEN_GAMMA, mix64};
 
 /// Dense (integer) features per sample: `I1` .. `I13`.
 pub const NUM_DENSE: usize = 13;
@@ -406,7 +407,7 @@ impl Parser {
                     c + 1
                 )));
             }
-            parser.salts[c] = (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            parser.salts[c] = (c as u64 + 1).wrapping_mul(GOLDEN_GAMMA);
             parser.buckets[c] = u64::from(rows) - 1;
         }
         Ok(parser)
@@ -415,7 +416,7 @@ impl Parser {
     /// The row of hex value `v` in table `c`, in `1 .. table_rows[c]`.
     fn row(&self, c: usize, v: u64) -> u32 {
         // The remainder is below `table_rows[c] - 1`, so the row fits in a u32.
-        (1 + splitmix64(v ^ self.salts[c]) % self.buckets[c]) as u32
+        (1 + mix64(v ^ self.salts[c]) % self.buckets[c]) as u32
     }
 
     /// Parses a line (without its terminator) into `out`.
@@ -488,15 +489,6 @@ impl Parser {
         }
         Ok(())
     }
-}
-
-/// The splitmix64 finalizer: a bijective 64-bit mix.
-fn splitmix64(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 /// Why a dense field is not an integer.

@@ -6,8 +6,11 @@
 
 pub mod criteo;
 pub mod replay;
+mod rowmap;
 pub mod sequence;
 pub mod synthetic;
+
+pub use rowmap::RowMap;
 
 use std::path::PathBuf;
 

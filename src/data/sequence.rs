@@ -20,8 +20,9 @@
 //! field's table exactly as a one-hot Criteo value is (src/data/criteo.rs), and the field becomes
 //! a sequence of those rows. An empty field is an empty sequence.
 
-use super::synthetic::{Permutation, splitmix64};
+use super::synthetic::Permutation;
 use super::{Bags, DataError};
+use crate::rng::{Stream, splitmix64};
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use rand_pcg::Pcg64Mcg;
@@ -29,8 +30,21 @@ use serde::{Deserialize, Serialize};
 
 /// How sequence lengths are drawn; every variant has mean `mean_length` (rounded where it must
 /// be an integer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum LengthDistribution {
     /// Every sequence has `round(mean_length)` elements.
     Fixed,
@@ -108,7 +122,12 @@ impl SequenceGenerator {
             .table_rows
             .iter()
             .enumerate()
-            .map(|(t, &rows)| Permutation::new(rows as u64, splitmix64(seed ^ (t as u64 + 17))))
+            .map(|(t, &rows)| {
+                Permutation::new(
+                    rows as u64,
+                    splitmix64(Stream::Permutation.indexed(seed, t as u64)),
+                )
+            })
             .collect();
         Ok(SequenceGenerator {
             opts: opts.clone(),
@@ -151,7 +170,9 @@ impl SequenceGenerator {
     /// Table `t`'s sequences for `samples` samples of stream `stream` (e.g. one device's share
     /// of one step: each stream is independent of every other).
     pub fn table_batch(&self, stream: u64, t: usize, samples: usize) -> Bags {
-        let key = splitmix64(self.seed ^ splitmix64(stream ^ splitmix64(t as u64 ^ 0x5E0)));
+        let key = splitmix64(
+            self.seed ^ splitmix64(stream ^ splitmix64(Stream::SequenceTable.key(t as u64))),
+        );
         let mut rng = Pcg64Mcg::seed_from_u64(key);
         let mut bags = Bags::new();
         let approx = samples * self.opts.mean_length.round().max(1.0) as usize;

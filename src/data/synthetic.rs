@@ -28,6 +28,7 @@
 
 use super::{Batch, DataError, Dataset, SampleStream, Schema};
 use crate::metrics::auc;
+use crate::rng::{Stream, splitmix64};
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal, Zipf};
 use rand_pcg::Pcg64Mcg;
@@ -83,14 +84,6 @@ impl Default for SyntheticOptions {
             teacher_pair_share: 0.1,
         }
     }
-}
-
-/// The standard SplitMix64 finalizer: a good 64-bit mix, used to derive independent streams.
-pub fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 /// A pseudo-random bijection of `0..n`: a balanced Feistel network on the smallest even-bit
@@ -158,7 +151,7 @@ struct Teacher {
 
 impl Teacher {
     fn new(opts: &SyntheticOptions, seed: u64) -> Self {
-        let mut rng = Pcg64Mcg::seed_from_u64(splitmix64(seed ^ 0x7EAC_4E20));
+        let mut rng = Pcg64Mcg::seed_from_u64(splitmix64(Stream::Teacher.key(seed)));
         let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
         let (k, t, f) = (opts.teacher_dim, opts.tables, opts.dense_features);
         let npairs = (t + 1) * t / 2;
@@ -185,9 +178,8 @@ impl Teacher {
 
     /// Component `j` of the teacher embedding of `row` in table `t`.
     fn embedding(&self, t: usize, row: u32, j: usize) -> f64 {
-        let h = splitmix64(
-            self.seed ^ splitmix64(((t as u64) << 40) ^ ((row as u64) << 8) ^ j as u64 ^ 0x5EED),
-        );
+        let cell = ((t as u64) << 40) ^ ((row as u64) << 8) ^ j as u64;
+        let h = splitmix64(self.seed ^ splitmix64(Stream::TeacherEmbedding.key(cell)));
         unit_uniform(h)
     }
 
@@ -285,7 +277,12 @@ impl SyntheticDataset {
         let perms = table_rows
             .iter()
             .enumerate()
-            .map(|(t, &rows)| Permutation::new(rows as u64, splitmix64(seed ^ (t as u64 + 17))))
+            .map(|(t, &rows)| {
+                Permutation::new(
+                    rows as u64,
+                    splitmix64(Stream::Permutation.indexed(seed, t as u64)),
+                )
+            })
             .collect();
         let schema = Schema {
             num_dense: opts.dense_features,

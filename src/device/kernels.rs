@@ -7,7 +7,7 @@
 //! before touching memory.
 
 use super::DeviceError;
-pub use crate::embedding::precision::{Precision, Rounding};
+use crate::precision::{Precision, Rounding};
 use serde::{Deserialize, Serialize};
 
 /// How the rows of a bag are combined.
@@ -30,16 +30,48 @@ pub enum Activation {
     Identity,
 }
 
-/// The update rule of [`DenseUpdate`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// An update rule: the one optimizer enum, named in configs (`"sgd"`, `"adagrad"`) and applied
+/// by the kernels (`dense_update`, the fused embedding backwards).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Optimizer {
-    /// `w -= lr * g`.
+    /// Plain stochastic gradient descent: `w -= lr * g`.
     Sgd,
-    /// `s += g²; w -= lr * g / (sqrt(s) + eps)` (element-wise accumulator).
-    Adagrad {
-        /// Added to the denominator for stability.
-        eps: f32,
-    },
+    /// Adagrad: `s += g²; w -= lr * g / (sqrt(s) + eps)`, element-wise for dense parameters and
+    /// row-wise (one accumulator per row, `g²` averaged over the row) for embeddings, as FBGEMM
+    /// does.
+    Adagrad,
+}
+
+/// An optimizer with Adagrad's constants (which SGD ignores).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimizerRule {
+    /// SGD or Adagrad.
+    pub optimizer: Optimizer,
+    /// Adagrad's denominator term.
+    pub eps: f32,
+    /// The value Adagrad's accumulators start at (filled in by whoever allocates them).
+    pub init: f32,
+}
+
+impl OptimizerRule {
+    /// Whether the rule keeps per-parameter (or per-row) state.
+    pub fn has_state(&self) -> bool {
+        self.optimizer == Optimizer::Adagrad
+    }
 }
 
 /// Arguments of `bag_forward`: `out[b * out_stride + out_offset + d] = pool(table[idx, d])` over
@@ -239,6 +271,8 @@ pub struct DenseUpdate<'a, B> {
     pub lr: f32,
     /// The rule.
     pub optimizer: Optimizer,
+    /// Adagrad's denominator term (ignored by SGD).
+    pub eps: f32,
 }
 
 /// Checks that `buffer` holds at least `elems` 32-bit elements.
@@ -258,7 +292,7 @@ fn need(kernel: &'static str, what: &str, bytes: u64, elems: u64) -> Result<(), 
 /// Rejects a launch whose output is also one of its inputs: the CPU backend locks each buffer
 /// once per launch, wgpu binds it once, and CUDA's `__restrict__` pointers promise the compiler
 /// that they never alias. Buffers are not `Clone`, so one buffer is one address.
-fn distinct<B>(kernel: &'static str, out: &B, inputs: &[&B]) -> Result<(), DeviceError> {
+pub(crate) fn distinct<B>(kernel: &'static str, out: &B, inputs: &[&B]) -> Result<(), DeviceError> {
     if inputs.iter().any(|b| std::ptr::eq(*b, out)) {
         return Err(DeviceError::InvalidArgument {
             kernel,
@@ -498,11 +532,11 @@ impl<B> DenseUpdate<'_, B> {
             distinct(K, s, &[self.grad, self.param])?;
         }
         match (self.optimizer, self.state) {
-            (Optimizer::Adagrad { .. }, None) => Err(DeviceError::InvalidArgument {
+            (Optimizer::Adagrad, None) => Err(DeviceError::InvalidArgument {
                 kernel: K,
                 message: "Adagrad needs a `state` buffer".into(),
             }),
-            (Optimizer::Adagrad { .. }, Some(s)) => need(K, "state", bytes(s), n),
+            (Optimizer::Adagrad, Some(s)) => need(K, "state", bytes(s), n),
             (Optimizer::Sgd, _) => Ok(()),
         }
     }

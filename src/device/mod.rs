@@ -24,8 +24,8 @@ pub mod wgpu;
 
 pub use kernels::{
     Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    DequantizeRows, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling, Precision,
-    QuantizeRows, Rounding, RowGradMap, StateRows,
+    DequantizeRows, Gemm, InteractionBackward, InteractionForward, Optimizer, OptimizerRule,
+    Pooling, QuantizeRows, RowGradMap, StateRows,
 };
 pub use select::{
     BackendChoice, BackendKind, BackendReport, Selection, probe_backends, select_backend,

@@ -3,11 +3,11 @@
 
 use super::DeviceError;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// A concrete backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::Display)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum BackendKind {
     /// The CPU reference backend (always present).
     Cpu,
@@ -17,19 +17,23 @@ pub enum BackendKind {
     Cuda,
 }
 
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendKind::Cpu => "cpu",
-            BackendKind::Wgpu => "wgpu",
-            BackendKind::Cuda => "cuda",
-        })
-    }
-}
-
 /// What the user asked for (`--backend`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum BackendChoice {
     /// The best backend present: CUDA, then a hardware wgpu adapter, then CPU.
     #[default]
@@ -40,17 +44,6 @@ pub enum BackendChoice {
     Wgpu,
     /// CUDA.
     Cuda,
-}
-
-impl fmt::Display for BackendChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendChoice::Auto => "auto",
-            BackendChoice::Cpu => "cpu",
-            BackendChoice::Wgpu => "wgpu",
-            BackendChoice::Cuda => "cuda",
-        })
-    }
 }
 
 /// Whether one backend can be used here, and why (not).

@@ -9,12 +9,12 @@
 //! are dropped without a write-back.
 
 use super::policy::{Policy, choose_victims};
-use super::precision::Precision;
 use super::store::HostStore;
 use crate::device::{
-    BagForward, DequantizeRows, Device, DeviceError, DeviceExt, Pooling, QuantizeRows, Rounding,
+    BagForward, DequantizeRows, Device, DeviceError, DeviceExt, Pooling, QuantizeRows,
     StagingBuffer, StateRows,
 };
+use crate::precision::{Precision, Rounding};
 use crate::telemetry::TableStats;
 use std::sync::{Arc, Mutex, MutexGuard};
 

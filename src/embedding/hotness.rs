@@ -13,8 +13,8 @@
 //! its cost per step is proportional to the batch's unique rows, and it runs in the loader
 //! thread, off the device's path.
 
-use super::RowMap;
-use crate::data::synthetic::splitmix64;
+use crate::data::RowMap;
+use crate::rng::{Stream, splitmix64};
 use crate::telemetry::{HotRow, Hotness};
 use hashbrown::HashMap;
 
@@ -53,7 +53,7 @@ impl HotnessTracker {
         let h = &mut self.tables[t];
         for (u, &row) in map.unique_rows.iter().enumerate() {
             let c = (map.row_starts[u + 1] - map.row_starts[u]) as u64;
-            if splitmix64(row as u64 ^ 0x407) % SAMPLE == 0 {
+            if splitmix64(Stream::HotnessSample.key(row as u64)) % SAMPLE == 0 {
                 *h.sampled.entry(row).or_insert(0) += c;
             }
             *h.heavy.entry(row).or_insert(0) += c;

@@ -2,6 +2,7 @@
 //! `(seed, table, chunk, piece)`, so the device tables and the host stores start from the same
 //! values and initialisation runs in parallel, reproducibly.
 
+use crate::rng::splitmix64;
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
@@ -12,7 +13,6 @@ pub const INIT_CHUNK_ROWS: usize = 1 << 16;
 /// Fills `chunk` with values uniform in `[-scale, scale]`, from a stream keyed by
 /// `(seed, table, chunk index)` so initialisation is reproducible and parallel.
 pub fn fill_uniform(chunk: &mut [f32], scale: f32, seed: u64, table: u64, index: u64) {
-    use crate::data::synthetic::splitmix64;
     const PIECE: usize = 1 << 14;
     chunk
         .par_chunks_mut(PIECE)

@@ -10,12 +10,8 @@ mod directory;
 pub mod hotness;
 mod init;
 pub mod policy;
-pub mod precision;
-mod rowmap;
 pub mod store;
 mod tables;
 
 pub use policy::Policy;
-pub use precision::{Precision, Rounding};
-pub use rowmap::RowMap;
 pub use tables::{EmbeddingSettings, EmbeddingTables, Placement};

@@ -15,9 +15,22 @@ use serde::{Deserialize, Serialize};
 
 /// The placement policy (`--policy`).
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::IntoStaticStr,
 )]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Policy {
     /// All rows on the device in FP32.
     #[default]
@@ -36,13 +49,7 @@ pub enum Policy {
 impl Policy {
     /// The CLI spelling.
     pub fn name(self) -> &'static str {
-        match self {
-            Policy::AllOnDevice => "all-on-device",
-            Policy::HostOnly => "host-only",
-            Policy::Lru => "lru",
-            Policy::Lfu => "lfu",
-            Policy::Lookahead => "lookahead",
-        }
+        self.into()
     }
 
     /// Whether the policy keeps a host store and a device cache.

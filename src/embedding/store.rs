@@ -2,8 +2,8 @@
 //! precision (DESIGN.md's layouts) plus, for row-wise Adagrad, one FP32 accumulator per row.
 
 use super::init::{INIT_CHUNK_ROWS, fill_uniform};
-use super::precision::{Precision, dequantize_row, quantize_row};
 use crate::device::DeviceError;
+use crate::precision::{Precision, dequantize_row, quantize_row};
 use rayon::prelude::*;
 
 /// One table's rows on the host.

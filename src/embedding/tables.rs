@@ -10,13 +10,13 @@ use super::cache::{CachedRows, Slots, lock_store};
 use super::init::{INIT_CHUNK_ROWS, fill_uniform};
 use super::policy::Policy;
 use super::store::HostStore;
-use super::{Precision, RowMap};
 use crate::data::Bags;
+use crate::data::RowMap;
 use crate::device::{
-    BagBackward, BagForward, Device, DeviceError, DeviceExt, Pooling, Rounding, RowGradMap,
+    BagBackward, BagForward, Device, DeviceError, DeviceExt, OptimizerRule, Pooling, RowGradMap,
     StagingBuffer,
 };
-use crate::model::OptimizerKind;
+use crate::precision::{Precision, Rounding};
 use crate::telemetry::TableStats;
 
 /// How the embedding tables are trained.
@@ -26,12 +26,8 @@ pub struct EmbeddingSettings {
     pub dim: usize,
     /// Sum or mean of a bag's rows.
     pub pooling: Pooling,
-    /// SGD or row-wise Adagrad.
-    pub optimizer: OptimizerKind,
-    /// Adagrad's denominator term.
-    pub adagrad_eps: f32,
-    /// Initial value of the row-wise Adagrad accumulators.
-    pub adagrad_init: f32,
+    /// SGD or row-wise Adagrad, with Adagrad's constants.
+    pub rule: OptimizerRule,
     /// Rows start uniform in `[-s, s]`.
     pub init_scale: f32,
 }
@@ -134,8 +130,7 @@ impl<D: Device> EmbeddingTables<D> {
         seed: u64,
     ) -> Result<Self, DeviceError> {
         let dim = settings.dim;
-        let adagrad =
-            (settings.optimizer == OptimizerKind::Adagrad).then_some(settings.adagrad_init);
+        let adagrad = settings.rule.has_state().then_some(settings.rule.init);
         let mut tables = Vec::with_capacity(rows.len());
         for (t, &n) in rows.iter().enumerate() {
             if !placement.policy.is_cached() {
@@ -499,7 +494,7 @@ impl<D: Device> EmbeddingTables<D> {
             return Ok(());
         }
         let slots = (unique as u32).next_power_of_two().min(table.rows);
-        let adagrad = table.state.as_ref().map(|_| self.settings.adagrad_init);
+        let adagrad = table.state.as_ref().map(|_| self.settings.rule.init);
         let (weights, state) = alloc_slots(dev, slots, self.settings.dim, adagrad)?;
         (table.weights, table.state, table.slots) = (weights, state, slots);
         cache.resize(slots);
@@ -576,7 +571,7 @@ impl<D: Device> EmbeddingTables<D> {
                 lr,
             };
             match &table.state {
-                Some(state) => dev.bag_backward_adagrad(&args, state, self.settings.adagrad_eps)?,
+                Some(state) => dev.bag_backward_adagrad(&args, state, self.settings.rule.eps)?,
                 None => dev.bag_backward_sgd(&args)?,
             }
         }

@@ -5,13 +5,15 @@
 //! order and downloads only the per-sample losses (needed on the host for the progress bar).
 
 use super::{Mlp, ModelConfig, mlp::ParamRef};
+use crate::data::RowMap;
 use crate::data::{Batch, Schema};
 use crate::device::kernels::interaction_width;
 use crate::device::{
     Activation, BceLoss, Device, DeviceError, DeviceExt, InteractionBackward, InteractionForward,
     StagingBuffer, cpu::sigmoid,
 };
-use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement, RowMap};
+use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement};
+use crate::rng::Stream;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
@@ -78,9 +80,7 @@ impl<D: Device> Dlrm<D> {
         let settings = EmbeddingSettings {
             dim,
             pooling: cfg.pooling,
-            optimizer: cfg.embedding_optimizer,
-            adagrad_eps: cfg.adagrad_eps,
-            adagrad_init: cfg.adagrad_init,
+            rule: cfg.embedding_rule(),
             init_scale: cfg.embedding_init_scale,
         };
         let embeddings = EmbeddingTables::new(
@@ -89,7 +89,7 @@ impl<D: Device> Dlrm<D> {
             settings,
             placement,
             capacity,
-            seed ^ 0xE3B,
+            Stream::EmbeddingInit.key(seed),
         )?;
         Ok(Dlrm {
             num_dense: schema.num_dense,

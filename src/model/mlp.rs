@@ -1,9 +1,8 @@
 //! A multilayer perceptron on the device: `y = act(x·Wᵀ + b)` per layer.
 
-use super::{OptimizerKind, OptimizerRule};
 use crate::device::{
     Activation, BiasActBackward, BiasActForward, DenseUpdate, Device, DeviceError, DeviceExt, Gemm,
-    Optimizer,
+    OptimizerRule,
 };
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
@@ -31,7 +30,7 @@ struct Layer<D: Device> {
 pub struct Mlp<D: Device> {
     layers: Vec<Layer<D>>,
     capacity: usize,
-    optimizer: Optimizer,
+    rule: OptimizerRule,
 }
 
 /// A dense parameter tensor and its gradient, for inspection and gradient checks.
@@ -70,13 +69,12 @@ impl<D: Device> Mlp<D> {
             let b_std = (1.0 / output as f64).sqrt();
             let w: Vec<f32> = sample_normal(rng, w_std, input * output);
             let b: Vec<f32> = sample_normal(rng, b_std, output);
-            let adagrad_init = rule.adagrad_init;
-            let state = match rule.kind {
-                OptimizerKind::Adagrad => Some((
-                    dev.buffer_from_f32(&vec![adagrad_init; input * output])?,
-                    dev.buffer_from_f32(&vec![adagrad_init; output])?,
+            let state = match rule.has_state() {
+                true => Some((
+                    dev.buffer_from_f32(&vec![rule.init; input * output])?,
+                    dev.buffer_from_f32(&vec![rule.init; output])?,
                 )),
-                OptimizerKind::Sgd => None,
+                false => None,
             };
             layers.push(Layer {
                 input,
@@ -95,16 +93,10 @@ impl<D: Device> Mlp<D> {
                 dy: dev.alloc_elems(capacity * output)?,
             });
         }
-        let optimizer = match rule.kind {
-            OptimizerKind::Sgd => Optimizer::Sgd,
-            OptimizerKind::Adagrad => Optimizer::Adagrad {
-                eps: rule.adagrad_eps,
-            },
-        };
         Ok(Mlp {
             layers,
             capacity,
-            optimizer,
+            rule,
         })
     }
 
@@ -239,7 +231,8 @@ impl<D: Device> Mlp<D> {
                     state,
                     len: len as u32,
                     lr,
-                    optimizer: self.optimizer,
+                    optimizer: self.rule.optimizer,
+                    eps: self.rule.eps,
                 })?;
             }
         }

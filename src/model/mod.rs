@@ -6,30 +6,8 @@ pub mod mlp;
 pub use dlrm::Dlrm;
 pub use mlp::Mlp;
 
-use crate::device::Pooling;
+use crate::device::{Optimizer, OptimizerRule, Pooling};
 use serde::{Deserialize, Serialize};
-
-/// An optimizer's name in configs and on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// Plain stochastic gradient descent.
-    Sgd,
-    /// Adagrad: element-wise for dense parameters, row-wise (one accumulator per row) for
-    /// embeddings, as FBGEMM does.
-    Adagrad,
-}
-
-/// An optimizer with its Adagrad settings (ignored by SGD).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct OptimizerRule {
-    /// SGD or Adagrad.
-    pub kind: OptimizerKind,
-    /// Adagrad's denominator term.
-    pub adagrad_eps: f32,
-    /// Adagrad's initial accumulator value.
-    pub adagrad_init: f32,
-}
 
 /// Sizes and training rules of the model (`[model]` in a config file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,9 +22,9 @@ pub struct ModelConfig {
     /// How the rows of a bag are combined.
     pub pooling: Pooling,
     /// Rule for embedding rows (fused into the embedding backward).
-    pub embedding_optimizer: OptimizerKind,
+    pub embedding_optimizer: Optimizer,
     /// Rule for the MLPs' weights and biases.
-    pub dense_optimizer: OptimizerKind,
+    pub dense_optimizer: Optimizer,
     /// Adagrad's denominator term.
     pub adagrad_eps: f32,
     /// Adagrad accumulators start at this value (damps the first, noisiest steps of rare rows).
@@ -60,10 +38,19 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// The rule for dense parameters.
     pub fn dense_rule(&self) -> OptimizerRule {
+        self.rule(self.dense_optimizer)
+    }
+
+    /// The rule for embedding rows.
+    pub fn embedding_rule(&self) -> OptimizerRule {
+        self.rule(self.embedding_optimizer)
+    }
+
+    fn rule(&self, optimizer: Optimizer) -> OptimizerRule {
         OptimizerRule {
-            kind: self.dense_optimizer,
-            adagrad_eps: self.adagrad_eps,
-            adagrad_init: self.adagrad_init,
+            optimizer,
+            eps: self.adagrad_eps,
+            init: self.adagrad_init,
         }
     }
 }
@@ -75,8 +62,8 @@ impl Default for ModelConfig {
             bottom_mlp: vec![64],
             top_mlp: vec![64, 32],
             pooling: Pooling::Sum,
-            embedding_optimizer: OptimizerKind::Adagrad,
-            dense_optimizer: OptimizerKind::Adagrad,
+            embedding_optimizer: Optimizer::Adagrad,
+            dense_optimizer: Optimizer::Adagrad,
             adagrad_eps: 1e-8,
             adagrad_init: 0.01,
             embedding_init_scale: 0.05,

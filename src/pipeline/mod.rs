@@ -41,8 +41,8 @@ pub use upload::{DeviceRows, UploadBytes, UploadPool};
 pub(crate) use priority::background;
 
 use crate::data::DataError;
+use crate::data::RowMap;
 use crate::device::Device;
-use crate::embedding::RowMap;
 use crate::embedding::cache::lock_store;
 use crate::embedding::hotness::report;
 use crate::embedding::store::HostStore;
@@ -94,7 +94,7 @@ pub struct TestHooks {
 impl TestHooks {
     fn delay(&self, stage: u64, step: u64) {
         if let Some((seed, max_us)) = self.delays {
-            let h = crate::data::synthetic::splitmix64(seed ^ (stage << 48) ^ step);
+            let h = crate::rng::splitmix64(seed ^ (stage << 48) ^ step);
             std::thread::sleep(Duration::from_micros(h % (max_us + 1)));
         }
     }

@@ -19,8 +19,8 @@
 //! - A fetch of a row evicted by an earlier plan depends on that eviction's write-back: the plan
 //!   records the step, and the stager waits for the write-back to land before reading the store.
 
+use crate::data::RowMap;
 use crate::device::DeviceError;
-use crate::embedding::RowMap;
 use crate::hostmem::{HugePages, prefetch, zeroed_slice};
 use std::collections::VecDeque;
 

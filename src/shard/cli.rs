@@ -15,108 +15,100 @@ const PROFILE_STREAM: u64 = 1 << 48;
 
 /// Options of `rowflow shard plan`. The defaults are the skewed sequence workload: 4 tables ×
 /// 1,000,000 rows, D=64, Zipf α=1.05, mean length 100, 512 samples per device per step.
-#[derive(Clone, Debug, clap::Args)]
-pub struct ShardPlanArgs {
+#[derive(Clone, Debug)]
+pub struct ShardPlanOptions {
     /// Hosts in the cluster.
-    #[arg(long, default_value_t = 8)]
     pub hosts: usize,
     /// Devices per host.
-    #[arg(long, default_value_t = 8)]
     pub devices_per_host: usize,
     /// One JSON line per planner instead of a table.
-    #[arg(long)]
     pub json: bool,
     /// Per-device memory budget, as a multiple of an even share of all rows (≥ 1).
-    #[arg(long, default_value_t = 1.5)]
     pub memory_budget_factor: f64,
     /// Send one vector per distinct row per requester and step (every planner alike).
-    #[arg(long)]
     pub dedup: bool,
     /// Write this planner's plan (see --save-planner) to a JSON file.
-    #[arg(long, value_name = "FILE.json")]
     pub save: Option<PathBuf>,
     /// The planner whose plan --save writes.
-    #[arg(long, value_enum, default_value_t = PlannerKind::FlexShard)]
     pub save_planner: PlannerKind,
     /// What FlexShard minimises: all communication, or the all-to-alls only (the paper's
     /// traffic metric; the simulator still charges replica gradient sync).
-    #[arg(long, value_enum, default_value_t = Objective::Total)]
     pub objective: Objective,
     /// Planners to compare.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "table-wise,row-wise,column-wise,table-row-wise,flexshard"
-    )]
     pub planners: Vec<PlannerKind>,
     /// Sequence tables.
-    #[arg(long, default_value_t = 4)]
     pub tables: usize,
     /// Rows per table.
-    #[arg(long, default_value_t = 1_000_000)]
     pub rows: u32,
     /// Embedding dimension (FP32 rows).
-    #[arg(long, default_value_t = 64)]
     pub dim: usize,
     /// Zipf exponent of row popularity (0: uniform, no skew).
-    #[arg(long, default_value_t = 1.05)]
     pub alpha: f64,
     /// The uniform workload: same as --alpha 0.
-    #[arg(long)]
     pub uniform: bool,
     /// Mean sequence length.
-    #[arg(long, default_value_t = 100.0)]
     pub mean_length: f64,
     /// Distribution of sequence lengths.
-    #[arg(long, value_enum, default_value_t = LengthDistribution::Uniform)]
     pub lengths: LengthDistribution,
     /// Samples each device draws per step.
-    #[arg(long, default_value_t = 512)]
     pub samples_per_device: usize,
     /// Steps simulated (figures are means per step).
-    #[arg(long, default_value_t = 4)]
     pub steps: usize,
     /// Steps of sample batches the access profile is estimated from (other batches than the
     /// simulated ones).
-    #[arg(long, default_value_t = 2)]
     pub profile_steps: usize,
     /// Seed of the workload.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Intra-host bandwidth per device, GB/s.
-    #[arg(long, default_value_t = 300.0)]
     pub intra_host_gbps: f64,
     /// Intra-host latency per message, µs.
-    #[arg(long, default_value_t = 2.0)]
     pub intra_host_latency_us: f64,
     /// Inter-host bandwidth per device, GB/s.
-    #[arg(long, default_value_t = 25.0)]
     pub inter_host_gbps: f64,
     /// Inter-host latency per message, µs.
-    #[arg(long, default_value_t = 10.0)]
     pub inter_host_latency_us: f64,
     /// Device memory for embeddings, GiB (caps the budget; default: no cap).
-    #[arg(long)]
     pub device_memory_gib: Option<f64>,
     /// Tables up to this many rows are profiled exactly; larger ones with a Count-Min sketch.
-    #[arg(long, default_value_t = 4_000_000)]
     pub exact_rows_limit: u32,
     /// Counters per row of a table's Count-Min sketch.
-    #[arg(long, default_value_t = 1 << 20)]
     pub sketch_width: usize,
     /// Heavy-hitter candidates kept per sketched table.
-    #[arg(long, default_value_t = 1 << 18)]
     pub heavy_rows: usize,
 }
 
-impl ShardPlanArgs {
-    /// Parses flags as `rowflow shard plan` does (e.g. `["--hosts", "2"]`); unspecified options
-    /// take their defaults.
-    pub fn from_flags(flags: &[&str]) -> Result<Self, clap::Error> {
-        let cmd = <Self as clap::Args>::augment_args(clap::Command::new("plan"));
-        let m = cmd.try_get_matches_from(std::iter::once("plan").chain(flags.iter().copied()))?;
-        <Self as clap::FromArgMatches>::from_arg_matches(&m)
+impl Default for ShardPlanOptions {
+    fn default() -> Self {
+        ShardPlanOptions {
+            hosts: 8,
+            devices_per_host: 8,
+            json: false,
+            memory_budget_factor: 1.5,
+            dedup: false,
+            save: None,
+            save_planner: PlannerKind::FlexShard,
+            objective: Objective::Total,
+            planners: PlannerKind::ALL.to_vec(),
+            tables: 4,
+            rows: 1_000_000,
+            dim: 64,
+            alpha: 1.05,
+            uniform: false,
+            mean_length: 100.0,
+            lengths: LengthDistribution::Uniform,
+            samples_per_device: 512,
+            steps: 4,
+            profile_steps: 2,
+            seed: 1,
+            intra_host_gbps: 300.0,
+            intra_host_latency_us: 2.0,
+            inter_host_gbps: 25.0,
+            inter_host_latency_us: 10.0,
+            device_memory_gib: None,
+            exact_rows_limit: 4_000_000,
+            sketch_width: 1 << 20,
+            heavy_rows: 1 << 18,
+        }
     }
 }
 
@@ -162,7 +154,7 @@ pub struct PlannerRow {
 }
 
 /// `rowflow shard plan`: [`plan_and_simulate`], then a table or JSON lines on stdout.
-pub fn run_shard_plan(args: &ShardPlanArgs) -> Result<Vec<PlannerRow>, ShardError> {
+pub fn run_shard_plan(args: &ShardPlanOptions) -> Result<Vec<PlannerRow>, ShardError> {
     let rows = plan_and_simulate(args)?;
     print_rows(&rows, args.json);
     Ok(rows)
@@ -170,7 +162,7 @@ pub fn run_shard_plan(args: &ShardPlanArgs) -> Result<Vec<PlannerRow>, ShardErro
 
 /// Builds the topology, tables, profile and plans of `args`, simulates them and writes
 /// `--save`; one row per planner, infeasible ones included.
-pub fn plan_and_simulate(args: &ShardPlanArgs) -> Result<Vec<PlannerRow>, ShardError> {
+pub fn plan_and_simulate(args: &ShardPlanOptions) -> Result<Vec<PlannerRow>, ShardError> {
     let alpha = if args.uniform { 0.0 } else { args.alpha };
     let topo = Topology::new(
         args.hosts,

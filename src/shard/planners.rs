@@ -32,8 +32,22 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 /// A sharding planner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum PlannerKind {
     /// Each table whole on one device (TorchRec TW).
     TableWise,
@@ -44,8 +58,8 @@ pub enum PlannerKind {
     /// Each table on one host, row-wise over its devices (TorchRec TWRW).
     TableRowWise,
     /// Row-level tiered replication by access probability, the rest balanced.
-    #[value(name = "flexshard")]
     #[serde(rename = "flexshard")]
+    #[strum(serialize = "flexshard")]
     FlexShard,
 }
 
@@ -61,13 +75,7 @@ impl PlannerKind {
 
     /// The CLI and JSON spelling.
     pub fn name(self) -> &'static str {
-        match self {
-            PlannerKind::TableWise => "table-wise",
-            PlannerKind::RowWise => "row-wise",
-            PlannerKind::ColumnWise => "column-wise",
-            PlannerKind::TableRowWise => "table-row-wise",
-            PlannerKind::FlexShard => "flexshard",
-        }
+        self.into()
     }
 }
 

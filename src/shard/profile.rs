@@ -8,7 +8,7 @@
 //! collisions inflate more rows above it than the slack of the prune holds.
 
 use super::ShardError;
-use crate::data::synthetic::splitmix64;
+use crate::rng::splitmix64;
 use hashbrown::HashMap;
 
 /// Count-Min sketch of `u32` keys.

@@ -1,8 +1,8 @@
 //! The loader thread: reads or generates batches, builds their unique-row maps and counts row
 //! hotness, ahead of the device; batch buffers are recycled, so nothing is allocated per step.
 
+use crate::data::RowMap;
 use crate::data::{Batch, DataError, SampleStream};
-use crate::embedding::RowMap;
 use crate::embedding::hotness::{HotnessCounts, HotnessTracker};
 use crossbeam_channel::{Receiver, Sender};
 use std::time::Instant;

@@ -4,8 +4,9 @@
 //! multiply-adds).
 
 use super::*;
-use rowflow::device::{BackendKind, DequantizeRows, Precision, QuantizeRows, Rounding, StateRows};
-use rowflow::embedding::precision::{NoiseKey, dequantize_row, quantize_row, row_step};
+use rowflow::device::{BackendKind, DequantizeRows, QuantizeRows, StateRows};
+use rowflow::precision::{NoiseKey, dequantize_row, quantize_row, row_step};
+use rowflow::precision::{Precision, Rounding};
 
 const PRECISIONS: [Precision; 4] = [
     Precision::Fp32,

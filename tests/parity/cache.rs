@@ -3,7 +3,8 @@
 use super::*;
 
 pub fn quantize_parity<D: Device>(dev: &D, cpu: &CpuDevice, stochastic: bool) {
-    use rowflow::device::{DequantizeRows, Precision, QuantizeRows, Rounding, StateRows};
+    use rowflow::device::{DequantizeRows, QuantizeRows, StateRows};
+    use rowflow::precision::{Precision, Rounding};
     let mut r = rng(seed("quantize_parity"));
     for dim in [1usize, 3, 16, 64, 100, 128] {
         let (slots, n) = (300u32, 65usize);
@@ -98,7 +99,8 @@ pub fn quantize_parity<D: Device>(dev: &D, cpu: &CpuDevice, stochastic: bool) {
 /// Thirty steps with an LRU cache over an INT8 store and stochastic rounding: the backends
 /// draw the same rounding noise, so they train alike.
 pub fn cached_training_parity<D: Device>(dev: &D, cpu: &CpuDevice) {
-    use rowflow::embedding::{Policy, Precision, Rounding};
+    use rowflow::embedding::Policy;
+    use rowflow::precision::{Precision, Rounding};
     let seed = seed("cached_training_parity");
     let rows = [500u32, 2000, 50, 1000];
     let opts = SyntheticOptions {
@@ -110,7 +112,7 @@ pub fn cached_training_parity<D: Device>(dev: &D, cpu: &CpuDevice) {
     let data = SyntheticDataset::new(&opts, &rows, seed).unwrap();
     let schema: Schema = data.schema().clone();
     let cfg = ModelConfig {
-        embedding_optimizer: OptimizerKind::Adagrad,
+        embedding_optimizer: Optimizer::Adagrad,
         ..Default::default()
     };
     let placement = Placement {

@@ -152,7 +152,8 @@ fn dispatches_beyond_65535_workgroups_are_split() {
 
 #[test]
 fn caches_split_over_buffers_and_windows_quantize_like_cpu() {
-    use rowflow::device::{DequantizeRows, Precision, QuantizeRows, Rounding, StateRows};
+    use rowflow::device::{DequantizeRows, QuantizeRows, StateRows};
+    use rowflow::precision::{Precision, Rounding};
     let Some(dev) = small() else { return };
     let cpu = CpuDevice::new();
     let mut r = rng(seed("cache_windows"));

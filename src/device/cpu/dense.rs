@@ -234,6 +234,7 @@ pub fn dense_update(
     state: Option<&mut [f32]>,
     lr: f32,
     optimizer: Optimizer,
+    eps: f32,
 ) -> Result<(), DeviceError> {
     match (optimizer, state) {
         (Optimizer::Sgd, _) => {
@@ -243,7 +244,7 @@ pub fn dense_update(
                 .for_each(|(w, g)| w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g));
             Ok(())
         }
-        (Optimizer::Adagrad { eps }, Some(state)) => {
+        (Optimizer::Adagrad, Some(state)) => {
             param
                 .par_chunks_mut(ELEMS_PER_TASK)
                 .zip(grad.par_chunks(ELEMS_PER_TASK))
@@ -256,7 +257,7 @@ pub fn dense_update(
                 });
             Ok(())
         }
-        (Optimizer::Adagrad { .. }, None) => Err(DeviceError::InvalidArgument {
+        (Optimizer::Adagrad, None) => Err(DeviceError::InvalidArgument {
             kernel: "dense_update",
             message: "Adagrad needs a `state` buffer".into(),
         }),

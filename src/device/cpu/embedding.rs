@@ -5,8 +5,9 @@
 //! which lets the table be split into disjoint mutable ranges, one per rayon task — safe Rust,
 //! no atomics, the same result for any thread count.
 
-use super::simd::{add_rows_block, for_each_block, prefetch, prefetch_row, sum_rows_block};
+use super::simd::{add_rows_block, for_each_block, sum_rows_block};
 use crate::device::{DeviceError, Pooling};
+use crate::hostmem::prefetch;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
@@ -128,7 +129,7 @@ fn pool_bags(
     let prefetch_bag = |b: usize| {
         if b < bags {
             for &r in bag_rows(b) {
-                prefetch_row(&table[r as usize * dim..][..dim]);
+                prefetch(&table[r as usize * dim..][..dim]);
             }
         }
     };
@@ -320,9 +321,9 @@ fn update_rows(
     for (j, &r) in group.iter().enumerate() {
         if let Some(&ahead) = group.get(j + 2) {
             let ahead = ahead as usize - base;
-            prefetch_row(&part[ahead * dim..][..dim]);
+            prefetch(&part[ahead * dim..][..dim]);
             if let Some(st) = state.as_deref() {
-                prefetch(&st[ahead]);
+                prefetch(std::slice::from_ref(&st[ahead]));
             }
         }
         let u = first_unique + j;

@@ -10,7 +10,6 @@
 mod dense;
 mod embedding;
 mod gemm;
-mod hugepages;
 mod quantize;
 mod simd;
 
@@ -22,36 +21,39 @@ pub use embedding::{bag_backward_adagrad, bag_backward_sgd, bag_forward};
 pub use gemm::gemm;
 pub use quantize::{dequantize_rows, quantize_rows};
 
+use super::kernels::distinct;
 use super::{
     BackendKind, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
     DequantizeRows, Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
     QuantizeRows,
 };
+use crate::hostmem::{HugeSlice, try_zeroed_slice};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Host memory standing in for device memory: 32-bit words behind a lock, so kernels can take
-/// `&Buffer` like on a GPU while Rust still sees exclusive access for writes.
+/// `&Buffer` like on a GPU while Rust still sees exclusive access for writes. Large buffers sit
+/// on huge pages (embedding tables are read at random).
 pub struct CpuBuffer {
-    words: RwLock<Vec<u32>>,
+    words: RwLock<HugeSlice<u32>>,
     /// The device's count of live bytes, decremented when the buffer is dropped.
     live: Arc<AtomicU64>,
 }
 
 impl Drop for CpuBuffer {
     fn drop(&mut self) {
-        let bytes = 4 * self.read().capacity() as u64;
+        let bytes = 4 * self.read().len() as u64;
         self.live.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
 impl CpuBuffer {
-    fn read(&self) -> RwLockReadGuard<'_, Vec<u32>> {
+    fn read(&self) -> RwLockReadGuard<'_, HugeSlice<u32>> {
         // A poisoned lock only means a panic elsewhere; the words are still valid memory.
         self.words.read().unwrap_or_else(|e| e.into_inner())
     }
-    fn write(&self) -> RwLockWriteGuard<'_, Vec<u32>> {
+    fn write(&self) -> RwLockWriteGuard<'_, HugeSlice<u32>> {
         self.words.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -105,22 +107,6 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-/// Rejects launches whose output buffer is also an input (the CPU would deadlock on its locks,
-/// a GPU would race).
-fn distinct(
-    kernel: &'static str,
-    out: &CpuBuffer,
-    inputs: &[&CpuBuffer],
-) -> Result<(), DeviceError> {
-    if inputs.iter().any(|b| std::ptr::eq(*b, out)) {
-        return Err(DeviceError::InvalidArgument {
-            kernel,
-            message: "an output buffer is also passed as an input".into(),
-        });
-    }
-    Ok(())
-}
-
 fn f32s(words: &[u32]) -> &[f32] {
     bytemuck::cast_slice(words)
 }
@@ -169,12 +155,9 @@ impl Device for CpuDevice {
         }
         let words =
             usize::try_from(bytes / 4).map_err(|_| oom("larger than the address space".into()))?;
-        let mut v: Vec<u32> = Vec::new();
-        v.try_reserve_exact(words).map_err(|e| oom(e.to_string()))?;
-        hugepages::advise(v.spare_capacity_mut());
-        v.resize(words, 0u32);
-        self.live
-            .fetch_add(4 * v.capacity() as u64, Ordering::Relaxed);
+        let v = try_zeroed_slice::<u32>(words)
+            .ok_or_else(|| oom("the host allocator refused".into()))?;
+        self.live.fetch_add(4 * v.len() as u64, Ordering::Relaxed);
         Ok(CpuBuffer {
             words: RwLock::new(v),
             live: self.live.clone(),
@@ -480,6 +463,7 @@ impl Device for CpuDevice {
                     Some(&mut f32s_mut(&mut st)[..n]),
                     a.lr,
                     a.optimizer,
+                    a.eps,
                 )
             }
             None => dense_update(
@@ -488,6 +472,7 @@ impl Device for CpuDevice {
                 None,
                 a.lr,
                 a.optimizer,
+                a.eps,
             ),
         }
     }

@@ -2,9 +2,9 @@
 //! `quantize_row` / `dequantize_row` of `embedding::precision`, rows in rayon tasks of
 //! [`ROWS_PER_TASK`], prefetched a few rows ahead.
 
-use crate::device::{DeviceError, Precision, Rounding};
-use crate::embedding::precision::{NoiseKey, dequantize_row, quantize_row};
+use crate::device::DeviceError;
 use crate::hostmem::prefetch;
+use crate::precision::{NoiseKey, Precision, Rounding, dequantize_row, quantize_row};
 use rayon::prelude::*;
 
 fn invalid(kernel: &'static str, message: String) -> DeviceError {

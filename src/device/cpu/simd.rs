@@ -1,37 +1,10 @@
-//! Small building blocks for the CPU kernels' inner loops: a prefetch hint and fixed-width
-//! row accumulators that the compiler keeps in vector registers.
+//! Small building blocks for the CPU kernels' inner loops: fixed-width row accumulators that the
+//! compiler keeps in vector registers (the prefetch hint is `hostmem::prefetch`).
 //!
 //! The helpers are `#[inline(always)]` so that, inlined into a `#[multiversion]` kernel, they are
 //! compiled with that kernel's target features (AVX2, AVX-512) and still run anywhere through
 //! the kernel's runtime dispatch. Kernels list the same targets, best first:
 //! `"x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"`, with the generic build as fallback.
-#![allow(unsafe_code)] // one intrinsic: the prefetch hint.
-
-/// Asks the CPU to start loading the cache line holding `x` into L2 (a hint: no effect on
-/// results). L2 rather than L1: the L2 tracks more outstanding misses, and the random row reads
-/// of the embedding kernels are bound by how many misses are in flight.
-#[inline(always)]
-pub fn prefetch<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT1 is a hint that never faults and has no architectural effect; SSE, which
-    // provides it, is part of the x86_64 baseline. `x` is a valid reference in any case.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
-            (x as *const T).cast::<i8>(),
-        )
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
-}
-
-/// Prefetches every cache line of `row`.
-#[inline(always)]
-pub fn prefetch_row(row: &[f32]) {
-    for chunk in row.chunks(16) {
-        prefetch(&chunk[0]);
-    }
-}
-
 /// `Σ_i scale_i · table[rows_i][col .. col + W]` for `W` columns starting at `col`, accumulated
 /// in registers. `scale(i)` is the weight of the `i`-th row.
 #[inline(always)]

@@ -8,8 +8,9 @@ use crate::device::kernels::interaction_width;
 use crate::device::{
     Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
     DequantizeRows, DeviceError, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling,
-    Precision, QuantizeRows, Rounding,
+    QuantizeRows,
 };
+use crate::precision::Rounding;
 
 /// Threads per block of every kernel.
 const BLOCK: u32 = 256;
@@ -66,16 +67,6 @@ pub(super) fn check_signature(kernel: CudaKernel, args: &[Arg<'_>]) -> Result<()
 
 fn invalid(kernel: &'static str, message: String) -> DeviceError {
     DeviceError::InvalidArgument { kernel, message }
-}
-
-/// The `format` code of the (de)quantize kernels.
-fn format_code(p: Precision) -> u32 {
-    match p {
-        Precision::Fp32 => 0,
-        Precision::Fp16 => 1,
-        Precision::Int8 => 2,
-        Precision::Int4 => 3,
-    }
 }
 
 /// Blocks for `items` items of `per_block` each.
@@ -169,7 +160,7 @@ pub(super) fn dequantize_rows(
         Arg::U32(a.rows),
         Arg::U32(a.dim),
         Arg::U32(a.precision.row_words(a.dim as usize) as u32),
-        Arg::U32(format_code(a.precision)),
+        Arg::U32(a.precision.code()),
         Arg::U32(a.state.is_some() as u32),
         Arg::U32(a.cache_rows),
     ];
@@ -203,7 +194,7 @@ pub(super) fn quantize_rows(
         Arg::U32(a.rows),
         Arg::U32(a.dim),
         Arg::U32(a.precision.row_words(a.dim as usize) as u32),
-        Arg::U32(format_code(a.precision)),
+        Arg::U32(a.precision.code()),
         Arg::U32(a.state.is_some() as u32),
         Arg::U32((a.rounding == Rounding::Stochastic) as u32),
         Arg::U32(a.seed),
@@ -338,8 +329,8 @@ pub(super) fn dense_update(
     const K: &str = "dense_update";
     a.validate(|b| b.bytes)?;
     let (adagrad, eps, state) = match (a.optimizer, a.state) {
-        (Optimizer::Adagrad { eps }, Some(s)) => (1, eps, s),
-        (Optimizer::Adagrad { .. }, None) => {
+        (Optimizer::Adagrad, Some(s)) => (1, a.eps, s),
+        (Optimizer::Adagrad, None) => {
             return Err(invalid(K, "Adagrad needs a `state` buffer".into()));
         }
         (Optimizer::Sgd, _) => (0, 0.0, &dev.dummy[0]),

@@ -377,12 +377,7 @@ impl Device for CudaDevice {
     ) -> Result<(), DeviceError> {
         src.check("copy_buffer", src_offset, bytes)?;
         dst.check("copy_buffer", dst_offset, bytes)?;
-        if std::ptr::eq(src, dst) {
-            return Err(DeviceError::InvalidArgument {
-                kernel: "copy_buffer",
-                message: "source and destination must be different buffers".into(),
-            });
-        }
+        super::kernels::distinct("copy_buffer", dst, &[src])?;
         if bytes == 0 {
             return Ok(());
         }

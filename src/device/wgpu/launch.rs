@@ -8,8 +8,9 @@ use crate::device::kernels::interaction_width;
 use crate::device::{
     Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
     DequantizeRows, DeviceError, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling,
-    Precision, QuantizeRows, Rounding,
+    QuantizeRows,
 };
+use crate::precision::Rounding;
 
 /// Invocations per workgroup of the 1-D kernels.
 const WG: u64 = 64;
@@ -388,7 +389,7 @@ pub(super) fn dense_update(
     const K: &str = "dense_update";
     a.validate(|b| b.bytes)?;
     let (adagrad, eps, state) = match (a.optimizer, a.state) {
-        (Optimizer::Adagrad { eps }, Some(s)) => (1u32, eps, s),
+        (Optimizer::Adagrad, Some(s)) => (1u32, a.eps, s),
         // SGD binds a dummy in the state slot; `validate` already rejected Adagrad without state.
         _ => (0, 0.0, &dev.dummy),
     };
@@ -404,16 +405,6 @@ pub(super) fn dense_update(
         &binds,
         Grid::Linear((a.len as u64).div_ceil(WG)),
     )
-}
-
-/// The `format` code of the (de)quantize shaders.
-fn format_code(p: Precision) -> u32 {
-    match p {
-        Precision::Fp32 => 0,
-        Precision::Fp16 => 1,
-        Precision::Int8 => 2,
-        Precision::Int4 => 3,
-    }
 }
 
 /// Windows over the cache (and its per-slot state), one pass per window, as for tables.
@@ -479,7 +470,7 @@ pub(super) fn dequantize_rows(
             a.rows,
             a.dim,
             words,
-            format_code(a.precision),
+            a.precision.code(),
             w.lo as u32,
             w.hi as u32,
             w.base as u32,
@@ -533,7 +524,7 @@ pub(super) fn quantize_rows(
             a.rows,
             a.dim,
             words,
-            format_code(a.precision),
+            a.precision.code(),
             w.lo as u32,
             w.hi as u32,
             w.base as u32,

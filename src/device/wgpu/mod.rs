@@ -503,12 +503,7 @@ impl Device for WgpuDevice {
         dst_offset: u64,
         bytes: u64,
     ) -> Result<(), DeviceError> {
-        if src.id == dst.id {
-            return Err(DeviceError::InvalidArgument {
-                kernel: "copy_buffer",
-                message: "source and destination are the same buffer".into(),
-            });
-        }
+        super::kernels::distinct("copy_buffer", dst, &[src])?;
         check_range("copy_buffer", src, src_offset, bytes)?;
         check_range("copy_buffer", dst, dst_offset, bytes)?;
         let mut pending = lock(&self.pending);

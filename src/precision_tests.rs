@@ -4,7 +4,7 @@ use super::*;
 fn rows(seed: u64) -> Vec<Vec<f32>> {
     let mut x = seed;
     let mut next = || {
-        x = crate::data::synthetic::splitmix64(x);
+        x = crate::rng::splitmix64(x);
         (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     };
     let mut out = Vec::new();

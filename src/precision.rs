@@ -25,8 +25,22 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 /// How a table's rows are stored in the host backing store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Precision {
     /// 32-bit floats (no loss).
     Fp32,
@@ -40,9 +54,22 @@ pub enum Precision {
 
 /// How values are rounded when quantized.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::IntoStaticStr,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Rounding {
     /// Round to nearest (deterministic, biased for repeated small updates).
     Nearest,
@@ -80,14 +107,27 @@ impl Precision {
         }
     }
 
+    /// The layout's code in the `format` parameter of `shaders/(de)quantize_rows.wgsl` and
+    /// `kernels/(de)quantize_rows.cu`.
+    pub fn code(self) -> u32 {
+        match self {
+            Precision::Fp32 => 0,
+            Precision::Fp16 => 1,
+            Precision::Int8 => 2,
+            Precision::Int4 => 3,
+        }
+    }
+
     /// The CLI spelling (`fp32`, `int8` …).
     pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Fp16 => "fp16",
-            Precision::Int8 => "int8",
-            Precision::Int4 => "int4",
-        }
+        self.into()
+    }
+}
+
+impl Rounding {
+    /// The CLI spelling (`nearest`, `stochastic`).
+    pub fn name(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -4,7 +4,7 @@
 //! batch. It is what makes the fused embedding backward deterministic and free of float atomics:
 //! each unique row is reduced and updated by one worker, over its bags in batch order.
 
-use crate::data::Bags;
+use super::Bags;
 
 /// Unique rows of one table in one batch, and the bags that read each (see module docs).
 #[derive(Clone, Debug, Default, PartialEq)]

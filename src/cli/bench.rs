@@ -1,0 +1,261 @@
+//! `rowflow bench kernels | memory | pipeline`: flags for the library's benchmarks. Defaults
+//! come from the library's option structs, so `--help` and a library caller agree.
+
+use super::{choice, on_device, select};
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use rowflow::bench::kernels::{KernelBenchOptions, run_kernel_bench};
+use rowflow::bench::memory::{MemoryBenchOptions, run_memory_bench};
+use rowflow::bench::pipeline::{PipelineBenchOptions, run_pipeline_bench};
+use rowflow::device::{BackendChoice, Optimizer};
+use rowflow::embedding::Policy;
+use rowflow::precision::{Precision, Rounding};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Time every kernel at a realistic size (median of repeated runs).
+    Kernels(KernelBenchArgs),
+    /// Memory saved by low-precision stores under a cache, and the AUC it costs.
+    Memory(MemoryBenchArgs),
+    /// Throughput of every placement policy (lookahead windows, caches, links) on one workload.
+    Pipeline(PipelineBenchArgs),
+}
+
+/// Runs one benchmark on the backend its `--backend` resolves to.
+pub fn run(which: BenchCommand) -> Result<()> {
+    match which {
+        BenchCommand::Kernels(a) => {
+            let (backend, options) = (select(a.backend)?, a.into_options());
+            on_device!(backend, |dev| run_kernel_bench(dev, &options)?);
+        }
+        BenchCommand::Memory(a) => {
+            let (backend, options) = (select(a.backend)?, a.into_options());
+            on_device!(backend, |dev| run_memory_bench(dev, &options)?);
+        }
+        BenchCommand::Pipeline(a) => {
+            let (backend, options) = (select(a.backend)?, a.into_options());
+            on_device!(backend, |dev| run_pipeline_bench(dev, &options)?);
+        }
+    }
+    Ok(())
+}
+
+fn kernels() -> KernelBenchOptions {
+    KernelBenchOptions::default()
+}
+
+/// `rowflow bench kernels`.
+#[derive(Args)]
+pub struct KernelBenchArgs {
+    /// Backend to measure.
+    #[arg(long, value_parser = choice::<BackendChoice>(), default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// One JSON line per kernel instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Embedding tables (T).
+    #[arg(long, default_value_t = kernels().tables)]
+    tables: usize,
+    /// Rows per table (E).
+    #[arg(long, default_value_t = kernels().rows)]
+    rows: u32,
+    /// Embedding dimension (D).
+    #[arg(long, default_value_t = kernels().dim)]
+    dim: usize,
+    /// Samples per batch (B).
+    #[arg(long, default_value_t = kernels().batch_size)]
+    batch_size: usize,
+    /// Rows per bag (L).
+    #[arg(long, default_value_t = kernels().pooling)]
+    pooling: usize,
+    /// Zipf exponent of row popularity.
+    #[arg(long, default_value_t = kernels().alpha)]
+    alpha: f64,
+    /// Seed of the indices and weights.
+    #[arg(long, default_value_t = kernels().seed)]
+    seed: u64,
+    /// Timed runs per kernel (the median is reported).
+    #[arg(long, default_value_t = kernels().reps)]
+    reps: usize,
+    /// Size of the copied buffer for the `copy` row, in MiB.
+    #[arg(long, default_value_t = kernels().copy_mib)]
+    copy_mib: usize,
+}
+
+impl KernelBenchArgs {
+    fn into_options(self) -> KernelBenchOptions {
+        KernelBenchOptions {
+            json: self.json,
+            tables: self.tables,
+            rows: self.rows,
+            dim: self.dim,
+            batch_size: self.batch_size,
+            pooling: self.pooling,
+            alpha: self.alpha,
+            seed: self.seed,
+            reps: self.reps,
+            copy_mib: self.copy_mib,
+        }
+    }
+}
+
+fn memory() -> MemoryBenchOptions {
+    MemoryBenchOptions::default()
+}
+
+/// `rowflow bench memory`.
+#[derive(Args)]
+pub struct MemoryBenchArgs {
+    /// Backend to train on.
+    #[arg(long, value_parser = choice::<BackendChoice>(), default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// `synthetic` or the path of a Criteo TSV file.
+    #[arg(long, default_value_t = memory().data)]
+    data: String,
+    /// One JSON line per configuration instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Embedding dimensions to compare at.
+    #[arg(long, value_delimiter = ',', default_values_t = memory().dims)]
+    dims: Vec<usize>,
+    /// Store precisions (each compared with FP32 all-on-device).
+    #[arg(long, value_parser = choice::<Precision>(), value_delimiter = ',',
+          default_values_t = memory().precisions)]
+    precisions: Vec<Precision>,
+    /// Cache sizes, as fractions of each table.
+    #[arg(long, value_delimiter = ',', default_values_t = memory().fractions)]
+    fractions: Vec<f64>,
+    /// Roundings.
+    #[arg(long, value_parser = choice::<Rounding>(), value_delimiter = ',',
+          default_values_t = memory().roundings)]
+    roundings: Vec<Rounding>,
+    /// Also run FP16 and a 10% cache (stochastic rounding) at each dimension.
+    #[arg(long, default_value_t = memory().extras, action = clap::ArgAction::Set)]
+    extras: bool,
+    /// Optimizer of the embeddings.
+    #[arg(long, value_parser = choice::<Optimizer>(), default_value_t = memory().optimizer)]
+    optimizer: Optimizer,
+    /// Learning rate of the embeddings.
+    #[arg(long, default_value_t = memory().embedding_lr)]
+    embedding_lr: f32,
+    /// Samples per step.
+    #[arg(long, default_value_t = memory().batch_size)]
+    batch_size: usize,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = memory().epochs)]
+    epochs: u64,
+    /// Seed of the data and of the initial weights.
+    #[arg(long, default_value_t = memory().seed)]
+    seed: u64,
+    /// Rows per table (default: the run's default, 100,000).
+    #[arg(long)]
+    table_rows: Option<u32>,
+    /// Synthetic training samples (default 1,000,000).
+    #[arg(long)]
+    train_samples: Option<u64>,
+    /// Synthetic test samples (default 100,000).
+    #[arg(long)]
+    test_samples: Option<u64>,
+}
+
+impl MemoryBenchArgs {
+    fn into_options(self) -> MemoryBenchOptions {
+        MemoryBenchOptions {
+            data: self.data,
+            json: self.json,
+            dims: self.dims,
+            precisions: self.precisions,
+            fractions: self.fractions,
+            roundings: self.roundings,
+            extras: self.extras,
+            optimizer: self.optimizer,
+            embedding_lr: self.embedding_lr,
+            batch_size: self.batch_size,
+            epochs: self.epochs,
+            seed: self.seed,
+            table_rows: self.table_rows,
+            train_samples: self.train_samples,
+            test_samples: self.test_samples,
+        }
+    }
+}
+
+fn pipeline() -> PipelineBenchOptions {
+    PipelineBenchOptions::default()
+}
+
+/// `rowflow bench pipeline`.
+#[derive(Args)]
+pub struct PipelineBenchArgs {
+    /// Backend to train on.
+    #[arg(long, value_parser = choice::<BackendChoice>(), default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// One JSON line per configuration instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Embedding tables (T).
+    #[arg(long, default_value_t = pipeline().tables)]
+    tables: usize,
+    /// Rows per table (E).
+    #[arg(long, default_value_t = pipeline().rows)]
+    rows: u32,
+    /// Embedding dimension (D).
+    #[arg(long, default_value_t = pipeline().dim)]
+    dim: usize,
+    /// Samples per step (B).
+    #[arg(long, default_value_t = pipeline().batch_size)]
+    batch_size: usize,
+    /// Rows per bag (L).
+    #[arg(long, default_value_t = pipeline().pooling)]
+    pooling: usize,
+    /// Zipf exponent of row popularity.
+    #[arg(long, default_value_t = pipeline().alpha)]
+    alpha: f64,
+    /// Host store precision of the cached policies.
+    #[arg(long, value_parser = choice::<Precision>(), default_value_t = pipeline().precision)]
+    precision: Precision,
+    /// Cache sizes, as fractions of each table.
+    #[arg(long, value_delimiter = ',', default_values_t = pipeline().fractions)]
+    fractions: Vec<f64>,
+    /// Lookahead windows.
+    #[arg(long, value_delimiter = ',', default_values_t = pipeline().windows)]
+    windows: Vec<usize>,
+    /// Policies to compare.
+    #[arg(long, value_parser = choice::<Policy>(), value_delimiter = ',',
+          default_values_t = pipeline().policies)]
+    policies: Vec<Policy>,
+    /// The modelled link each configuration also runs with (GB/s; 0 = only without).
+    #[arg(long, default_value_t = pipeline().link_gbps)]
+    link_gbps: f64,
+    /// Training steps per configuration.
+    #[arg(long, default_value_t = pipeline().steps)]
+    steps: u64,
+    /// Steps left out of the means (the cache fills).
+    #[arg(long, default_value_t = pipeline().warmup)]
+    warmup: u64,
+    /// Seed of the workload and the weights.
+    #[arg(long, default_value_t = pipeline().seed)]
+    seed: u64,
+}
+
+impl PipelineBenchArgs {
+    fn into_options(self) -> PipelineBenchOptions {
+        PipelineBenchOptions {
+            json: self.json,
+            tables: self.tables,
+            rows: self.rows,
+            dim: self.dim,
+            batch_size: self.batch_size,
+            pooling: self.pooling,
+            alpha: self.alpha,
+            precision: self.precision,
+            fractions: self.fractions,
+            windows: self.windows,
+            policies: self.policies,
+            link_gbps: self.link_gbps,
+            steps: self.steps,
+            warmup: self.warmup,
+            seed: self.seed,
+        }
+    }
+}

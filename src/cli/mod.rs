@@ -1,0 +1,132 @@
+//! The `rowflow` command line: argument types (clap lives here, never in the library), the
+//! subcommands, and how errors reach the user.
+
+mod bench;
+mod info;
+mod shard;
+mod train;
+
+use anyhow::Result;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::str::FromStr;
+
+#[derive(Parser)]
+#[command(
+    name = "rowflow",
+    version,
+    about = "Train DLRM-style models whose embeddings exceed device memory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a DLRM model (synthetic data by default) and evaluate it on the test split.
+    Train(train::TrainArgs),
+    /// List the backends present on this machine, and why the others are not usable.
+    Info {
+        /// One JSON object per backend instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCommand,
+    },
+    /// Sharding of sequence embeddings over many devices (planners and traffic simulator).
+    Shard {
+        #[command(subcommand)]
+        which: shard::ShardCommand,
+    },
+}
+
+/// A value parser for one of the library's enums: its spellings are listed by `--help` and by
+/// the error for a bad value, and parsed by the enum's own `FromStr`.
+pub fn choice<T>() -> impl TypedValueParser<Value = T>
+where
+    T: strum::VariantNames + FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(T::VARIANTS).try_map(|s| s.parse::<T>())
+}
+
+/// Runs `$body` with `$dev` bound to a device of backend `$kind` (a `BackendKind`).
+macro_rules! on_device {
+    ($kind:expr, |$dev:ident| $body:expr) => {
+        match $kind {
+            rowflow::device::BackendKind::Cpu => {
+                let $dev = &rowflow::device::cpu::CpuDevice::new();
+                $body
+            }
+            rowflow::device::BackendKind::Wgpu => {
+                let $dev = &rowflow::device::wgpu::WgpuDevice::new()?;
+                $body
+            }
+            rowflow::device::BackendKind::Cuda => {
+                let $dev = &rowflow::device::cuda::CudaDevice::new()?;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_device;
+
+/// Resolves `--backend`, printing why each backend was picked or skipped.
+pub fn select(
+    choice: rowflow::device::BackendChoice,
+) -> Result<rowflow::device::BackendKind, rowflow::device::DeviceError> {
+    let selection = rowflow::device::select_backend(choice)?;
+    for reason in &selection.reasons {
+        eprintln!("backend {reason}");
+    }
+    Ok(selection.backend)
+}
+
+/// Restores the default SIGPIPE action (Rust ignores it), so `rowflow … | head` ends quietly
+/// when the reader closes the pipe instead of panicking on the next print.
+#[allow(unsafe_code)] // one signal(2) call
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// An error and its causes on one line, each cause once: a message that already quotes its
+/// source (`PATH: cannot read: OS message`) does not repeat it.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
+}
+
+/// Parses the command line and runs the command; the exit code is 1 on any error.
+pub fn main() -> ExitCode {
+    default_sigpipe();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Info { json } => info::run(json),
+        Command::Bench { which } => bench::run(which),
+        Command::Shard { which } => shard::run(which),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

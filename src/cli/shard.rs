@@ -1,0 +1,156 @@
+//! `rowflow shard plan`: flags for the sharding planners and the traffic simulator. Defaults come
+//! from the library's [`ShardPlanOptions`].
+
+use super::choice;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use rowflow::data::sequence::LengthDistribution;
+use rowflow::shard::cli::{ShardPlanOptions, run_shard_plan};
+use rowflow::shard::{Objective, PlannerKind};
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum ShardCommand {
+    /// Every planner's bytes per tier, modelled latency, load and memory on one workload.
+    Plan(ShardPlanArgs),
+}
+
+/// Runs the shard subcommand.
+pub fn run(which: ShardCommand) -> Result<()> {
+    match which {
+        ShardCommand::Plan(a) => run_shard_plan(&a.into_options())?,
+    };
+    Ok(())
+}
+
+fn d() -> ShardPlanOptions {
+    ShardPlanOptions::default()
+}
+
+/// `rowflow shard plan`. The defaults are the skewed sequence workload: 4 tables × 1,000,000
+/// rows, D=64, Zipf α=1.05, mean length 100, 512 samples per device per step.
+#[derive(Args)]
+pub struct ShardPlanArgs {
+    /// Hosts in the cluster.
+    #[arg(long, default_value_t = d().hosts)]
+    hosts: usize,
+    /// Devices per host.
+    #[arg(long, default_value_t = d().devices_per_host)]
+    devices_per_host: usize,
+    /// One JSON line per planner instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Per-device memory budget, as a multiple of an even share of all rows (≥ 1).
+    #[arg(long, default_value_t = d().memory_budget_factor)]
+    memory_budget_factor: f64,
+    /// Send one vector per distinct row per requester and step (every planner alike).
+    #[arg(long)]
+    dedup: bool,
+    /// Write this planner's plan (see --save-planner) to a JSON file.
+    #[arg(long, value_name = "FILE.json")]
+    save: Option<PathBuf>,
+    /// The planner whose plan --save writes.
+    #[arg(long, value_parser = choice::<PlannerKind>(), default_value_t = d().save_planner)]
+    save_planner: PlannerKind,
+    /// What FlexShard minimises: all communication, or the all-to-alls only (the paper's
+    /// traffic metric; the simulator still charges replica gradient sync).
+    #[arg(long, value_parser = choice::<Objective>(), default_value_t = d().objective)]
+    objective: Objective,
+    /// Planners to compare.
+    #[arg(long, value_parser = choice::<PlannerKind>(), value_delimiter = ',',
+          default_values_t = d().planners)]
+    planners: Vec<PlannerKind>,
+    /// Sequence tables.
+    #[arg(long, default_value_t = d().tables)]
+    tables: usize,
+    /// Rows per table.
+    #[arg(long, default_value_t = d().rows)]
+    rows: u32,
+    /// Embedding dimension (FP32 rows).
+    #[arg(long, default_value_t = d().dim)]
+    dim: usize,
+    /// Zipf exponent of row popularity (0: uniform, no skew).
+    #[arg(long, default_value_t = d().alpha)]
+    alpha: f64,
+    /// The uniform workload: same as --alpha 0.
+    #[arg(long)]
+    uniform: bool,
+    /// Mean sequence length.
+    #[arg(long, default_value_t = d().mean_length)]
+    mean_length: f64,
+    /// Distribution of sequence lengths.
+    #[arg(long, value_parser = choice::<LengthDistribution>(), default_value_t = d().lengths)]
+    lengths: LengthDistribution,
+    /// Samples each device draws per step.
+    #[arg(long, default_value_t = d().samples_per_device)]
+    samples_per_device: usize,
+    /// Steps simulated (figures are means per step).
+    #[arg(long, default_value_t = d().steps)]
+    steps: usize,
+    /// Steps of sample batches the access profile is estimated from (other batches than the
+    /// simulated ones).
+    #[arg(long, default_value_t = d().profile_steps)]
+    profile_steps: usize,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = d().seed)]
+    seed: u64,
+    /// Intra-host bandwidth per device, GB/s.
+    #[arg(long, default_value_t = d().intra_host_gbps)]
+    intra_host_gbps: f64,
+    /// Intra-host latency per message, µs.
+    #[arg(long, default_value_t = d().intra_host_latency_us)]
+    intra_host_latency_us: f64,
+    /// Inter-host bandwidth per device, GB/s.
+    #[arg(long, default_value_t = d().inter_host_gbps)]
+    inter_host_gbps: f64,
+    /// Inter-host latency per message, µs.
+    #[arg(long, default_value_t = d().inter_host_latency_us)]
+    inter_host_latency_us: f64,
+    /// Device memory for embeddings, GiB (caps the budget; default: no cap).
+    #[arg(long)]
+    device_memory_gib: Option<f64>,
+    /// Tables up to this many rows are profiled exactly; larger ones with a Count-Min sketch.
+    #[arg(long, default_value_t = d().exact_rows_limit)]
+    exact_rows_limit: u32,
+    /// Counters per row of a table's Count-Min sketch.
+    #[arg(long, default_value_t = d().sketch_width)]
+    sketch_width: usize,
+    /// Heavy-hitter candidates kept per sketched table.
+    #[arg(long, default_value_t = d().heavy_rows)]
+    heavy_rows: usize,
+}
+
+impl ShardPlanArgs {
+    fn into_options(self) -> ShardPlanOptions {
+        ShardPlanOptions {
+            hosts: self.hosts,
+            devices_per_host: self.devices_per_host,
+            json: self.json,
+            memory_budget_factor: self.memory_budget_factor,
+            dedup: self.dedup,
+            save: self.save,
+            save_planner: self.save_planner,
+            objective: self.objective,
+            planners: self.planners,
+            tables: self.tables,
+            rows: self.rows,
+            dim: self.dim,
+            alpha: self.alpha,
+            uniform: self.uniform,
+            mean_length: self.mean_length,
+            lengths: self.lengths,
+            samples_per_device: self.samples_per_device,
+            steps: self.steps,
+            profile_steps: self.profile_steps,
+            seed: self.seed,
+            intra_host_gbps: self.intra_host_gbps,
+            intra_host_latency_us: self.intra_host_latency_us,
+            inter_host_gbps: self.inter_host_gbps,
+            inter_host_latency_us: self.inter_host_latency_us,
+            device_memory_gib: self.device_memory_gib,
+            exact_rows_limit: self.exact_rows_limit,
+            sketch_width: self.sketch_width,
+            heavy_rows: self.heavy_rows,
+        }
+    }
+}
