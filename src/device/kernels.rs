@@ -197,6 +197,17 @@ pub struct BiasActBackward<'a, B> {
     pub act: Activation,
 }
 
+/// The logistic function, stable for large `|z|`: what `bce_loss` applies to the logits, and
+/// what turns a model's logits into click probabilities on the host.
+pub fn sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
 /// Width of the interaction output for `tables` embedding vectors of size `dim`: the dense vector
 /// itself plus one dot per pair of the `tables + 1` vectors.
 pub fn interaction_width(tables: u32, dim: u32) -> u32 {

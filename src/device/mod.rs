@@ -19,18 +19,18 @@ pub mod cpu;
 pub mod cuda;
 pub mod kernels;
 mod select;
-pub mod staging;
+pub mod vec;
 pub mod wgpu;
 
 pub use kernels::{
     Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
     DequantizeRows, Gemm, InteractionBackward, InteractionForward, Optimizer, OptimizerRule,
-    Pooling, QuantizeRows, RowGradMap, StateRows,
+    Pooling, QuantizeRows, RowGradMap, StateRows, sigmoid,
 };
 pub use select::{
     BackendChoice, BackendKind, BackendReport, Selection, probe_backends, select_backend,
 };
-pub use staging::StagingBuffer;
+pub use vec::DeviceVec;
 
 /// Short alias for a device's buffer type, to keep signatures readable.
 pub type Buf<D> = <D as Device>::Buffer;

@@ -11,8 +11,8 @@
 use super::policy::{Policy, choose_victims};
 use super::store::HostStore;
 use crate::device::{
-    BagForward, DequantizeRows, Device, DeviceError, DeviceExt, Pooling, QuantizeRows,
-    StagingBuffer, StateRows,
+    BagForward, DequantizeRows, Device, DeviceError, DeviceExt, DeviceVec, Pooling, QuantizeRows,
+    StateRows,
 };
 use crate::precision::{Precision, Rounding};
 use crate::telemetry::TableStats;
@@ -35,11 +35,11 @@ pub struct CachedRows<D: Device> {
     policy: Policy,
     rounding: Rounding,
     dim: usize,
-    packed: StagingBuffer<D>,
-    slot_ids: StagingBuffer<D>,
-    row_ids: StagingBuffer<D>,
-    staged_state: StagingBuffer<D>,
-    offsets: StagingBuffer<D>,
+    packed: DeviceVec<D>,
+    slot_ids: DeviceVec<D>,
+    row_ids: DeviceVec<D>,
+    staged_state: DeviceVec<D>,
+    offsets: DeviceVec<D>,
     packed_host: Vec<u32>,
     state: Vec<f32>,
     rows_scratch: Vec<u32>,
@@ -81,11 +81,11 @@ impl<D: Device> CachedRows<D> {
             policy,
             rounding,
             dim,
-            packed: StagingBuffer::new(dev, 256 * words)?,
-            slot_ids: StagingBuffer::new(dev, 256)?,
-            row_ids: StagingBuffer::new(dev, 256)?,
-            staged_state: StagingBuffer::new(dev, 256)?,
-            offsets: StagingBuffer::new(dev, 257)?,
+            packed: DeviceVec::new(dev, 256 * words)?,
+            slot_ids: DeviceVec::new(dev, 256)?,
+            row_ids: DeviceVec::new(dev, 256)?,
+            staged_state: DeviceVec::new(dev, 256)?,
+            offsets: DeviceVec::new(dev, 257)?,
             packed_host: Vec::new(),
             state: Vec::new(),
             rows_scratch: Vec::new(),

@@ -13,8 +13,8 @@ use super::store::HostStore;
 use crate::data::Bags;
 use crate::data::RowMap;
 use crate::device::{
-    BagBackward, BagForward, Device, DeviceError, DeviceExt, OptimizerRule, Pooling, RowGradMap,
-    StagingBuffer,
+    BagBackward, BagForward, Device, DeviceError, DeviceExt, DeviceVec, OptimizerRule, Pooling,
+    RowGradMap,
 };
 use crate::precision::{Precision, Rounding};
 use crate::telemetry::TableStats;
@@ -71,11 +71,11 @@ struct Table<D: Device> {
 
 /// One table's inputs for the current batch, on the device.
 struct Staged<D: Device> {
-    indices: StagingBuffer<D>,
-    offsets: StagingBuffer<D>,
-    unique_rows: StagingBuffer<D>,
-    row_starts: StagingBuffer<D>,
-    bag_ids: StagingBuffer<D>,
+    indices: DeviceVec<D>,
+    offsets: DeviceVec<D>,
+    unique_rows: DeviceVec<D>,
+    row_starts: DeviceVec<D>,
+    bag_ids: DeviceVec<D>,
     bags: usize,
     unique: usize,
     has_map: bool,
@@ -190,11 +190,11 @@ impl<D: Device> EmbeddingTables<D> {
         let staged = (0..rows.len())
             .map(|_| {
                 Ok(Staged {
-                    indices: StagingBuffer::new(dev, batch * 4)?,
-                    offsets: StagingBuffer::new(dev, batch + 1)?,
-                    unique_rows: StagingBuffer::new(dev, batch * 4)?,
-                    row_starts: StagingBuffer::new(dev, batch * 4 + 1)?,
-                    bag_ids: StagingBuffer::new(dev, batch * 4)?,
+                    indices: DeviceVec::new(dev, batch * 4)?,
+                    offsets: DeviceVec::new(dev, batch + 1)?,
+                    unique_rows: DeviceVec::new(dev, batch * 4)?,
+                    row_starts: DeviceVec::new(dev, batch * 4 + 1)?,
+                    bag_ids: DeviceVec::new(dev, batch * 4)?,
                     bags: 0,
                     unique: 0,
                     has_map: false,

@@ -9,8 +9,8 @@ use crate::data::RowMap;
 use crate::data::{Batch, Schema};
 use crate::device::kernels::interaction_width;
 use crate::device::{
-    Activation, BceLoss, Device, DeviceError, DeviceExt, InteractionBackward, InteractionForward,
-    StagingBuffer, cpu::sigmoid,
+    Activation, BceLoss, Device, DeviceError, DeviceExt, DeviceVec, InteractionBackward,
+    InteractionForward, sigmoid,
 };
 use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement};
 use crate::rng::Stream;
@@ -25,8 +25,8 @@ pub struct Dlrm<D: Device> {
     bottom: Mlp<D>,
     top: Mlp<D>,
     embeddings: EmbeddingTables<D>,
-    dense_in: StagingBuffer<D>,
-    labels: StagingBuffer<D>,
+    dense_in: DeviceVec<D>,
+    labels: DeviceVec<D>,
     /// `[capacity, tables, dim]` pooled embeddings and their gradient.
     pooled: D::Buffer,
     dpooled: D::Buffer,
@@ -98,8 +98,8 @@ impl<D: Device> Dlrm<D> {
             bottom,
             top,
             embeddings,
-            dense_in: StagingBuffer::new(dev, capacity * schema.num_dense)?,
-            labels: StagingBuffer::new(dev, capacity)?,
+            dense_in: DeviceVec::new(dev, capacity * schema.num_dense)?,
+            labels: DeviceVec::new(dev, capacity)?,
             pooled: dev.alloc_elems(capacity * tables * dim)?,
             dpooled: dev.alloc_elems(capacity * tables * dim)?,
             inter: dev.alloc_elems(capacity * width)?,

@@ -9,27 +9,27 @@
 //! step's loss has been read back, when every kernel that read it has finished on every backend.
 
 use super::StagedTable;
-use crate::device::{Device, DeviceError, StagingBuffer};
+use crate::device::{Device, DeviceError, DeviceVec};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One table's staged fetch, on the device.
 pub struct DeviceRows<D: Device> {
     /// Packed rows, row after row (u32 words).
-    pub packed: StagingBuffer<D>,
+    pub packed: DeviceVec<D>,
     /// Destination slot of each row.
-    pub slots: StagingBuffer<D>,
+    pub slots: DeviceVec<D>,
     /// Optimizer state of each row (unused without one).
-    pub state: StagingBuffer<D>,
+    pub state: DeviceVec<D>,
 }
 
 impl<D: Device> DeviceRows<D> {
     /// Empty buffers (they grow on demand).
     pub fn new(dev: &D) -> Result<Self, DeviceError> {
         Ok(DeviceRows {
-            packed: StagingBuffer::new(dev, 1)?,
-            slots: StagingBuffer::new(dev, 1)?,
-            state: StagingBuffer::new(dev, 1)?,
+            packed: DeviceVec::new(dev, 1)?,
+            slots: DeviceVec::new(dev, 1)?,
+            state: DeviceVec::new(dev, 1)?,
         })
     }
 

@@ -4,6 +4,7 @@
 //! a fixed order inside one task, so results do not depend on the thread count.
 
 use super::simd::dot;
+use crate::device::kernels::sigmoid;
 use crate::device::{Activation, DeviceError, Optimizer};
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -214,16 +215,6 @@ pub fn bce_loss(logits: &[f32], labels: &[f32], loss: &mut [f32], dlogits: &mut 
     {
         *l = z.max(0.0) - z * y + (-z.abs()).exp().ln_1p();
         *d = scale * (sigmoid(*z) - y);
-    }
-}
-
-/// The logistic function, stable for large `|z|`.
-pub fn sigmoid(z: f32) -> f32 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
     }
 }
 

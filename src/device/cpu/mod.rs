@@ -15,7 +15,7 @@ mod simd;
 
 pub use dense::{
     bce_loss, bias_act_backward, bias_act_forward, dense_update, interaction_backward,
-    interaction_forward, sigmoid,
+    interaction_forward,
 };
 pub use embedding::{bag_backward_adagrad, bag_backward_sgd, bag_forward};
 pub use gemm::gemm;

@@ -5,17 +5,17 @@ use super::{Device, DeviceError, DeviceExt};
 /// A device buffer of 32-bit elements that is reused batch after batch and reallocated (to at
 /// least twice its size) only when an upload does not fit, so steady-state training allocates
 /// nothing.
-pub struct StagingBuffer<D: Device> {
+pub struct DeviceVec<D: Device> {
     buffer: D::Buffer,
     capacity: usize,
     len: usize,
 }
 
-impl<D: Device> StagingBuffer<D> {
+impl<D: Device> DeviceVec<D> {
     /// A buffer with room for `capacity` elements.
     pub fn new(dev: &D, capacity: usize) -> Result<Self, DeviceError> {
         let capacity = capacity.max(1);
-        Ok(StagingBuffer {
+        Ok(DeviceVec {
             buffer: dev.alloc_elems(capacity)?,
             capacity,
             len: 0,
