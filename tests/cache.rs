@@ -10,7 +10,7 @@ use rowflow::data::{Batch, Dataset, Schema};
 use rowflow::device::Optimizer;
 use rowflow::device::cpu::CpuDevice;
 use rowflow::device::{Device, DeviceExt};
-use rowflow::embedding::{Placement, Policy};
+use rowflow::embedding::{Placement, Policy, Residency};
 use rowflow::model::{Dlrm, ModelConfig};
 use rowflow::precision::{Precision, Rounding};
 
@@ -61,7 +61,9 @@ fn train_counting<D: Device>(
     let mut model = Dlrm::new(dev, &cfg, &schema, placement, BATCH, seed).unwrap();
     let (mut evictions, mut misses) = (0, 0);
     for (b, maps) in &data {
-        model.train_step(dev, b, maps, 0.05).unwrap();
+        model
+            .train_step(dev, b, maps, Residency::OnDemand, 0.05)
+            .unwrap();
         for s in model.embeddings().stats() {
             evictions += s.evictions.unwrap_or(0);
             misses += s.misses;

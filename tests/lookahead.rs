@@ -7,62 +7,21 @@
 mod common;
 
 use rowflow::config::RunConfig;
-use rowflow::data::{Batch, DataError, Dataset, SampleStream, Schema};
+use rowflow::data::replay::Replay;
+use rowflow::data::{Batch, Schema};
 use rowflow::device::Optimizer;
 use rowflow::device::cpu::CpuDevice;
 use rowflow::device::{Device, DeviceExt};
-use rowflow::embedding::Policy;
+use rowflow::embedding::{EmbeddingError, Policy};
+use rowflow::pipeline::PipelineError;
 use rowflow::precision::{Precision, Rounding};
-use rowflow::train::{TestHooks, TrainSummary, train_model};
+use rowflow::train::{Faults, TrainError, TrainSummary, train_with_faults};
 
-/// A dataset whose batches are given: batch `k` reads, in table `t`, the rows `rows(k, t)`
-/// (each sample one bag of a few of them).
+/// Given batches, replayed to the run, kept at hand to work out cache sizes from.
 struct Scripted {
-    schema: Schema,
+    data: Replay,
     batches: Vec<Batch>,
-    test: Batch,
-}
-
-struct ScriptedStream<'a> {
-    data: &'a Scripted,
-    next: usize,
-}
-
-impl SampleStream for ScriptedStream<'_> {
-    fn next_batch(&mut self, batch_size: usize, out: &mut Batch) -> Result<(), DataError> {
-        let b = &self.data.batches[self.next % self.data.batches.len()];
-        assert_eq!(b.len(), batch_size);
-        *out = b.clone();
-        self.next += 1;
-        Ok(())
-    }
-}
-
-impl Dataset for Scripted {
-    fn name(&self) -> String {
-        "scripted".into()
-    }
-    fn schema(&self) -> &Schema {
-        &self.schema
-    }
-    fn train_samples(&self) -> u64 {
-        (self.batches.len() * self.batches[0].len()) as u64
-    }
-    fn open_train(&self) -> Result<Box<dyn SampleStream + '_>, DataError> {
-        Ok(Box::new(ScriptedStream {
-            data: self,
-            next: 0,
-        }))
-    }
-    fn test(&self) -> &Batch {
-        &self.test
-    }
-    fn teacher_auc(&self) -> Option<f64> {
-        None
-    }
-    fn skipped_lines(&self) -> u64 {
-        0
-    }
+    tables: usize,
 }
 
 const BATCH: usize = 16;
@@ -104,13 +63,14 @@ fn scripted(
         .iter_mut()
         .enumerate()
         .for_each(|(i, y)| *y = (i % 3 == 0) as u8 as f32);
+    let schema = Schema {
+        num_dense: 4,
+        table_rows: table_rows.to_vec(),
+    };
     Scripted {
-        schema: Schema {
-            num_dense: 4,
-            table_rows: table_rows.to_vec(),
-        },
+        data: Replay::new("scripted", schema, batches.clone(), test).unwrap(),
         batches,
-        test,
+        tables: table_rows.len(),
     }
 }
 
@@ -147,11 +107,11 @@ fn run<D: Device>(
     dev: &D,
     data: &Scripted,
     cfg: &RunConfig,
-    hooks: &TestHooks,
+    faults: &Faults,
 ) -> (TrainSummary, Vec<f32>) {
-    let (summary, model) = train_model(dev, cfg, data, hooks, &mut |_| {}).unwrap();
+    let (summary, model) = train_with_faults(dev, cfg, &data.data, faults, &mut |_| {}).unwrap();
     let mut w = Vec::new();
-    for t in 0..data.schema.table_rows.len() {
+    for t in 0..data.tables {
         w.extend(model.embeddings().read_table(dev, t).unwrap());
     }
     for p in model.dense_params() {
@@ -185,7 +145,7 @@ fn zipfish(seed: u64) -> impl Fn(usize, usize, usize) -> Vec<u32> {
 }
 
 fn max_unique(data: &Scripted) -> Vec<u32> {
-    (0..data.schema.table_rows.len())
+    (0..data.tables)
         .map(|t| {
             data.batches
                 .iter()
@@ -210,7 +170,7 @@ fn lookahead_keeps_the_math<D: Device>(dev: &D) {
             dev,
             &data,
             &config(Policy::AllOnDevice, None, 1, optimizer),
-            &TestHooks::default(),
+            &Faults::default(),
         );
         for w in [1, 4, 16] {
             for cache in [
@@ -219,7 +179,7 @@ fn lookahead_keeps_the_math<D: Device>(dev: &D) {
                 vec![400, 64],
             ] {
                 let cfg = config(Policy::Lookahead, Some(cache.clone()), w, optimizer);
-                let (s, got) = run(dev, &data, &cfg, &TestHooks::default());
+                let (s, got) = run(dev, &data, &cfg, &Faults::default());
                 assert_same(
                     &format!("W={w} cache {cache:?} {optimizer:?}"),
                     &got,
@@ -247,7 +207,7 @@ fn hazards_keep_the_math<D: Device>(dev: &D) {
         dev,
         &data,
         &config(Policy::AllOnDevice, None, 1, Optimizer::Adagrad),
-        &TestHooks::default(),
+        &Faults::default(),
     )
     .1;
     for w in [1, 2, 8] {
@@ -258,7 +218,7 @@ fn hazards_keep_the_math<D: Device>(dev: &D) {
                 w,
                 Optimizer::Adagrad,
             );
-            let (s, got) = run(dev, &data, &cfg, &TestHooks::default());
+            let (s, got) = run(dev, &data, &cfg, &Faults::default());
             assert_same(
                 &format!("every other batch, W={w}, cache {cache:?}"),
                 &got,
@@ -273,7 +233,7 @@ fn hazards_keep_the_math<D: Device>(dev: &D) {
             }
             // Random delays in every stage change nothing.
             for delay_seed in [1u64, 2] {
-                let hooks = TestHooks {
+                let hooks = Faults {
                     delays: Some((delay_seed, 300)),
                     ..Default::default()
                 };
@@ -305,10 +265,10 @@ fn a_window_sized_cache_never_shrinks<D: Device>(dev: &D) {
         .unwrap();
     // In flight batches are pinned too: allow for the pipeline's depth on top of the window.
     let cfg = config(Policy::Lookahead, Some(vec![400]), w, Optimizer::Sgd);
-    let (s, _) = run(dev, &data, &cfg, &TestHooks::default());
+    let (s, _) = run(dev, &data, &cfg, &Faults::default());
     assert_eq!(s.window_shrinks, Some(0), "the whole table fits: no shrink");
     let cfg = config(Policy::Lookahead, Some(vec![ws]), w, Optimizer::Sgd);
-    let (s, _) = run(dev, &data, &cfg, &TestHooks::default());
+    let (s, _) = run(dev, &data, &cfg, &Faults::default());
     assert_eq!(s.train_hit_rate, 1.0);
 }
 
@@ -320,9 +280,9 @@ fn a_dropped_prefetch_is_a_counted_miss_with_the_same_weights<D: Device>(dev: &D
         4,
         Optimizer::Adagrad,
     );
-    let (clean, reference) = run(dev, &data, &cfg, &TestHooks::default());
+    let (clean, reference) = run(dev, &data, &cfg, &Faults::default());
     assert_eq!(clean.train_hit_rate, 1.0);
-    let hooks = TestHooks {
+    let hooks = Faults {
         drop_prefetch: Some((5, 0)),
         ..Default::default()
     };
@@ -343,13 +303,24 @@ fn an_undersized_cache_is_a_named_error<D: Device>(dev: &D) {
         4,
         Optimizer::Sgd,
     );
-    let e = train_model(dev, &cfg, &data, &TestHooks::default(), &mut |_| {})
+    let e = train_with_faults(dev, &cfg, &data.data, &Faults::default(), &mut |_| {})
         .err()
         .expect("too small");
     let text = e.to_string();
     assert!(
-        text.contains(&format!("at least {} cache rows", min[0])) || text.contains("cache rows"),
+        text.contains(&format!("at least {} cache rows", min[0])) && text.contains("table 0"),
         "{text}"
+    );
+    assert!(
+        matches!(
+            e,
+            TrainError::Pipeline(PipelineError::Embedding(EmbeddingError::CacheTooSmall {
+                table: 0,
+                needed,
+                slots,
+            })) if needed == min[0] as usize && slots == min[0] - 1
+        ),
+        "{e:?}"
     );
 }
 

@@ -8,7 +8,7 @@ use rowflow::data::{Batch, Dataset};
 use rowflow::device::Optimizer;
 use rowflow::device::cpu::CpuDevice;
 use rowflow::device::{Device, OptimizerRule, Pooling};
-use rowflow::embedding::{EmbeddingSettings, EmbeddingTables, Placement, Policy};
+use rowflow::embedding::{EmbeddingSettings, EmbeddingTables, Placement, Policy, Residency};
 use rowflow::precision::{Precision, Rounding};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -89,15 +89,21 @@ fn embedding_bytes_equals_what_is_really_allocated() {
         let (host_before, dev_before) = (LIVE.load(Ordering::SeqCst), dev.allocated_bytes());
         let mut emb =
             EmbeddingTables::new(&dev, &rows, settings, placement.clone(), 128, 9).unwrap();
-        let grad = dev.alloc(4 * 128 * 3 * 24).unwrap();
-        let grad_bytes = 4 * 128 * 3 * 24;
+        // The gradient the backward reads and the output evaluation pools into are the
+        // model's, not the embeddings'.
+        let (grad, pooled) = (
+            dev.alloc(4 * 128 * 3 * 24).unwrap(),
+            dev.alloc(4 * 128 * 3 * 24).unwrap(),
+        );
+        let grad_bytes = 2 * 4 * 128 * 3 * 24;
         // Train a little so caches fill, evict and grow their transfer buffers.
         for (b, maps) in &batches {
-            emb.stage(&dev, &b.sparse, Some(maps)).unwrap();
+            emb.prepare_batch(&dev, &b.sparse, maps, Residency::OnDemand)
+                .unwrap();
             emb.backward(&dev, &grad, 0.01).unwrap();
             emb.finish_step(&dev).unwrap();
             // Evaluation reads through the cache into its own buffer.
-            emb.stage(&dev, &b.sparse, None).unwrap();
+            emb.forward_eval(&dev, &b.sparse, &pooled).unwrap();
         }
         let everything = (LIVE.load(Ordering::SeqCst) - host_before) as u64 - grad_bytes;
         let device = dev.allocated_bytes() - dev_before - grad_bytes;
@@ -107,7 +113,7 @@ fn embedding_bytes_equals_what_is_really_allocated() {
         // sees both. What it sees beyond the reported bytes is bookkeeping (the Vec of tables,
         // struct headers, small scratch), a few KiB at most.
         let reported =
-            emb.embedding_bytes(&dev) + emb.batch_staging_bytes() + emb.batch_scratch_bytes();
+            emb.embedding_bytes(&dev) + emb.batch_input_bytes() + emb.batch_scratch_bytes();
         assert!(
             everything >= reported && everything - reported < 16 << 10,
             "{policy:?}: allocator saw {everything} bytes, embedding_bytes + batch buffers = {reported}"
@@ -123,7 +129,7 @@ fn embedding_bytes_equals_what_is_really_allocated() {
             ),
         }
         drop(emb);
-        drop(grad);
+        drop((grad, pooled));
         assert_eq!(
             dev.allocated_bytes(),
             dev_before,

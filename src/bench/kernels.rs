@@ -15,7 +15,7 @@ use crate::device::{
     DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer,
     OptimizerRule, Pooling, QuantizeRows,
 };
-use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement};
+use crate::embedding::{EmbeddingError, EmbeddingSettings, EmbeddingTables, Placement, Residency};
 use crate::precision::{Precision, Rounding};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -83,13 +83,9 @@ fn time<D: Device>(
 }
 
 /// Validates the options, with messages naming the flag.
-fn check(args: &KernelBenchOptions) -> Result<(), DeviceError> {
-    let bad = |flag: &str, range: &str| {
-        Err(DeviceError::InvalidArgument {
-            kernel: "bench",
-            message: format!("{flag} is out of range: expected {range}"),
-        })
-    };
+fn check(args: &KernelBenchOptions) -> Result<(), anyhow::Error> {
+    let bad =
+        |flag: &str, range: &str| Err(anyhow::anyhow!("{flag} is out of range: expected {range}"));
     if args.tables == 0 || args.tables > 1024 {
         return bad("--tables", "1 to 1024");
     }
@@ -211,11 +207,11 @@ pub fn run_kernel_bench<D: Device>(
     let stage = |tables: &mut EmbeddingTables<D>,
                  i: usize,
                  staged: &mut usize|
-     -> Result<(), DeviceError> {
+     -> Result<(), EmbeddingError> {
         let idx = i % batches.len();
         if *staged != idx {
             let (batch, maps) = pick(idx);
-            tables.stage(dev, &batch.sparse, Some(maps))?;
+            tables.prepare_batch(dev, &batch.sparse, maps, Residency::OnDemand)?;
             *staged = idx;
         }
         Ok(())
@@ -291,7 +287,7 @@ pub fn run_kernel_bench<D: Device>(
         maps.par_iter_mut()
             .zip(&batch.sparse)
             .for_each(|(m, bags)| m.build(bags));
-        sgd.stage(dev, &batch.sparse, Some(&maps))?;
+        sgd.prepare_batch(dev, &batch.sparse, &maps, Residency::OnDemand)?;
         sgd.forward(dev, &pooled)?;
         sgd.backward(dev, &grad, 0.01)?;
         dev.synchronize()?;

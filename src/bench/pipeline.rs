@@ -15,7 +15,7 @@ use crate::device::{Device, Optimizer};
 use crate::embedding::Policy;
 use crate::precision::{Precision, Rounding};
 use crate::telemetry::Snapshot;
-use crate::train::{TestHooks, train_model};
+use crate::train::train_model;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -256,7 +256,7 @@ pub fn run_pipeline_bench<D: Device>(
         cfg.model.dim = args.dim;
         cfg.model.embedding_optimizer = Optimizer::Sgd;
         let mut snaps: Vec<Snapshot> = Vec::new();
-        let (summary, model) = train_model(dev, &cfg, &data, &TestHooks::default(), &mut |s| {
+        let (summary, model) = train_model(dev, &cfg, &data, &mut |s| {
             if s.step > args.warmup {
                 snaps.push(s.clone());
             }

@@ -2,9 +2,10 @@
 
 use super::{Device, DeviceError, DeviceExt};
 
-/// A device buffer of 32-bit elements that is reused batch after batch and reallocated (to at
-/// least twice its size) only when an upload does not fit, so steady-state training allocates
-/// nothing.
+/// A device buffer of 32-bit elements that is reused batch after batch and reallocated only
+/// when an upload does not fit, so steady-state training allocates nothing. It grows to what
+/// the upload needs plus a quarter: few reallocations while a run warms up, and no more memory
+/// than the largest step needs (doubling would hold up to twice that for the whole run).
 pub struct DeviceVec<D: Device> {
     buffer: D::Buffer,
     capacity: usize,
@@ -25,7 +26,7 @@ impl<D: Device> DeviceVec<D> {
     /// Makes room for `len` elements (contents are lost when it grows).
     pub fn reserve(&mut self, dev: &D, len: usize) -> Result<(), DeviceError> {
         if len > self.capacity {
-            let capacity = len.max(2 * self.capacity);
+            let capacity = len + len / 4;
             self.buffer = dev.alloc_elems(capacity)?;
             self.capacity = capacity;
         }

@@ -1,8 +1,8 @@
-//! The directory of a device cache: row → slot (a map sized by the cache, not by the table)
-//! and per-slot metadata (row, last use, use count, dirty, pinned), which the replacement
-//! policies read and the cache updates.
+//! The directory of a device cache: row → slot (a map sized by the cache, not by the table) and
+//! per-slot metadata (row, last use, use count, dirty, pinned), which the replacement policies
+//! read and the cache updates. Every change keeps the map and the slots in step, so a lookup is
+//! always one probe.
 
-use crate::device::DeviceError;
 use crate::hostmem::{HugeMap, huge_map};
 
 const EMPTY: u32 = u32::MAX;
@@ -10,8 +10,6 @@ const EMPTY: u32 = u32::MAX;
 /// Row → slot map and per-slot metadata.
 pub struct Directory {
     map: HugeMap<u32, u32>,
-    /// `map` lags `slot_row` (the lookahead path updates only `slot_row`; `refresh` rebuilds).
-    stale: bool,
     occupied: usize,
     slot_row: Vec<u32>,
     last_use: Vec<u64>,
@@ -19,6 +17,7 @@ pub struct Directory {
     dirty: Vec<bool>,
     pinned: Vec<u64>,
     epoch: u64,
+    /// Free slots for on-demand inserts (the lookahead planner chooses slots itself).
     free: Vec<u32>,
 }
 
@@ -28,7 +27,6 @@ impl Directory {
         let n = slots as usize;
         Directory {
             map: huge_map(n),
-            stale: false,
             occupied: 0,
             slot_row: vec![EMPTY; n],
             last_use: vec![0; n],
@@ -50,33 +48,9 @@ impl Directory {
         self.occupied
     }
 
-    /// The slot holding `row` (a scan of the slots while the map is stale: call
-    /// [`Directory::refresh`] before many lookups).
+    /// The slot holding `row`.
     pub fn lookup(&self, row: u32) -> Option<u32> {
-        if self.stale {
-            return self
-                .slot_row
-                .iter()
-                .position(|&r| r == row)
-                .map(|s| s as u32);
-        }
         self.map.get(&row).copied()
-    }
-
-    /// Rebuilds the row → slot map after lookahead placements.
-    pub fn refresh(&mut self) {
-        if self.stale {
-            self.map.clear();
-            let map = &mut self.map;
-            self.slot_row
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| **r != EMPTY)
-                .for_each(|(s, &r)| {
-                    map.insert(r, s as u32);
-                });
-            self.stale = false;
-        }
     }
 
     /// Unpins every slot (a new step begins).
@@ -109,7 +83,7 @@ impl Directory {
         })
     }
 
-    /// Puts `row` in a free slot, if any.
+    /// On demand: puts `row` in a free slot, if any.
     pub fn insert(&mut self, row: u32) -> Option<u32> {
         let slot = self.free.pop()?;
         self.slot_row[slot as usize] = row;
@@ -119,7 +93,7 @@ impl Directory {
         Some(slot)
     }
 
-    /// Empties `slot`; returns its row and whether it was dirty.
+    /// On demand: empties `slot`; returns its row and whether it was dirty.
     pub fn evict(&mut self, slot: u32) -> (u32, bool) {
         let s = slot as usize;
         let row = std::mem::replace(&mut self.slot_row[s], EMPTY);
@@ -130,28 +104,27 @@ impl Directory {
         (row, dirty)
     }
 
-    /// Puts `row` in `slot`, which must be empty (the lookahead planner chose it). Only the
-    /// slot table is updated, so placements stay cheap; the map catches up in `refresh`.
-    pub fn place(&mut self, row: u32, slot: u32) -> Result<(), DeviceError> {
+    /// Planned: puts `row` in `slot`, which must be empty (the lookahead planner chose it);
+    /// `Err` describes a plan that does not fit the cache.
+    pub fn place(&mut self, row: u32, slot: u32) -> Result<(), String> {
         let s = slot as usize;
         if self.slot_row.get(s) != Some(&EMPTY) {
-            return Err(DeviceError::InvalidArgument {
-                kernel: "dequantize_rows",
-                message: format!("the plan puts row {row} in slot {slot}, which is not empty"),
-            });
+            return Err(format!(
+                "the plan puts row {row} in slot {slot}, which is not empty"
+            ));
         }
         self.slot_row[s] = row;
+        self.map.insert(row, slot);
         self.occupied += 1;
-        self.stale = true;
         Ok(())
     }
 
-    /// Empties `slot` (the lookahead planner evicts it); returns its row, if any.
+    /// Planned: empties `slot` (the lookahead planner evicts it); returns its row, if any.
     pub fn vacate(&mut self, slot: u32) -> Option<u32> {
         let row = std::mem::replace(self.slot_row.get_mut(slot as usize)?, EMPTY);
         (row != EMPTY).then(|| {
+            self.map.remove(&row);
             self.occupied -= 1;
-            self.stale = true;
             row
         })
     }

@@ -10,7 +10,8 @@
 //! - `lookahead`: the same cache, planned ahead by the lookahead pipeline (`crate::pipeline`):
 //!   misses are prefetched before their step and only rows no upcoming batch reads are evicted.
 
-use super::cache::Directory;
+use super::directory::Directory;
+use crate::precision::{Precision, Rounding};
 use serde::{Deserialize, Serialize};
 
 /// The placement policy (`--policy`).
@@ -55,6 +56,32 @@ impl Policy {
     /// Whether the policy keeps a host store and a device cache.
     pub fn is_cached(self) -> bool {
         self != Policy::AllOnDevice
+    }
+}
+
+/// Where the rows live: the policy and, for cached policies, the host store's precision, the
+/// rounding of write-backs and each table's cache size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    /// The policy.
+    pub policy: Policy,
+    /// Host store precision (cached policies).
+    pub precision: Precision,
+    /// Rounding of write-backs.
+    pub rounding: Rounding,
+    /// Cache slots per table (cached policies except host-only, which sizes itself per batch).
+    pub cache_rows: Vec<u32>,
+}
+
+impl Placement {
+    /// Every row on the device in FP32.
+    pub fn all_on_device() -> Self {
+        Placement {
+            policy: Policy::AllOnDevice,
+            precision: Precision::Fp32,
+            rounding: Rounding::Nearest,
+            cache_rows: Vec::new(),
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! `HostStore`: the backing store of one table in host memory — every row packed in its
 //! precision (DESIGN.md's layouts) plus, for row-wise Adagrad, one FP32 accumulator per row.
 
+use super::error::EmbeddingError;
 use super::init::{INIT_CHUNK_ROWS, fill_uniform};
-use crate::device::DeviceError;
 use crate::precision::{Precision, dequantize_row, quantize_row};
 use rayon::prelude::*;
 
@@ -16,13 +16,20 @@ pub struct HostStore {
     state: Option<Vec<f32>>,
 }
 
-fn reserve<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>, DeviceError> {
+/// A vector of `len` copies of `value`, or an error naming table `table` and `what` it was for.
+fn reserve<T: Clone>(
+    len: usize,
+    value: T,
+    table: u64,
+    what: &'static str,
+) -> Result<Vec<T>, EmbeddingError> {
     let mut v = Vec::new();
     v.try_reserve_exact(len)
-        .map_err(|e| DeviceError::OutOfMemory {
-            requested: (len * std::mem::size_of::<T>()) as u64,
-            device: "host".into(),
-            reason: format!("{what}: {e}"),
+        .map_err(|e| EmbeddingError::HostMemory {
+            table: table as usize,
+            bytes: (len * std::mem::size_of::<T>()) as u64,
+            what,
+            reason: e.to_string(),
         })?;
     v.resize(len, value);
     Ok(v)
@@ -40,11 +47,11 @@ impl HostStore {
         init_scale: f32,
         seed: u64,
         table: u64,
-    ) -> Result<Self, DeviceError> {
+    ) -> Result<Self, EmbeddingError> {
         let words = precision.row_words(dim);
-        let mut data = reserve(rows as usize * words, 0u32, "host store")?;
+        let mut data = reserve(rows as usize * words, 0u32, table, "host store")?;
         let state = adagrad_init
-            .map(|a| reserve(rows as usize, a, "optimizer state"))
+            .map(|a| reserve(rows as usize, a, table, "optimizer state"))
             .transpose()?;
         let mut chunk = vec![0f32; INIT_CHUNK_ROWS.min(rows as usize) * dim];
         for (c, first) in (0..rows as usize).step_by(INIT_CHUNK_ROWS).enumerate() {
@@ -69,6 +76,11 @@ impl HostStore {
     /// Rows in the table.
     pub fn rows(&self) -> u32 {
         self.rows
+    }
+
+    /// Values per row.
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     /// The packed layout.

@@ -4,7 +4,7 @@
 //! Every tensor lives on the device; a training step uploads the batch, launches the kernels in
 //! order and downloads only the per-sample losses (needed on the host for the progress bar).
 
-use super::{Mlp, ModelConfig, mlp::ParamRef};
+use super::{Mlp, ModelConfig, ModelError, mlp::ParamRef};
 use crate::data::RowMap;
 use crate::data::{Batch, Schema};
 use crate::device::kernels::interaction_width;
@@ -12,10 +12,20 @@ use crate::device::{
     Activation, BceLoss, Device, DeviceError, DeviceExt, DeviceVec, InteractionBackward,
     InteractionForward, sigmoid,
 };
-use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement};
+use crate::embedding::transfer::Evicted;
+use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement, Residency};
 use crate::rng::Stream;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
+
+/// What one training step leaves behind.
+pub struct Step<D: Device> {
+    /// The batch's mean loss.
+    pub loss: f64,
+    /// The rows a planned step evicted, packed on the device, for the write-back stage
+    /// (`None` on demand).
+    pub evicted: Option<Evicted<D>>,
+}
 
 /// The model, its optimizer state and its activation buffers on device `D`.
 pub struct Dlrm<D: Device> {
@@ -49,7 +59,7 @@ impl<D: Device> Dlrm<D> {
         placement: Placement,
         capacity: usize,
         seed: u64,
-    ) -> Result<Self, DeviceError> {
+    ) -> Result<Self, ModelError> {
         let tables = schema.table_rows.len();
         let dim = cfg.dim;
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
@@ -110,37 +120,20 @@ impl<D: Device> Dlrm<D> {
         })
     }
 
-    fn stage(
-        &mut self,
-        dev: &D,
-        batch: &Batch,
-        maps: Option<&[RowMap]>,
-    ) -> Result<usize, DeviceError> {
-        let n = self.stage_inputs(dev, batch)?;
-        self.embeddings.stage(dev, &batch.sparse, maps)?;
-        Ok(n)
-    }
-
-    /// Checks and uploads the batch's dense features and labels.
-    fn stage_inputs(&mut self, dev: &D, batch: &Batch) -> Result<usize, DeviceError> {
+    /// Checks and uploads the batch's dense features and labels; returns its size.
+    fn upload_inputs(&mut self, dev: &D, batch: &Batch) -> Result<usize, ModelError> {
         let n = batch.len();
         if n == 0 || n > self.capacity {
-            return Err(DeviceError::InvalidArgument {
-                kernel: "bag_forward",
-                message: format!(
-                    "batch of {n} samples; this model takes 1 to {}",
-                    self.capacity
-                ),
+            return Err(ModelError::BatchSize {
+                samples: n,
+                capacity: self.capacity,
             });
         }
         if batch.num_dense != self.num_dense || batch.dense.len() != n * self.num_dense {
-            return Err(DeviceError::InvalidArgument {
-                kernel: "gemm",
-                message: format!(
-                    "batch has {} dense values for {n} samples of {} features",
-                    batch.dense.len(),
-                    self.num_dense
-                ),
+            return Err(ModelError::DenseFeatures {
+                values: batch.dense.len(),
+                samples: n,
+                features: self.num_dense,
             });
         }
         self.dense_in.upload_f32(dev, &batch.dense)?;
@@ -148,10 +141,10 @@ impl<D: Device> Dlrm<D> {
         Ok(n)
     }
 
-    fn forward(&self, dev: &D, n: usize) -> Result<(), DeviceError> {
+    /// Everything after the pooled embeddings: bottom MLP, interaction, top MLP.
+    fn forward_dense(&self, dev: &D, n: usize) -> Result<(), ModelError> {
         let tables = self.embeddings.tables() as u32;
         self.bottom.forward(dev, self.dense_in.buffer(), n)?;
-        self.embeddings.forward(dev, &self.pooled)?;
         dev.interaction_forward(&InteractionForward {
             dense: self.bottom.output(),
             emb: &self.pooled,
@@ -163,11 +156,18 @@ impl<D: Device> Dlrm<D> {
         self.top.forward(dev, &self.inter, n)
     }
 
+    /// Forward pass of an evaluation batch, reading through the caches without changing them.
+    fn forward_eval(&mut self, dev: &D, batch: &Batch) -> Result<usize, ModelError> {
+        let n = self.upload_inputs(dev, batch)?;
+        self.embeddings
+            .forward_eval(dev, &batch.sparse, &self.pooled)?;
+        self.forward_dense(dev, n)?;
+        Ok(n)
+    }
+
     /// Forward + loss only: `sum` of the per-sample losses of `batch` (no update).
-    pub fn loss_sum(&mut self, dev: &D, batch: &Batch) -> Result<f64, DeviceError> {
-        let n = self.stage(dev, batch, None)?;
-        self.forward(dev, n)?;
-        self.embeddings.finish_step(dev)?;
+    pub fn loss_sum(&mut self, dev: &D, batch: &Batch) -> Result<f64, ModelError> {
+        let n = self.forward_eval(dev, batch)?;
         self.bce(dev, n)?;
         dev.download_f32(&self.loss, 0, &mut self.host_out[..n])?;
         Ok(self.host_out[..n].iter().map(|&l| l as f64).sum())
@@ -184,26 +184,25 @@ impl<D: Device> Dlrm<D> {
         })
     }
 
-    /// Computes the gradients of the mean loss of `batch` without applying any update except
-    /// the embeddings' fused one (which cannot be separated), given each table's unique-row map.
+    /// Makes the batch's rows resident (as `residency` says), runs the forward, the loss and
+    /// the backward with the embeddings' fused update (which cannot be separated), leaving the
+    /// dense gradients in the MLPs' buffers. Returns the batch size and the rows a planned step
+    /// evicted.
     fn forward_backward(
         &mut self,
         dev: &D,
         batch: &Batch,
         maps: &[RowMap],
+        residency: Residency<'_, D>,
         lr: f32,
-    ) -> Result<usize, DeviceError> {
-        let n = self.stage(dev, batch, Some(maps))?;
-        self.forward(dev, n)?;
+    ) -> Result<(usize, Option<Evicted<D>>), ModelError> {
+        let n = self.upload_inputs(dev, batch)?;
+        let evicted = self
+            .embeddings
+            .prepare_batch(dev, &batch.sparse, maps, residency)?;
+        self.embeddings.forward(dev, &self.pooled)?;
+        self.forward_dense(dev, n)?;
         self.bce(dev, n)?;
-        self.backward_from_loss(dev, n, lr)?;
-        self.embeddings.finish_step(dev)?;
-        Ok(n)
-    }
-
-    /// Backward from the loss gradient through the top MLP, interaction and bottom MLP, and the
-    /// embeddings' fused update.
-    fn backward_from_loss(&mut self, dev: &D, n: usize, lr: f32) -> Result<(), DeviceError> {
         self.top.backward(dev, &self.inter, Some(&self.dinter), n)?;
         dev.interaction_backward(&InteractionBackward {
             dense: self.bottom.output(),
@@ -216,62 +215,32 @@ impl<D: Device> Dlrm<D> {
             dim: self.dim as u32,
         })?;
         self.bottom.backward(dev, self.dense_in.buffer(), None, n)?;
-        self.embeddings
-            .backward(dev, &self.dpooled, self.embedding_lr.unwrap_or(lr))
+        let embedding_lr = self.embedding_lr.unwrap_or(lr);
+        self.embeddings.backward(dev, &self.dpooled, embedding_lr)?;
+        self.embeddings.finish_step(dev)?;
+        Ok((n, evicted))
     }
 
     /// One training step on `batch` (with one unique-row map per table, see
-    /// [`RowMap::build`]): forward, backward, updates. Returns the batch's mean loss.
+    /// [`RowMap::build`]), its rows made resident as `residency` says: forward, backward,
+    /// updates. Returns the batch's mean loss and, for a planned step, the rows it evicted,
+    /// packed on the device, for the write-back stage to download.
     pub fn train_step(
         &mut self,
         dev: &D,
         batch: &Batch,
         maps: &[RowMap],
+        residency: Residency<'_, D>,
         lr: f32,
-    ) -> Result<f64, DeviceError> {
-        let n = self.forward_backward(dev, batch, maps, lr)?;
+    ) -> Result<Step<D>, ModelError> {
+        let (n, evicted) = self.forward_backward(dev, batch, maps, residency, lr)?;
         self.top.update(dev, lr)?;
         self.bottom.update(dev, lr)?;
         dev.download_f32(&self.loss, 0, &mut self.host_out[..n])?;
-        Ok(self.host_out[..n].iter().map(|&l| l as f64).sum::<f64>() / n as f64)
-    }
-
-    /// One training step of a lookahead run: like [`Dlrm::train_step`], with the batch's rows
-    /// placed by the planner (`staged`, from the stager, whose fetched rows are already on the
-    /// device in `uploaded`). Returns the mean loss and the rows the step evicted, packed into
-    /// `victims` on the device, for the write-back stage to download.
-    #[allow(clippy::too_many_arguments)]
-    pub fn train_step_planned(
-        &mut self,
-        dev: &D,
-        batch: &Batch,
-        maps: &[RowMap],
-        staged: &[crate::pipeline::StagedTable],
-        uploaded: &[crate::pipeline::DeviceRows<D>],
-        victims: Vec<crate::pipeline::DeviceRows<D>>,
-        lr: f32,
-        step: u64,
-    ) -> Result<(f64, crate::pipeline::Evicted<D>), DeviceError> {
-        let n = self.stage_inputs(dev, batch)?;
-        let evicted = self.embeddings.stage_planned(
-            dev,
-            &batch.sparse,
-            maps,
-            staged,
-            uploaded,
-            victims,
-            step,
-        )?;
-        self.forward(dev, n)?;
-        self.bce(dev, n)?;
-        self.backward_from_loss(dev, n, lr)?;
-        self.top.update(dev, lr)?;
-        self.bottom.update(dev, lr)?;
-        dev.download_f32(&self.loss, 0, &mut self.host_out[..n])?;
-        Ok((
-            self.host_out[..n].iter().map(|&l| l as f64).sum::<f64>() / n as f64,
+        Ok(Step {
+            loss: self.host_out[..n].iter().map(|&l| l as f64).sum::<f64>() / n as f64,
             evicted,
-        ))
+        })
     }
 
     /// Gradients only (for gradient checks): the dense gradients are left in the MLPs'
@@ -282,8 +251,8 @@ impl<D: Device> Dlrm<D> {
         batch: &Batch,
         maps: &[RowMap],
         embedding_lr: f32,
-    ) -> Result<(), DeviceError> {
-        self.forward_backward(dev, batch, maps, embedding_lr)
+    ) -> Result<(), ModelError> {
+        self.forward_backward(dev, batch, maps, Residency::OnDemand, embedding_lr)
             .map(|_| ())
     }
 
@@ -293,10 +262,8 @@ impl<D: Device> Dlrm<D> {
         dev: &D,
         batch: &Batch,
         out: &mut Vec<f32>,
-    ) -> Result<(), DeviceError> {
-        let n = self.stage(dev, batch, None)?;
-        self.forward(dev, n)?;
-        self.embeddings.finish_step(dev)?;
+    ) -> Result<(), ModelError> {
+        let n = self.forward_eval(dev, batch)?;
         dev.download_f32(self.top.output(), 0, &mut self.host_out[..n])?;
         out.extend(self.host_out[..n].iter().map(|&z| sigmoid(z)));
         Ok(())

@@ -1,5 +1,6 @@
 //! A multilayer perceptron on the device: `y = act(x·Wᵀ + b)` per layer.
 
+use super::ModelError;
 use crate::device::{
     Activation, BiasActBackward, BiasActForward, DenseUpdate, Device, DeviceError, DeviceExt, Gemm,
     OptimizerRule,
@@ -55,12 +56,9 @@ impl<D: Device> Mlp<D> {
         capacity: usize,
         rule: OptimizerRule,
         rng: &mut impl Rng,
-    ) -> Result<Self, DeviceError> {
+    ) -> Result<Self, ModelError> {
         if sizes.len() < 2 || sizes.contains(&0) {
-            return Err(DeviceError::InvalidArgument {
-                kernel: "gemm",
-                message: format!("an MLP needs at least two non-zero sizes, got {sizes:?}"),
-            });
+            return Err(ModelError::LayerSizes(sizes.to_vec()));
         }
         let mut layers = Vec::with_capacity(sizes.len() - 1);
         for (l, pair) in sizes.windows(2).enumerate() {
@@ -100,14 +98,11 @@ impl<D: Device> Mlp<D> {
         })
     }
 
-    fn check_batch(&self, batch: usize) -> Result<(), DeviceError> {
+    fn check_batch(&self, batch: usize) -> Result<(), ModelError> {
         if batch > self.capacity {
-            return Err(DeviceError::InvalidArgument {
-                kernel: "gemm",
-                message: format!(
-                    "batch of {batch} exceeds the MLP's capacity {}",
-                    self.capacity
-                ),
+            return Err(ModelError::BatchSize {
+                samples: batch,
+                capacity: self.capacity,
             });
         }
         Ok(())
@@ -115,7 +110,7 @@ impl<D: Device> Mlp<D> {
 
     /// Forward pass of `batch` samples of `x` (`[batch, sizes[0]]`); the result is in
     /// [`Mlp::output`].
-    pub fn forward(&self, dev: &D, x: &D::Buffer, batch: usize) -> Result<(), DeviceError> {
+    pub fn forward(&self, dev: &D, x: &D::Buffer, batch: usize) -> Result<(), ModelError> {
         self.check_batch(batch)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let input = if l == 0 { x } else { &self.layers[l - 1].y };
@@ -166,7 +161,7 @@ impl<D: Device> Mlp<D> {
         x: &D::Buffer,
         dx: Option<&D::Buffer>,
         batch: usize,
-    ) -> Result<(), DeviceError> {
+    ) -> Result<(), ModelError> {
         self.check_batch(batch)?;
         for l in (0..self.layers.len()).rev() {
             let layer = &self.layers[l];

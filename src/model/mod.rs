@@ -3,8 +3,43 @@
 pub mod dlrm;
 pub mod mlp;
 
-pub use dlrm::Dlrm;
+pub use dlrm::{Dlrm, Step};
 pub use mlp::Mlp;
+
+use crate::device::DeviceError;
+use crate::embedding::EmbeddingError;
+
+/// What can stop the model: a batch that does not fit it, or its embeddings or device failing.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A batch larger than the model was built for (or empty).
+    #[error("a batch of {samples} samples; this model takes 1 to {capacity}")]
+    BatchSize {
+        /// Samples in the batch.
+        samples: usize,
+        /// The largest batch the model takes.
+        capacity: usize,
+    },
+    /// A batch whose dense features do not match the model's.
+    #[error("the batch has {values} dense values for {samples} samples of {features} features")]
+    DenseFeatures {
+        /// Dense values in the batch.
+        values: usize,
+        /// Samples in the batch.
+        samples: usize,
+        /// Dense features per sample the model takes.
+        features: usize,
+    },
+    /// MLP layer sizes that cannot make a network.
+    #[error("an MLP needs at least two non-zero layer sizes, got {0:?}")]
+    LayerSizes(Vec<usize>),
+    /// The embedding tables failed (a cache too small, a row past its table, …).
+    #[error(transparent)]
+    Embedding(#[from] EmbeddingError),
+    /// The device failed.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+}
 
 use crate::device::{Optimizer, OptimizerRule, Pooling};
 use serde::{Deserialize, Serialize};

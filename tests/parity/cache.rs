@@ -128,8 +128,14 @@ pub fn cached_training_parity<D: Device>(dev: &D, cpu: &CpuDevice) {
     for step in 0..30 {
         stream.next_batch(128, &mut batch).unwrap();
         let maps: Vec<RowMap> = batch.sparse.iter().map(RowMap::from_bags).collect();
-        let la = a.train_step(dev, &batch, &maps, 0.05).unwrap();
-        let lb = b.train_step(cpu, &batch, &maps, 0.05).unwrap();
+        let la = a
+            .train_step(dev, &batch, &maps, Residency::OnDemand, 0.05)
+            .unwrap()
+            .loss;
+        let lb = b
+            .train_step(cpu, &batch, &maps, Residency::OnDemand, 0.05)
+            .unwrap()
+            .loss;
         assert!(
             (la - lb).abs() <= 1e-4 * lb.abs(),
             "step {step}: loss {la} vs cpu {lb}"

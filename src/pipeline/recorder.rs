@@ -1,13 +1,26 @@
-//! Turns what each step measured into the step's `Snapshot`, and the run into its summary;
-//! shared by the on-demand loop and the lookahead pipeline, so both report the same way.
+//! Turns what each step measured into the step's `Snapshot` — the one place snapshots are made —
+//! and the run into its totals.
 
-use super::{EvalPoint, TrainSummary};
 use crate::telemetry::{Hotness, MemoryStats, SCHEMA_VERSION, Snapshot, StageTime, TableStats};
 use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Steps averaged into `final_train_loss`.
 const LOSS_WINDOW: usize = 100;
+
+/// One evaluation on the test split.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EvalPoint {
+    /// Steps trained before it.
+    pub step: u64,
+    /// Exact AUC (`null` if the test split has one class only).
+    pub test_auc: Option<f64>,
+    /// Mean log loss.
+    pub test_logloss: Option<f64>,
+}
+
+/// What one evaluation measured: AUC and log loss (each `None` where undefined), and seconds.
+pub type EvalScore = (Option<f64>, Option<f64>, f64);
 
 /// What one training step measured.
 pub(crate) struct StepRecord {
@@ -22,7 +35,7 @@ pub(crate) struct StepRecord {
     pub busy_s: f64,
     pub waiting_s: f64,
     /// `(AUC, log loss, seconds)` when the step evaluated.
-    pub eval: Option<(Option<f64>, Option<f64>, f64)>,
+    pub eval: Option<EvalScore>,
     /// Whether the planner shortened its window for this batch (lookahead only).
     pub window_shrunk: Option<bool>,
 }
@@ -32,13 +45,13 @@ pub(crate) struct Recorder {
     started: Instant,
     batch_size: u64,
     link_gbps: Option<f64>,
-    pub evals: Vec<EvalPoint>,
-    pub cumulative: TableStats,
+    evals: Vec<EvalPoint>,
+    cumulative: TableStats,
     losses: VecDeque<f64>,
-    pub busy_total: f64,
-    pub wait_total: f64,
-    pub eval_seconds: f64,
-    pub window_shrinks: Option<u64>,
+    busy_total: f64,
+    wait_total: f64,
+    eval_seconds: f64,
+    window_shrinks: Option<u64>,
 }
 
 impl Recorder {
@@ -114,50 +127,43 @@ impl Recorder {
         }
     }
 
-    /// Mean training loss over the last steps.
-    pub fn final_loss(&self) -> Option<f64> {
-        (!self.losses.is_empty())
-            .then(|| self.losses.iter().sum::<f64>() / self.losses.len() as f64)
+    /// The run's totals so far.
+    pub fn totals(&self) -> RunTotals {
+        RunTotals {
+            evals: self.evals.clone(),
+            cumulative: self.cumulative.clone(),
+            final_loss: (!self.losses.is_empty())
+                .then(|| self.losses.iter().sum::<f64>() / self.losses.len() as f64),
+            train_seconds: self.busy_total + self.wait_total,
+            idle_seconds: self.wait_total,
+            eval_seconds: self.eval_seconds,
+            window_shrinks: self.window_shrinks,
+            link_gbps: self.link_gbps,
+            transfer_bytes: 0,
+        }
     }
+}
 
+/// A run's totals, for its summary.
+#[derive(Clone, Debug)]
+pub struct RunTotals {
+    /// Every evaluation, in order.
+    pub evals: Vec<EvalPoint>,
+    /// Lookups, hits, misses and bytes over the run, all tables together.
+    pub cumulative: TableStats,
+    /// Mean training loss over the last steps (up to 100).
+    pub final_loss: Option<f64>,
     /// Seconds spent training (waiting for data included, evaluation excluded).
-    pub fn train_seconds(&self) -> f64 {
-        self.busy_total + self.wait_total
-    }
-
-    /// Fills the fields of `summary` this recorder knows.
-    pub fn complete(&self, summary: &mut TrainSummary) {
-        let train_seconds = self.train_seconds();
-        let samples = summary.samples;
-        let last = self.evals.last();
-        summary.samples_per_sec = if train_seconds > 0.0 {
-            samples as f64 / train_seconds
-        } else {
-            0.0
-        };
-        summary.train_seconds = train_seconds;
-        summary.eval_seconds = self.eval_seconds;
-        summary.test_auc = last.and_then(|e| e.test_auc);
-        summary.test_logloss = last.and_then(|e| e.test_logloss);
-        summary.final_train_loss = self.final_loss();
-        summary.device_idle_fraction = if train_seconds > 0.0 {
-            self.wait_total / train_seconds
-        } else {
-            0.0
-        };
-        let c = &self.cumulative;
-        summary.train_hit_rate = c.hit_rate();
-        // The cache's own hit rate: rows found resident when the batch was planned (lookahead) or
-        // stepped (on demand).
-        summary.hit_rate = match c.planner_misses {
-            Some(m) if c.unique_rows > 0 => 1.0 - m as f64 / c.unique_rows as f64,
-            _ => c.hit_rate(),
-        };
-        summary.bytes_h2d = c.bytes_h2d;
-        summary.bytes_d2h = c.bytes_d2h;
-        summary.bytes_per_sample = (c.bytes_h2d + c.bytes_d2h) as f64 / samples.max(1) as f64;
-        summary.window_shrinks = self.window_shrinks;
-        summary.link_gbps = self.link_gbps;
-        summary.evals = self.evals.clone();
-    }
+    pub train_seconds: f64,
+    /// Of those, seconds the device stage waited for its input.
+    pub idle_seconds: f64,
+    /// Seconds spent evaluating.
+    pub eval_seconds: f64,
+    /// Batches for which the lookahead planner shortened its window (`None` without one).
+    pub window_shrinks: Option<u64>,
+    /// The modelled host↔device link, GB/s.
+    pub link_gbps: Option<f64>,
+    /// Device bytes of the pipeline's own transfer buffers (lookahead: upload sets and victim
+    /// buffers), which carry embedding rows and count as embedding memory.
+    pub transfer_bytes: u64,
 }

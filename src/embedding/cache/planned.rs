@@ -1,0 +1,122 @@
+//! Applying the lookahead planner's decisions for one table (ScratchPipe, DESIGN.md): evict the
+//! planned victims into this step's victim buffers, expand the rows the stager fetched, then
+//! count, as the training step sees it, whether every row is where the plan put it.
+
+use super::{DeviceCache, Slots, Transfer};
+use crate::device::Device;
+use crate::embedding::error::EmbeddingError;
+use crate::embedding::transfer::{DeviceRows, EvictedRows, FetchedRows};
+use crate::telemetry::TableStats;
+
+impl DeviceCache {
+    /// Applies the plan of `fetched` (from the stager, whose rows are on the device in
+    /// `uploaded`): the planned victims are quantized on the device into `victims` and returned
+    /// with host buffers of the right size for the write-back stage, which downloads them; the
+    /// fetched rows are expanded into their slots; then every row of the batch (`unique`) is
+    /// checked at its planned slot, and a row that is not there (a dropped prefetch) is a
+    /// train-stage miss, fetched here synchronously. `step` keys the rounding noise.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_plan<D: Device>(
+        &mut self,
+        dev: &D,
+        io: &mut Transfer<D>,
+        slots: &Slots<'_, D>,
+        table: usize,
+        fetched: &FetchedRows,
+        uploaded: &DeviceRows<D>,
+        victims: &mut DeviceRows<D>,
+        unique: &[u32],
+        step: u32,
+        seed: u32,
+        stats: &mut TableStats,
+    ) -> Result<EvictedRows, EmbeddingError> {
+        let plan = &fetched.plan;
+        let n = plan.evict_slots.len();
+        let mut evicted = EvictedRows::default();
+        if n > 0 {
+            for &slot in &plan.evict_slots {
+                self.dir.vacate(slot);
+            }
+            io.slot_ids.upload_u32(dev, &plan.evict_slots)?;
+            io.row_ids.upload_u32(dev, &plan.evict_rows)?;
+            // Packed into this step's victim buffers; the write-back stage downloads them, so
+            // the device stage never waits for a device-to-host copy.
+            victims.packed.reserve(dev, n * self.words)?;
+            victims.state.reserve(dev, n)?;
+            self.quantize(
+                dev,
+                slots,
+                &io.slot_ids,
+                &io.row_ids,
+                n,
+                step,
+                seed,
+                &victims.packed,
+                &victims.state,
+            )?;
+            // Sized here, filled by the write-back stage.
+            let (mut words, mut state) = self.spare.pop().unwrap_or_default();
+            words.clear();
+            words.resize(n * self.words, 0);
+            state.clear();
+            if slots.state.is_some() {
+                state.resize(n, 0.0);
+            }
+            stats.bytes_d2h += 4 * (words.len() + state.len()) as u64;
+            stats.bytes_h2d += 8 * n as u64;
+            evicted = EvictedRows {
+                rows: plan.evict_rows.clone(),
+                words,
+                state,
+            };
+        }
+        *stats.evictions.get_or_insert(0) += n as u64;
+        // The stager uploaded the rows already; only their expansion is left.
+        let staged = (&uploaded.packed, &uploaded.slots, &uploaded.state);
+        self.expand(dev, slots, fetched.rows.len(), staged)?;
+        self.place_all(table, &fetched.rows, &fetched.slots)?;
+        stats.bytes_h2d += fetched.bytes();
+        // The train stage's own count: is every row where the plan says?
+        io.rows.clear();
+        io.slots.clear();
+        let mut hits = 0;
+        for (u, &row) in unique.iter().enumerate() {
+            let slot = plan.slot_of[u];
+            if self.dir.row_in(slot) == Some(row) {
+                hits += 1;
+            } else {
+                io.rows.push(row);
+                io.slots.push(slot);
+            }
+        }
+        let missing = io.rows.len();
+        if missing > 0 {
+            let (rows, slot_list) = (std::mem::take(&mut io.rows), std::mem::take(&mut io.slots));
+            let filled = self
+                .fetch(dev, io, slots, &rows, &slot_list, stats)
+                .and_then(|()| self.place_all(table, &rows, &slot_list));
+            (io.rows, io.slots) = (rows, slot_list);
+            filled?;
+        }
+        stats.hits += hits;
+        stats.misses += missing as u64;
+        *stats.planner_misses.get_or_insert(0) += plan.fetch_rows.len() as u64;
+        self.count_occupancy(stats);
+        Ok(evicted)
+    }
+
+    /// Records `rows` resident in the empty slots `slot_list` the plan chose for them.
+    fn place_all(
+        &mut self,
+        table: usize,
+        rows: &[u32],
+        slot_list: &[u32],
+    ) -> Result<(), EmbeddingError> {
+        for (&r, &s) in rows.iter().zip(slot_list) {
+            self.dir
+                .place(r, s)
+                .map_err(|message| EmbeddingError::Inconsistent { table, message })?;
+        }
+        Ok(())
+    }
+}

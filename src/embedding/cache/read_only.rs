@@ -1,0 +1,85 @@
+//! Reading rows through a cache without changing it: evaluation must measure a model without
+//! perturbing what training caches (no fetch, no eviction, no use counted).
+
+use super::{DeviceCache, Slots, Transfer, lock_store};
+use crate::device::{BagForward, DequantizeRows, Device, DeviceError, Pooling};
+use crate::telemetry::TableStats;
+
+impl DeviceCache {
+    /// Fills the shared evaluation rows (`io.eval_rows`, `[unique.len() × dim]` FP32) with the
+    /// rows `unique`: resident rows are gathered from their slots (a `bag_forward` over one-row
+    /// bags), the others read from the store and expanded. Row `unique[u]` lands at
+    /// `position[u]`. Counts hits, misses and the bytes fetched.
+    pub fn read_only<D: Device>(
+        &self,
+        dev: &D,
+        io: &mut Transfer<D>,
+        slots: &Slots<'_, D>,
+        unique: &[u32],
+        position: &mut Vec<u32>,
+        stats: &mut TableStats,
+    ) -> Result<(), DeviceError> {
+        io.eval_rows.reserve(dev, unique.len() * self.dim)?;
+        position.clear();
+        position.resize(unique.len(), 0);
+        io.rows.clear(); // missing rows
+        io.slots.clear(); // slots of resident rows
+        let mut missing = Vec::new();
+        for (u, &row) in unique.iter().enumerate() {
+            match self.dir.lookup(row) {
+                Some(s) => {
+                    position[u] = io.slots.len() as u32;
+                    io.slots.push(s);
+                }
+                None => {
+                    missing.push(u);
+                    io.rows.push(row);
+                }
+            }
+        }
+        let hits = io.slots.len();
+        for (i, &u) in missing.iter().enumerate() {
+            position[u] = (hits + i) as u32;
+        }
+        let total = unique.len() as u32;
+        if hits > 0 {
+            let offsets: Vec<u32> = (0..=hits as u32).collect();
+            io.offsets.upload_u32(dev, &offsets)?;
+            io.slot_ids.upload_u32(dev, &io.slots)?;
+            dev.bag_forward(&BagForward {
+                table: slots.weights,
+                rows: self.dir.slots(),
+                dim: self.dim as u32,
+                indices: io.slot_ids.buffer(),
+                offsets: io.offsets.buffer(),
+                bags: hits as u32,
+                pooling: Pooling::Sum,
+                out: io.eval_rows.buffer(),
+                out_stride: self.dim as u32,
+                out_offset: 0,
+            })?;
+        }
+        if !missing.is_empty() {
+            io.packed_host.clear();
+            io.state_host.clear();
+            lock_store(&self.store).gather(&io.rows, &mut io.packed_host, &mut io.state_host);
+            io.packed.upload_u32(dev, &io.packed_host)?;
+            let targets: Vec<u32> = (hits as u32..total).collect();
+            io.row_ids.upload_u32(dev, &targets)?;
+            dev.dequantize_rows(&DequantizeRows {
+                packed: io.packed.buffer(),
+                slots: io.row_ids.buffer(),
+                rows: missing.len() as u32,
+                dim: self.dim as u32,
+                precision: self.precision,
+                cache: io.eval_rows.buffer(),
+                cache_rows: total,
+                state: None,
+            })?;
+            stats.bytes_h2d += 4 * (io.packed_host.len() + targets.len()) as u64;
+        }
+        stats.hits += hits as u64;
+        stats.misses += missing.len() as u64;
+        Ok(())
+    }
+}

@@ -1,0 +1,67 @@
+//! One table's inputs for a batch on the device: its lookups, bag offsets and unique-row map,
+//! in buffers reused batch after batch.
+
+use crate::data::{Bags, RowMap};
+use crate::device::{Device, DeviceError, DeviceVec};
+
+/// One table's inputs for the current batch, on the device.
+pub(super) struct BatchInputs<D: Device> {
+    pub indices: DeviceVec<D>,
+    pub offsets: DeviceVec<D>,
+    pub unique_rows: DeviceVec<D>,
+    pub row_starts: DeviceVec<D>,
+    pub bag_ids: DeviceVec<D>,
+    pub bags: usize,
+    pub unique: usize,
+    /// Whether the unique-row map of the current batch is uploaded (a training batch).
+    pub has_map: bool,
+}
+
+impl<D: Device> BatchInputs<D> {
+    /// Room for batches of `batch` bags (buffers grow when a batch needs more).
+    pub fn new(dev: &D, batch: usize) -> Result<Self, DeviceError> {
+        Ok(BatchInputs {
+            indices: DeviceVec::new(dev, batch * 4)?,
+            offsets: DeviceVec::new(dev, batch + 1)?,
+            unique_rows: DeviceVec::new(dev, batch * 4)?,
+            row_starts: DeviceVec::new(dev, batch * 4 + 1)?,
+            bag_ids: DeviceVec::new(dev, batch * 4)?,
+            bags: 0,
+            unique: 0,
+            has_map: false,
+        })
+    }
+
+    /// Device bytes allocated.
+    pub fn bytes(&self) -> u64 {
+        self.indices.bytes()
+            + self.offsets.bytes()
+            + self.unique_rows.bytes()
+            + self.row_starts.bytes()
+            + self.bag_ids.bytes()
+    }
+
+    /// Uploads a batch's lookups (`indices`, renamed or not) and its bag offsets.
+    pub fn upload_lookups(
+        &mut self,
+        dev: &D,
+        indices: &[u32],
+        bags: &Bags,
+    ) -> Result<(), DeviceError> {
+        self.indices.upload_u32(dev, indices)?;
+        self.offsets.upload_u32(dev, &bags.offsets)?;
+        self.bags = bags.len();
+        self.has_map = false;
+        Ok(())
+    }
+
+    /// Uploads the unique-row map the fused backward walks.
+    pub fn upload_map(&mut self, dev: &D, m: &RowMap) -> Result<(), DeviceError> {
+        self.unique_rows.upload_u32(dev, &m.unique_rows)?;
+        self.row_starts.upload_u32(dev, &m.row_starts)?;
+        self.bag_ids.upload_u32(dev, &m.bag_ids)?;
+        self.unique = m.unique();
+        self.has_map = true;
+        Ok(())
+    }
+}
