@@ -2,7 +2,7 @@
 //! planner, the default workload's must-show ratios, budgets, determinism and clear errors.
 
 use rowflow::data::sequence::{LengthDistribution, SequenceGenerator, SequenceOptions};
-use rowflow::shard::cli::{
+use rowflow::shard::compare::{
     PlannerRow, ProfileOptions, ShardPlanOptions, plan_and_simulate, profile_workload,
 };
 use rowflow::shard::plan::{Layout, PLAN_FORMAT, RowLayout, RowRange, TablePlan};

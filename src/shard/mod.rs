@@ -19,7 +19,7 @@
 //! device), `row-wise` (a table in equal contiguous row blocks over all devices), `column-wise`
 //! (a table in column slices, each slice holding all rows, so a lookup gathers a partial vector
 //! from every slice's device) and `table-row-wise` (a table on one host, row-wise over its
-//! devices). `flexshard` ([`planners`]) replicates rows by access probability, on every device
+//! devices). `flexshard` ([`baselines`]) replicates rows by access probability, on every device
 //! (`global`) or once per host (`host`, sharded over the host's devices), and balances the rest
 //! by expected load. Every planner gets the same per-device memory budget
 //! ([`memory_budget_bytes`]): `F ×` an even share of all rows. A baseline whose fixed layout does
@@ -58,16 +58,16 @@
 //! per-host and cross-host communicators split from the world communicator — never a home-made
 //! transport (DESIGN.md, "Scale beyond one machine").
 
-pub mod cli;
-mod flex;
+pub mod baselines;
+pub mod compare;
+mod flexshard;
 pub mod plan;
-pub mod planners;
 pub mod profile;
 pub mod sim;
 pub mod topology;
 
+pub use baselines::{Objective, PlannerKind, make_plan, make_plan_with};
 pub use plan::{Plan, Router, Source};
-pub use planners::{Objective, PlannerKind, make_plan, make_plan_with};
 pub use profile::AccessProfile;
 pub use sim::{PlanStats, SimOptions, replay, simulate};
 pub use topology::{TableSpec, Tier, Topology, memory_budget_bytes};

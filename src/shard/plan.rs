@@ -2,7 +2,7 @@
 //! [`Router`] that answers "who holds this row for this requester".
 
 use super::ShardError;
-use super::planners::PlannerKind;
+use super::baselines::PlannerKind;
 use super::topology::{TableSpec, Topology};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -23,7 +23,7 @@
 //!    memory evenly.
 
 use super::ShardError;
-pub use super::flex::Objective;
+pub use super::flexshard::Objective;
 use super::plan::{ColumnShard, Layout, PLAN_FORMAT, Plan, Router, RowLayout, RowRange, TablePlan};
 use super::profile::AccessProfile;
 use super::topology::{TableSpec, Topology, validate_tables};
@@ -122,7 +122,7 @@ pub fn make_plan_with(
                     tables.len()
                 )));
             }
-            super::flex::flexshard(topo, tables, budget_bytes, profile, objective)?
+            super::flexshard::flexshard(topo, tables, budget_bytes, profile, objective)?
         }
     };
     let plan = Plan {

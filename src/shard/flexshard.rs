@@ -1,8 +1,8 @@
-//! The FlexShard planner (its algorithm is described in [`super::planners`]).
+//! The FlexShard planner (its algorithm is described in [`super::baselines`]).
 
 use super::ShardError;
+use super::baselines::{MaxHeap, Ord64, row_blocks};
 use super::plan::{Layout, RowLayout, RowRange};
-use super::planners::{MaxHeap, Ord64, row_blocks};
 use super::profile::AccessProfile;
 use super::topology::{TableSpec, Topology};
 use serde::{Deserialize, Serialize};
