@@ -1,83 +1,19 @@
-//! The planners: TorchRec's four baselines and FlexShard.
+//! TorchRec's four baselines, and [`make_plan`], which makes any planner's plan (the baselines
+//! here, FlexShard in [`super::flexshard`]) and checks it against the memory budget.
 //!
-//! **FlexShard** (`flexshard`), for an [`AccessProfile`] of expected lookups per row and step:
-//!
-//! 1. Every row has a tier: a single copy, a host replica (one copy per host, on the same local
-//!    device of every host), or a global replica (a copy on every device). For each tier the
-//!    planner computes the expected communication time of the row per step, summed over devices:
-//!    the forward and backward all-to-all bytes (requesters are uniform over devices, so a single
-//!    copy is remote for `(n−1)/n` of the lookups, of which `(n−G)/n` cross hosts; a host replica
-//!    is remote for `(G−1)/G`, always inside the host; a global replica is local) plus the
-//!    all-reduce of its gradient when the row is touched in the step (probability
-//!    `1 − e^(−c)` for `c` expected lookups): `2(H−1)` row transfers across hosts for either kind
-//!    of replica and `2H(G−1)` inside hosts for a global one (see the module docs of
-//!    [`crate::shard`]).
-//! 2. Upgrades (single → host, host → global, or single → global where that is better per byte)
-//!    are taken greedily by time saved per byte of extra memory, only while the saving is
-//!    positive and the slack memory (`budget × devices − all rows once`) lasts.
-//! 3. Host replicas go to the local device with the least replica memory; the hottest remaining
-//!    single-copy rows (at least `n/8` expected lookups per step and 8× the table's mean) are
-//!    pinned to the
-//!    device with the least expected traffic that still has room (longest-processing-time
-//!    first); every other row is placed in contiguous ranges that fill each device's remaining
-//!    memory evenly.
+//! Each baseline places every row exactly once, tables largest first, each on the device (or
+//! host) holding the fewest bytes so far; a layout that does not fit the budget is
+//! [`ShardError::Infeasible`], as TorchRec's planner drops a sharding option that violates a
+//! storage constraint.
 
 use super::ShardError;
-pub use super::flexshard::Objective;
-use super::plan::{ColumnShard, Layout, PLAN_FORMAT, Plan, Router, RowLayout, RowRange, TablePlan};
+use super::blocks::{row_blocks, row_wise};
+use super::flexshard::{Objective, flexshard};
+use super::plan::{
+    ColumnShard, Layout, PLAN_FORMAT, Plan, PlannerKind, Router, RowLayout, RowRange, TablePlan,
+};
 use super::profile::AccessProfile;
 use super::topology::{TableSpec, Topology, validate_tables};
-use serde::{Deserialize, Serialize};
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
-/// A sharding planner.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum PlannerKind {
-    /// Each table whole on one device (TorchRec TW).
-    TableWise,
-    /// Each table in equal contiguous row blocks over all devices (TorchRec RW).
-    RowWise,
-    /// Each table in column slices of all its rows (TorchRec CW).
-    ColumnWise,
-    /// Each table on one host, row-wise over its devices (TorchRec TWRW).
-    TableRowWise,
-    /// Row-level tiered replication by access probability, the rest balanced.
-    #[serde(rename = "flexshard")]
-    #[strum(serialize = "flexshard")]
-    FlexShard,
-}
-
-impl PlannerKind {
-    /// Every planner, baselines first.
-    pub const ALL: [PlannerKind; 5] = [
-        PlannerKind::TableWise,
-        PlannerKind::RowWise,
-        PlannerKind::ColumnWise,
-        PlannerKind::TableRowWise,
-        PlannerKind::FlexShard,
-    ];
-
-    /// The CLI and JSON spelling.
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-}
 
 /// Makes `kind`'s plan of `tables` on `topo` under `budget_bytes` per device. FlexShard needs
 /// the `profile`; the baselines ignore it. A layout that cannot fit is
@@ -105,10 +41,7 @@ pub fn make_plan_with(
     validate_tables(tables)?;
     let layouts = match kind {
         PlannerKind::TableWise => table_wise(topo, tables, budget_bytes)?,
-        PlannerKind::RowWise => tables
-            .iter()
-            .map(|t| row_blocks(t.rows, 0, topo.devices()))
-            .collect(),
+        PlannerKind::RowWise => row_wise(tables, topo.devices()),
         PlannerKind::ColumnWise => column_wise(topo, tables, budget_bytes)?,
         PlannerKind::TableRowWise => table_row_wise(topo, tables, budget_bytes)?,
         PlannerKind::FlexShard => {
@@ -122,7 +55,7 @@ pub fn make_plan_with(
                     tables.len()
                 )));
             }
-            super::flexshard::flexshard(topo, tables, budget_bytes, profile, objective)?
+            flexshard(topo, tables, budget_bytes, profile, objective)?
         }
     };
     let plan = Plan {
@@ -163,31 +96,6 @@ pub fn check_budget(kind: PlannerKind, plan: &Plan) -> Result<(), ShardError> {
         }),
         _ => Ok(()),
     }
-}
-
-/// Rows `0..rows` in `parts` equal contiguous blocks of `⌈rows / parts⌉` on devices
-/// `first, first + 1, …` (TorchRec's row-wise split; the last blocks may be short or empty).
-pub(crate) fn row_blocks(rows: u32, first: usize, parts: usize) -> Layout {
-    let block = (rows as u64).div_ceil(parts as u64);
-    let ranges = (0..parts as u64)
-        .map(|i| {
-            (
-                i * block,
-                ((i + 1) * block).min(rows as u64),
-                first + i as usize,
-            )
-        })
-        .filter(|(s, e, _)| s < e)
-        .map(|(s, e, d)| RowRange {
-            start: s as u32,
-            end: e as u32,
-            device: d as u32,
-        })
-        .collect();
-    Layout::Rows(RowLayout {
-        ranges,
-        ..Default::default()
-    })
 }
 
 /// Indices of `tables` by size, largest first (ties by index), the order greedy placement uses.
@@ -315,21 +223,3 @@ fn column_wise(
     }
     Ok(out.into_iter().flatten().collect())
 }
-
-/// An `f64` ordered by `total_cmp`, for heaps.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Ord64(pub f64);
-impl Eq for Ord64 {}
-impl PartialOrd for Ord64 {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Ord64 {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
-/// A max-heap keyed by `Ord64` then by a tie-breaking key.
-pub(crate) type MaxHeap<K> = BinaryHeap<(Ord64, K)>;

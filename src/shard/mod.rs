@@ -19,7 +19,7 @@
 //! device), `row-wise` (a table in equal contiguous row blocks over all devices), `column-wise`
 //! (a table in column slices, each slice holding all rows, so a lookup gathers a partial vector
 //! from every slice's device) and `table-row-wise` (a table on one host, row-wise over its
-//! devices). `flexshard` ([`baselines`]) replicates rows by access probability, on every device
+//! devices). `flexshard` ([`flexshard`]) replicates rows by access probability, on every device
 //! (`global`) or once per host (`host`, sharded over the host's devices), and balances the rest
 //! by expected load. Every planner gets the same per-device memory budget
 //! ([`memory_budget_bytes`]): `F ×` an even share of all rows. A baseline whose fixed layout does
@@ -59,15 +59,17 @@
 //! transport (DESIGN.md, "Scale beyond one machine").
 
 pub mod baselines;
+mod blocks;
 pub mod compare;
-mod flexshard;
+pub mod flexshard;
 pub mod plan;
 pub mod profile;
 pub mod sim;
 pub mod topology;
 
-pub use baselines::{Objective, PlannerKind, make_plan, make_plan_with};
-pub use plan::{Plan, Router, Source};
+pub use baselines::{make_plan, make_plan_with};
+pub use flexshard::Objective;
+pub use plan::{Plan, PlannerKind, Router, Source};
 pub use profile::AccessProfile;
 pub use sim::{PlanStats, SimOptions, replay, simulate};
 pub use topology::{TableSpec, Tier, Topology, memory_budget_bytes};

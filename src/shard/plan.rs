@@ -1,8 +1,7 @@
-//! A placement of every row (or column slice) of every table, its compact file form, and the
-//! [`Router`] that answers "who holds this row for this requester".
+//! A placement of every row (or column slice) of every table, the planner that made it, its
+//! compact file form, and the [`Router`] that answers "who holds this row for this requester".
 
 use super::ShardError;
-use super::baselines::PlannerKind;
 use super::topology::{TableSpec, Topology};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -26,6 +25,54 @@ pub struct Plan {
     pub memory_budget_bytes: u64,
     /// One entry per table, in table order.
     pub tables: Vec<TablePlan>,
+}
+
+/// A sharding planner.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum PlannerKind {
+    /// Each table whole on one device (TorchRec TW).
+    TableWise,
+    /// Each table in equal contiguous row blocks over all devices (TorchRec RW).
+    RowWise,
+    /// Each table in column slices of all its rows (TorchRec CW).
+    ColumnWise,
+    /// Each table on one host, row-wise over its devices (TorchRec TWRW).
+    TableRowWise,
+    /// Row-level tiered replication by access probability, the rest balanced.
+    #[serde(rename = "flexshard")]
+    #[strum(serialize = "flexshard")]
+    FlexShard,
+}
+
+impl PlannerKind {
+    /// Every planner, baselines first.
+    pub const ALL: [PlannerKind; 5] = [
+        PlannerKind::TableWise,
+        PlannerKind::RowWise,
+        PlannerKind::ColumnWise,
+        PlannerKind::TableRowWise,
+        PlannerKind::FlexShard,
+    ];
+
+    /// The CLI and JSON spelling.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// One table's placement.
