@@ -1,17 +1,16 @@
 //! TorchRec's four baselines, and [`make_plan`], which makes any planner's plan (the baselines
 //! here, FlexShard in [`super::flexshard`]) and checks it against the memory budget.
 //!
-//! Each baseline places every row exactly once, tables largest first, each on the device (or
-//! host) holding the fewest bytes so far; a layout that does not fit the budget is
-//! [`ShardError::Infeasible`], as TorchRec's planner drops a sharding option that violates a
-//! storage constraint.
+//! Each baseline places every row exactly once. Row-wise spreads every table over all devices;
+//! table-wise, table-row-wise and column-wise place tables largest first, each table (or column
+//! slice) on the device or host holding the fewest bytes so far. A layout that does not fit the
+//! budget is [`ShardError::Infeasible`], as TorchRec's planner drops a sharding option that
+//! violates a storage constraint.
 
 use super::ShardError;
 use super::blocks::{row_blocks, row_wise};
 use super::flexshard::{Objective, flexshard};
-use super::plan::{
-    ColumnShard, Layout, PLAN_FORMAT, Plan, PlannerKind, Router, RowLayout, RowRange, TablePlan,
-};
+use super::plan::{ColumnShard, Layout, PLAN_FORMAT, Plan, PlannerKind, Router, TablePlan};
 use super::profile::AccessProfile;
 use super::topology::{TableSpec, Topology, validate_tables};
 
@@ -98,11 +97,19 @@ pub fn check_budget(kind: PlannerKind, plan: &Plan) -> Result<(), ShardError> {
     }
 }
 
-/// Indices of `tables` by size, largest first (ties by index), the order greedy placement uses.
-fn by_size(tables: &[TableSpec]) -> Vec<usize> {
+/// Every table's layout from `place(t)`, called for the tables largest first (ties by index),
+/// the order greedy placement uses; the layouts come back in table order.
+fn largest_first(
+    tables: &[TableSpec],
+    mut place: impl FnMut(usize) -> Result<Layout, ShardError>,
+) -> Result<Vec<Layout>, ShardError> {
     let mut order: Vec<usize> = (0..tables.len()).collect();
     order.sort_by(|&a, &b| tables[b].bytes().cmp(&tables[a].bytes()).then(a.cmp(&b)));
-    order
+    let mut out = vec![None; tables.len()];
+    for t in order {
+        out[t] = Some(place(t)?);
+    }
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// The index of the smallest value (the first on ties).
@@ -113,19 +120,19 @@ fn argmin(v: &[u64]) -> usize {
         .map_or(0, |x| x.0)
 }
 
+/// TorchRec TW: each table whole on one device.
 fn table_wise(
     topo: &Topology,
     tables: &[TableSpec],
     budget: u64,
 ) -> Result<Vec<Layout>, ShardError> {
     let mut mem = vec![0u64; topo.devices()];
-    let mut out = vec![None; tables.len()];
-    for t in by_size(tables) {
+    largest_first(tables, |t| {
         let d = argmin(&mem);
         let bytes = tables[t].bytes();
         if mem[d] + bytes > budget {
             return Err(ShardError::Infeasible {
-                planner: "table-wise",
+                planner: PlannerKind::TableWise.name(),
                 reason: format!(
                     "table {t} ({bytes} bytes) fits on no device: the emptiest has {} of its \
                      {budget} bytes free; shard it by rows or columns, or raise \
@@ -135,18 +142,12 @@ fn table_wise(
             });
         }
         mem[d] += bytes;
-        out[t] = Some(Layout::Rows(RowLayout {
-            ranges: vec![RowRange {
-                start: 0,
-                end: tables[t].rows,
-                device: d as u32,
-            }],
-            ..Default::default()
-        }));
-    }
-    Ok(out.into_iter().flatten().collect())
+        // The whole table is one block.
+        Ok(row_blocks(tables[t].rows, d, 1))
+    })
 }
 
+/// TorchRec TWRW: each table on one host, row-wise over its devices.
 fn table_row_wise(
     topo: &Topology,
     tables: &[TableSpec],
@@ -154,15 +155,14 @@ fn table_row_wise(
 ) -> Result<Vec<Layout>, ShardError> {
     let g = topo.devices_per_host;
     let mut host_mem = vec![0u64; topo.hosts];
-    let mut out = vec![None; tables.len()];
-    for t in by_size(tables) {
+    largest_first(tables, |t| {
         let h = argmin(&host_mem);
         let per_device = (tables[t].rows as u64).div_ceil(g as u64) * tables[t].row_bytes();
         // Blocks are filled from the host's first device, which therefore holds the most.
         let used = host_mem[h].div_ceil(g as u64);
         if used + per_device > budget {
             return Err(ShardError::Infeasible {
-                planner: "table-row-wise",
+                planner: PlannerKind::TableRowWise.name(),
                 reason: format!(
                     "table {t} needs {per_device} bytes on each device of a host, and the \
                      emptiest host's devices have {} of {budget} bytes free; raise \
@@ -172,11 +172,11 @@ fn table_row_wise(
             });
         }
         host_mem[h] += per_device * g as u64;
-        out[t] = Some(row_blocks(tables[t].rows, topo.device(h, 0), g));
-    }
-    Ok(out.into_iter().flatten().collect())
+        Ok(row_blocks(tables[t].rows, topo.device(h, 0), g))
+    })
 }
 
+/// TorchRec CW: each table in column slices of all its rows.
 fn column_wise(
     topo: &Topology,
     tables: &[TableSpec],
@@ -185,8 +185,7 @@ fn column_wise(
     let n = topo.devices();
     let total: u64 = tables.iter().map(TableSpec::bytes).sum();
     let mut mem = vec![0u64; n];
-    let mut out = vec![None; tables.len()];
-    for t in by_size(tables) {
+    largest_first(tables, |t| {
         let spec = tables[t];
         // Slices in proportion to the table's share of the bytes, at least 4 columns each (as
         // TorchRec's smallest column shard), and dividing `dim` evenly.
@@ -203,7 +202,7 @@ fn column_wise(
             let d = argmin(&mem);
             if mem[d] + slice_bytes > budget {
                 return Err(ShardError::Infeasible {
-                    planner: "column-wise",
+                    planner: PlannerKind::ColumnWise.name(),
                     reason: format!(
                         "a {cols}-column slice of table {t} ({slice_bytes} bytes) fits on no \
                          device: the emptiest has {} of {budget} bytes free; raise \
@@ -219,7 +218,6 @@ fn column_wise(
                 columns: cols,
             });
         }
-        out[t] = Some(Layout::Columns { shards });
-    }
-    Ok(out.into_iter().flatten().collect())
+        Ok(Layout::Columns { shards })
+    })
 }
