@@ -2,7 +2,7 @@
 //! planner, the default workload's must-show ratios, budgets, determinism and clear errors.
 
 use rowflow::data::sequence::{LengthDistribution, SequenceGenerator, SequenceOptions};
-use rowflow::shard::cli::{
+use rowflow::shard::compare::{
     PlannerRow, ProfileOptions, ShardPlanOptions, plan_and_simulate, profile_workload,
 };
 use rowflow::shard::plan::{Layout, PLAN_FORMAT, RowLayout, RowRange, TablePlan};
@@ -500,6 +500,47 @@ fn bad_topologies_budgets_and_plan_files_are_clear_errors() {
     plan.save(&path).unwrap();
     let e = Plan::load(&path).unwrap_err();
     assert!(e.to_string().contains("device 9 does not exist"), "{e}");
+}
+
+#[test]
+fn plan_files_with_unequal_row_lists_or_missing_devices_name_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.json");
+    let load_with = |edit: &dyn Fn(&mut RowLayout)| {
+        let mut plan =
+            make_plan(PlannerKind::RowWise, &topo22(), &small_tables(), 128, None).unwrap();
+        if let Layout::Rows(l) = &mut plan.tables[1].layout {
+            edit(l);
+        }
+        plan.save(&path).unwrap();
+        Plan::load(&path).unwrap_err().to_string()
+    };
+    let e = load_with(&|l| l.pinned_rows.push(0));
+    assert!(
+        e.contains("table 1: pinned_rows and pinned_devices differ in length"),
+        "{e}"
+    );
+    let e = load_with(&|l| l.host_replicated_local.push(0));
+    assert!(
+        e.contains("table 1: host_replicated_rows and _local differ in length"),
+        "{e}"
+    );
+    let e = load_with(&|l| {
+        l.pinned_rows.push(0);
+        l.pinned_devices.push(4);
+    });
+    assert!(
+        e.contains("table 1: device 4 does not exist (4 devices)"),
+        "{e}"
+    );
+    let e = load_with(&|l| {
+        l.host_replicated_rows.push(0);
+        l.host_replicated_local.push(2);
+    });
+    assert!(
+        e.contains("table 1: local device 2 does not exist (2 per host)"),
+        "{e}"
+    );
 }
 
 #[test]

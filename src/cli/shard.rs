@@ -5,7 +5,7 @@ use super::choice;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use rowflow::data::sequence::LengthDistribution;
-use rowflow::shard::cli::{ShardPlanOptions, run_shard_plan};
+use rowflow::shard::compare::{ShardPlanOptions, run_shard_plan};
 use rowflow::shard::{Objective, PlannerKind};
 use std::path::PathBuf;
 

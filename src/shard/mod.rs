@@ -19,7 +19,7 @@
 //! device), `row-wise` (a table in equal contiguous row blocks over all devices), `column-wise`
 //! (a table in column slices, each slice holding all rows, so a lookup gathers a partial vector
 //! from every slice's device) and `table-row-wise` (a table on one host, row-wise over its
-//! devices). `flexshard` ([`planners`]) replicates rows by access probability, on every device
+//! devices). `flexshard` ([`flexshard`]) replicates rows by access probability, on every device
 //! (`global`) or once per host (`host`, sharded over the host's devices), and balances the rest
 //! by expected load. Every planner gets the same per-device memory budget
 //! ([`memory_budget_bytes`]): `F ×` an even share of all rows. A baseline whose fixed layout does
@@ -51,23 +51,27 @@
 //! Execution on a real cluster is a later issue. The plan file ([`Plan::save`]) holds, per
 //! table, the replicated set, the host-replicated set with each row's local device, rows pinned
 //! to one device, and contiguous row ranges for the rest (or column slices), so an engine can
-//! rebuild the [`Router`] on every rank without the profile. [`ShardedLookup`] is the interface
-//! such an engine implements: the router turns a batch's ids into per-peer send counts and
-//! buffers, which map one-to-one onto NCCL's `ncclAllToAllv`-style grouped `ncclSend`/`ncclRecv`
-//! through cudarc for the two all-to-alls, and replica gradients onto `ncclAllReduce` on
-//! per-host and cross-host communicators split from the world communicator — never a home-made
-//! transport (DESIGN.md, "Scale beyond one machine").
+//! rebuild the [`Router`] on every rank without the profile. On each rank the router turns a
+//! batch's sequence ids (per table, in CSR form) into per-peer send counts and buffers, which map
+//! one-to-one onto NCCL's `ncclAllToAllv`-style grouped `ncclSend`/`ncclRecv` through cudarc: the
+//! forward all-to-all returns one vector per element (no pooling), the backward all-to-all sends
+//! each element's gradient to its row's owner, which applies the optimizer. Replica gradients map
+//! onto `ncclAllReduce` on per-host and cross-host communicators split from the world
+//! communicator. The engine runs on existing collectives, never a home-made transport
+//! (DESIGN.md, "Scale beyond one machine").
 
-pub mod cli;
-mod flex;
+pub mod baselines;
+mod blocks;
+pub mod compare;
+pub mod flexshard;
 pub mod plan;
-pub mod planners;
 pub mod profile;
 pub mod sim;
 pub mod topology;
 
-pub use plan::{Plan, Router, Source};
-pub use planners::{Objective, PlannerKind, make_plan, make_plan_with};
+pub use baselines::{make_plan, make_plan_with};
+pub use flexshard::Objective;
+pub use plan::{Plan, PlannerKind, Router, Source};
 pub use profile::AccessProfile;
 pub use sim::{PlanStats, SimOptions, replay, simulate};
 pub use topology::{TableSpec, Tier, Topology, memory_budget_bytes};
@@ -110,31 +114,4 @@ pub enum ShardError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-/// Embedding lookups whose rows are spread over devices by a [`Plan`]: what an execution engine
-/// on one rank implements (over NCCL through cudarc; see the module docs). Inputs are this
-/// rank's sequence ids per table in CSR form; outputs keep one vector per element (no pooling).
-pub trait ShardedLookup {
-    /// The engine's error.
-    type Error: std::error::Error;
-    /// This rank's device id (`host · devices_per_host + local`).
-    fn rank(&self) -> usize;
-    /// The plan being executed.
-    fn plan(&self) -> &Plan;
-    /// Forward: gathers the embedding of every element of `ids[t]` into `out[t]`
-    /// (`elements × dim` FP32, in input order), local rows read in place and remote rows received
-    /// through the forward all-to-all.
-    fn forward(
-        &mut self,
-        ids: &[crate::data::Bags],
-        out: &mut [Vec<f32>],
-    ) -> Result<(), Self::Error>;
-    /// Backward: sends each element's gradient to its row's owner (backward all-to-all), sums
-    /// replica gradients with an all-reduce, and applies the optimizer to the rows held here.
-    fn backward(
-        &mut self,
-        ids: &[crate::data::Bags],
-        grads: &[Vec<f32>],
-    ) -> Result<(), Self::Error>;
 }

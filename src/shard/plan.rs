@@ -1,8 +1,7 @@
-//! A placement of every row (or column slice) of every table, its compact file form, and the
-//! [`Router`] that answers "who holds this row for this requester".
+//! A placement of every row (or column slice) of every table, the planner that made it, its
+//! compact file form, and the [`Router`] that answers "who holds this row for this requester".
 
 use super::ShardError;
-use super::planners::PlannerKind;
 use super::topology::{TableSpec, Topology};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -26,6 +25,54 @@ pub struct Plan {
     pub memory_budget_bytes: u64,
     /// One entry per table, in table order.
     pub tables: Vec<TablePlan>,
+}
+
+/// A sharding planner.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum PlannerKind {
+    /// Each table whole on one device (TorchRec TW).
+    TableWise,
+    /// Each table in equal contiguous row blocks over all devices (TorchRec RW).
+    RowWise,
+    /// Each table in column slices of all its rows (TorchRec CW).
+    ColumnWise,
+    /// Each table on one host, row-wise over its devices (TorchRec TWRW).
+    TableRowWise,
+    /// Row-level tiered replication by access probability, the rest balanced.
+    #[serde(rename = "flexshard")]
+    #[strum(serialize = "flexshard")]
+    FlexShard,
+}
+
+impl PlannerKind {
+    /// Every planner, baselines first.
+    pub const ALL: [PlannerKind; 5] = [
+        PlannerKind::TableWise,
+        PlannerKind::RowWise,
+        PlannerKind::ColumnWise,
+        PlannerKind::TableRowWise,
+        PlannerKind::FlexShard,
+    ];
+
+    /// The CLI and JSON spelling.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// One table's placement.
@@ -134,13 +181,6 @@ impl Router {
             .map_err(|e| e.to_string())?;
         let n = topo.devices();
         let g = topo.devices_per_host;
-        let dev_ok = |d: u32, what: &str| -> Result<(), String> {
-            if (d as usize) < n {
-                Ok(())
-            } else {
-                Err(format!("{what}: device {d} does not exist ({n} devices)"))
-            }
-        };
         let mut routes = Vec::with_capacity(plan.tables.len());
         for (t, tp) in plan.tables.iter().enumerate() {
             if tp.rows == 0 || tp.dim == 0 {
@@ -150,7 +190,7 @@ impl Router {
                 Layout::Columns { shards } => {
                     let mut next = 0;
                     for s in shards {
-                        dev_ok(s.device, &format!("table {t}"))?;
+                        device_exists(t, s.device, n)?;
                         if s.first_column != next || s.columns == 0 {
                             return Err(format!(
                                 "table {t}: column slices must cover 0..{} in order",
@@ -286,12 +326,7 @@ fn owners(t: usize, rows: u32, l: &RowLayout, n: usize, g: usize) -> Result<Vec<
                 r.start, r.end
             ));
         }
-        if r.device as usize >= n {
-            return Err(format!(
-                "table {t}: device {} does not exist ({n} devices)",
-                r.device
-            ));
-        }
+        device_exists(t, r.device, n)?;
         o[r.start as usize..r.end as usize].fill(r.device as u16);
         next = r.end;
     }
@@ -314,12 +349,12 @@ fn owners(t: usize, rows: u32, l: &RowLayout, n: usize, g: usize) -> Result<Vec<
     for &r in &l.replicated {
         set(r, GLOBAL, "replicated")?;
     }
-    if l.host_replicated_rows.len() != l.host_replicated_local.len() {
-        return Err(format!(
-            "table {t}: host_replicated_rows and _local differ in length"
-        ));
-    }
-    for (&r, &j) in l.host_replicated_rows.iter().zip(&l.host_replicated_local) {
+    for (r, j) in paired(
+        t,
+        &l.host_replicated_rows,
+        &l.host_replicated_local,
+        "host_replicated_rows and _local",
+    )? {
         if j as usize >= g {
             return Err(format!(
                 "table {t}: local device {j} does not exist ({g} per host)"
@@ -327,20 +362,41 @@ fn owners(t: usize, rows: u32, l: &RowLayout, n: usize, g: usize) -> Result<Vec<
         }
         set(r, HOST | j as u16, "host-replicated")?;
     }
-    if l.pinned_rows.len() != l.pinned_devices.len() {
-        return Err(format!(
-            "table {t}: pinned_rows and pinned_devices differ in length"
-        ));
-    }
-    for (&r, &d) in l.pinned_rows.iter().zip(&l.pinned_devices) {
-        if d as usize >= n {
-            return Err(format!(
-                "table {t}: device {d} does not exist ({n} devices)"
-            ));
-        }
+    for (r, d) in paired(
+        t,
+        &l.pinned_rows,
+        &l.pinned_devices,
+        "pinned_rows and pinned_devices",
+    )? {
+        device_exists(t, d, n)?;
         set(r, d as u16, "pinned")?;
     }
     Ok(o)
+}
+
+/// Fails unless device `d`, named in table `t`'s layout, is one of the `n` devices.
+fn device_exists(t: usize, d: u32, n: usize) -> Result<(), String> {
+    if (d as usize) < n {
+        Ok(())
+    } else {
+        Err(format!(
+            "table {t}: device {d} does not exist ({n} devices)"
+        ))
+    }
+}
+
+/// The entries of two parallel lists of table `t`'s row layout (a row and its device), which
+/// must be equally long; `names` names both lists in the error.
+fn paired<'a>(
+    t: usize,
+    rows: &'a [u32],
+    devices: &'a [u32],
+    names: &str,
+) -> Result<impl Iterator<Item = (u32, u32)> + 'a, String> {
+    if rows.len() != devices.len() {
+        return Err(format!("table {t}: {names} differ in length"));
+    }
+    Ok(rows.iter().copied().zip(devices.iter().copied()))
 }
 
 impl Plan {

@@ -2,8 +2,7 @@
 //! tier and device pair, with the α-β latency model of [`crate::shard`]'s module docs.
 
 use super::ShardError;
-use super::plan::{Plan, Router, Source};
-use super::planners::PlannerKind;
+use super::plan::{Plan, PlannerKind, Router, Source};
 use super::topology::{TierKind, Topology};
 use crate::data::sequence::SequenceGenerator;
 use rayon::prelude::*;

@@ -1,12 +1,32 @@
-//! The FlexShard planner (its algorithm is described in [`super::planners`]).
+//! The FlexShard planner (`flexshard`), for an [`AccessProfile`] of expected lookups per row and step:
+//!
+//! 1. Every row has a tier: a single copy, a host replica (one copy per host, on the same local
+//!    device of every host), or a global replica (a copy on every device). For each tier the
+//!    planner computes the expected communication time of the row per step, summed over devices:
+//!    the forward and backward all-to-all bytes (requesters are uniform over devices, so a single
+//!    copy is remote for `(n−1)/n` of the lookups, of which `(n−G)/n` cross hosts; a host replica
+//!    is remote for `(G−1)/G`, always inside the host; a global replica is local) plus the
+//!    all-reduce of its gradient when the row is touched in the step (probability
+//!    `1 − e^(−c)` for `c` expected lookups): `2(H−1)` row transfers across hosts for either kind
+//!    of replica and `2H(G−1)` inside hosts for a global one (see the module docs of
+//!    [`crate::shard`]).
+//! 2. Upgrades (single → host, host → global, or single → global where that is better per byte)
+//!    are taken greedily by time saved per byte of extra memory, only while the saving is
+//!    positive and the slack memory (`budget × devices − all rows once`) lasts.
+//! 3. Host replicas go to the local device with the least replica memory; the hottest remaining
+//!    single-copy rows (at least `n/8` expected lookups per step and 8× the table's mean) are
+//!    pinned to the device with the least expected traffic that still has room
+//!    (longest-processing-time first); every other row is placed in contiguous ranges that fill
+//!    each device's remaining memory evenly.
 
 use super::ShardError;
+use super::blocks::row_wise;
 use super::plan::{Layout, RowLayout, RowRange};
-use super::planners::{MaxHeap, Ord64, row_blocks};
 use super::profile::AccessProfile;
 use super::topology::{TableSpec, Topology};
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 
 /// What FlexShard's planner minimises.
 #[derive(
@@ -141,10 +161,7 @@ pub(crate) fn flexshard(
     cands.iter_mut().for_each(|c| c.tier = SINGLE);
     match place(topo, tables, budget, &cands) {
         Ok(l) => Ok(l),
-        Err(_) => Ok(tables
-            .iter()
-            .map(|t| row_blocks(t.rows, 0, topo.devices()))
-            .collect()),
+        Err(_) => Ok(row_wise(tables, topo.devices())),
     }
 }
 
@@ -308,7 +325,7 @@ fn place(
         && layouts.iter().all(|l| l.pinned_rows.is_empty())
     {
         // Nothing is hot enough to treat apart: the plain row-wise layout is as good.
-        return Ok(tables.iter().map(|t| row_blocks(t.rows, 0, n)).collect());
+        return Ok(row_wise(tables, n));
     }
     fill_ranges(tables, budget, &listed, &mut mem, &mut layouts)?;
     Ok(layouts.into_iter().map(Layout::Rows).collect())
@@ -384,3 +401,21 @@ fn fill_ranges(
     }
     Ok(())
 }
+
+/// An `f64` ordered by `total_cmp`, for heaps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Ord64(f64);
+impl Eq for Ord64 {}
+impl PartialOrd for Ord64 {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ord64 {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// A max-heap keyed by `Ord64` then by a tie-breaking key.
+type MaxHeap<K> = BinaryHeap<(Ord64, K)>;

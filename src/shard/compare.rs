@@ -1,6 +1,9 @@
-//! `rowflow shard plan`: every planner on one workload and topology, through the simulator.
+//! Every planner on one workload and topology, through the simulator: what `rowflow shard plan`
+//! reports (the flags themselves live in the binary, `src/cli/shard.rs`).
 
-use super::planners::{Objective, PlannerKind, make_plan_with};
+use super::baselines::make_plan_with;
+use super::flexshard::Objective;
+use super::plan::PlannerKind;
 use super::profile::AccessProfile;
 use super::sim::{PlanStats, SimOptions, simulate};
 use super::topology::{TableSpec, Tier, Topology, memory_budget_bytes};

@@ -1,83 +1,18 @@
-//! The planners: TorchRec's four baselines and FlexShard.
+//! TorchRec's four baselines, and [`make_plan`], which makes any planner's plan (the baselines
+//! here, FlexShard in [`super::flexshard`]) and checks it against the memory budget.
 //!
-//! **FlexShard** (`flexshard`), for an [`AccessProfile`] of expected lookups per row and step:
-//!
-//! 1. Every row has a tier: a single copy, a host replica (one copy per host, on the same local
-//!    device of every host), or a global replica (a copy on every device). For each tier the
-//!    planner computes the expected communication time of the row per step, summed over devices:
-//!    the forward and backward all-to-all bytes (requesters are uniform over devices, so a single
-//!    copy is remote for `(n−1)/n` of the lookups, of which `(n−G)/n` cross hosts; a host replica
-//!    is remote for `(G−1)/G`, always inside the host; a global replica is local) plus the
-//!    all-reduce of its gradient when the row is touched in the step (probability
-//!    `1 − e^(−c)` for `c` expected lookups): `2(H−1)` row transfers across hosts for either kind
-//!    of replica and `2H(G−1)` inside hosts for a global one (see the module docs of
-//!    [`crate::shard`]).
-//! 2. Upgrades (single → host, host → global, or single → global where that is better per byte)
-//!    are taken greedily by time saved per byte of extra memory, only while the saving is
-//!    positive and the slack memory (`budget × devices − all rows once`) lasts.
-//! 3. Host replicas go to the local device with the least replica memory; the hottest remaining
-//!    single-copy rows (at least `n/8` expected lookups per step and 8× the table's mean) are
-//!    pinned to the
-//!    device with the least expected traffic that still has room (longest-processing-time
-//!    first); every other row is placed in contiguous ranges that fill each device's remaining
-//!    memory evenly.
+//! Each baseline places every row exactly once. Row-wise spreads every table over all devices;
+//! table-wise, table-row-wise and column-wise place tables largest first, each table (or column
+//! slice) on the device or host holding the fewest bytes so far. A layout that does not fit the
+//! budget is [`ShardError::Infeasible`], as TorchRec's planner drops a sharding option that
+//! violates a storage constraint.
 
 use super::ShardError;
-pub use super::flex::Objective;
-use super::plan::{ColumnShard, Layout, PLAN_FORMAT, Plan, Router, RowLayout, RowRange, TablePlan};
+use super::blocks::{row_blocks, row_wise};
+use super::flexshard::{Objective, flexshard};
+use super::plan::{ColumnShard, Layout, PLAN_FORMAT, Plan, PlannerKind, Router, TablePlan};
 use super::profile::AccessProfile;
 use super::topology::{TableSpec, Topology, validate_tables};
-use serde::{Deserialize, Serialize};
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
-/// A sharding planner.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum PlannerKind {
-    /// Each table whole on one device (TorchRec TW).
-    TableWise,
-    /// Each table in equal contiguous row blocks over all devices (TorchRec RW).
-    RowWise,
-    /// Each table in column slices of all its rows (TorchRec CW).
-    ColumnWise,
-    /// Each table on one host, row-wise over its devices (TorchRec TWRW).
-    TableRowWise,
-    /// Row-level tiered replication by access probability, the rest balanced.
-    #[serde(rename = "flexshard")]
-    #[strum(serialize = "flexshard")]
-    FlexShard,
-}
-
-impl PlannerKind {
-    /// Every planner, baselines first.
-    pub const ALL: [PlannerKind; 5] = [
-        PlannerKind::TableWise,
-        PlannerKind::RowWise,
-        PlannerKind::ColumnWise,
-        PlannerKind::TableRowWise,
-        PlannerKind::FlexShard,
-    ];
-
-    /// The CLI and JSON spelling.
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-}
 
 /// Makes `kind`'s plan of `tables` on `topo` under `budget_bytes` per device. FlexShard needs
 /// the `profile`; the baselines ignore it. A layout that cannot fit is
@@ -105,10 +40,7 @@ pub fn make_plan_with(
     validate_tables(tables)?;
     let layouts = match kind {
         PlannerKind::TableWise => table_wise(topo, tables, budget_bytes)?,
-        PlannerKind::RowWise => tables
-            .iter()
-            .map(|t| row_blocks(t.rows, 0, topo.devices()))
-            .collect(),
+        PlannerKind::RowWise => row_wise(tables, topo.devices()),
         PlannerKind::ColumnWise => column_wise(topo, tables, budget_bytes)?,
         PlannerKind::TableRowWise => table_row_wise(topo, tables, budget_bytes)?,
         PlannerKind::FlexShard => {
@@ -122,7 +54,7 @@ pub fn make_plan_with(
                     tables.len()
                 )));
             }
-            super::flex::flexshard(topo, tables, budget_bytes, profile, objective)?
+            flexshard(topo, tables, budget_bytes, profile, objective)?
         }
     };
     let plan = Plan {
@@ -165,36 +97,19 @@ pub fn check_budget(kind: PlannerKind, plan: &Plan) -> Result<(), ShardError> {
     }
 }
 
-/// Rows `0..rows` in `parts` equal contiguous blocks of `⌈rows / parts⌉` on devices
-/// `first, first + 1, …` (TorchRec's row-wise split; the last blocks may be short or empty).
-pub(crate) fn row_blocks(rows: u32, first: usize, parts: usize) -> Layout {
-    let block = (rows as u64).div_ceil(parts as u64);
-    let ranges = (0..parts as u64)
-        .map(|i| {
-            (
-                i * block,
-                ((i + 1) * block).min(rows as u64),
-                first + i as usize,
-            )
-        })
-        .filter(|(s, e, _)| s < e)
-        .map(|(s, e, d)| RowRange {
-            start: s as u32,
-            end: e as u32,
-            device: d as u32,
-        })
-        .collect();
-    Layout::Rows(RowLayout {
-        ranges,
-        ..Default::default()
-    })
-}
-
-/// Indices of `tables` by size, largest first (ties by index), the order greedy placement uses.
-fn by_size(tables: &[TableSpec]) -> Vec<usize> {
+/// Every table's layout from `place(t)`, called for the tables largest first (ties by index),
+/// the order greedy placement uses; the layouts come back in table order.
+fn largest_first(
+    tables: &[TableSpec],
+    mut place: impl FnMut(usize) -> Result<Layout, ShardError>,
+) -> Result<Vec<Layout>, ShardError> {
     let mut order: Vec<usize> = (0..tables.len()).collect();
     order.sort_by(|&a, &b| tables[b].bytes().cmp(&tables[a].bytes()).then(a.cmp(&b)));
-    order
+    let mut out = vec![None; tables.len()];
+    for t in order {
+        out[t] = Some(place(t)?);
+    }
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// The index of the smallest value (the first on ties).
@@ -205,19 +120,19 @@ fn argmin(v: &[u64]) -> usize {
         .map_or(0, |x| x.0)
 }
 
+/// TorchRec TW: each table whole on one device.
 fn table_wise(
     topo: &Topology,
     tables: &[TableSpec],
     budget: u64,
 ) -> Result<Vec<Layout>, ShardError> {
     let mut mem = vec![0u64; topo.devices()];
-    let mut out = vec![None; tables.len()];
-    for t in by_size(tables) {
+    largest_first(tables, |t| {
         let d = argmin(&mem);
         let bytes = tables[t].bytes();
         if mem[d] + bytes > budget {
             return Err(ShardError::Infeasible {
-                planner: "table-wise",
+                planner: PlannerKind::TableWise.name(),
                 reason: format!(
                     "table {t} ({bytes} bytes) fits on no device: the emptiest has {} of its \
                      {budget} bytes free; shard it by rows or columns, or raise \
@@ -227,18 +142,12 @@ fn table_wise(
             });
         }
         mem[d] += bytes;
-        out[t] = Some(Layout::Rows(RowLayout {
-            ranges: vec![RowRange {
-                start: 0,
-                end: tables[t].rows,
-                device: d as u32,
-            }],
-            ..Default::default()
-        }));
-    }
-    Ok(out.into_iter().flatten().collect())
+        // The whole table is one block.
+        Ok(row_blocks(tables[t].rows, d, 1))
+    })
 }
 
+/// TorchRec TWRW: each table on one host, row-wise over its devices.
 fn table_row_wise(
     topo: &Topology,
     tables: &[TableSpec],
@@ -246,15 +155,14 @@ fn table_row_wise(
 ) -> Result<Vec<Layout>, ShardError> {
     let g = topo.devices_per_host;
     let mut host_mem = vec![0u64; topo.hosts];
-    let mut out = vec![None; tables.len()];
-    for t in by_size(tables) {
+    largest_first(tables, |t| {
         let h = argmin(&host_mem);
         let per_device = (tables[t].rows as u64).div_ceil(g as u64) * tables[t].row_bytes();
         // Blocks are filled from the host's first device, which therefore holds the most.
         let used = host_mem[h].div_ceil(g as u64);
         if used + per_device > budget {
             return Err(ShardError::Infeasible {
-                planner: "table-row-wise",
+                planner: PlannerKind::TableRowWise.name(),
                 reason: format!(
                     "table {t} needs {per_device} bytes on each device of a host, and the \
                      emptiest host's devices have {} of {budget} bytes free; raise \
@@ -264,11 +172,11 @@ fn table_row_wise(
             });
         }
         host_mem[h] += per_device * g as u64;
-        out[t] = Some(row_blocks(tables[t].rows, topo.device(h, 0), g));
-    }
-    Ok(out.into_iter().flatten().collect())
+        Ok(row_blocks(tables[t].rows, topo.device(h, 0), g))
+    })
 }
 
+/// TorchRec CW: each table in column slices of all its rows.
 fn column_wise(
     topo: &Topology,
     tables: &[TableSpec],
@@ -277,8 +185,7 @@ fn column_wise(
     let n = topo.devices();
     let total: u64 = tables.iter().map(TableSpec::bytes).sum();
     let mut mem = vec![0u64; n];
-    let mut out = vec![None; tables.len()];
-    for t in by_size(tables) {
+    largest_first(tables, |t| {
         let spec = tables[t];
         // Slices in proportion to the table's share of the bytes, at least 4 columns each (as
         // TorchRec's smallest column shard), and dividing `dim` evenly.
@@ -295,7 +202,7 @@ fn column_wise(
             let d = argmin(&mem);
             if mem[d] + slice_bytes > budget {
                 return Err(ShardError::Infeasible {
-                    planner: "column-wise",
+                    planner: PlannerKind::ColumnWise.name(),
                     reason: format!(
                         "a {cols}-column slice of table {t} ({slice_bytes} bytes) fits on no \
                          device: the emptiest has {} of {budget} bytes free; raise \
@@ -311,25 +218,6 @@ fn column_wise(
                 columns: cols,
             });
         }
-        out[t] = Some(Layout::Columns { shards });
-    }
-    Ok(out.into_iter().flatten().collect())
+        Ok(Layout::Columns { shards })
+    })
 }
-
-/// An `f64` ordered by `total_cmp`, for heaps.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Ord64(pub f64);
-impl Eq for Ord64 {}
-impl PartialOrd for Ord64 {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Ord64 {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
-/// A max-heap keyed by `Ord64` then by a tie-breaking key.
-pub(crate) type MaxHeap<K> = BinaryHeap<(Ord64, K)>;
