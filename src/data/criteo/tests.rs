@@ -1,5 +1,8 @@
 //! Tests of the Criteo reader (kept apart to keep `criteo.rs` readable).
+use super::lines::MAX_LINE;
+use super::parse::{LineError, Parser, Sample};
 use super::*;
+use crate::rng::mix64;
 use std::io::Write;
 use tempfile::TempDir;
 
