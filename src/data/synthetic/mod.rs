@@ -26,6 +26,12 @@
 //! by the sparse features. The label is Bernoulli(sigmoid(logit)): that sampling is the noise,
 //! and the teacher's own test AUC (`teacher_auc`) is the ceiling any model can reach.
 
+mod permutation;
+mod teacher;
+
+pub use self::permutation::Permutation;
+
+use self::teacher::Teacher;
 use super::{Batch, DataError, Dataset, SampleStream, Schema};
 use crate::metrics::auc;
 use crate::rng::{Stream, splitmix64};
@@ -83,154 +89,6 @@ impl Default for SyntheticOptions {
             teacher_tail_rank: 300.0,
             teacher_pair_share: 0.1,
         }
-    }
-}
-
-/// A pseudo-random bijection of `0..n`: a balanced Feistel network on the smallest even-bit
-/// domain covering `n`, with cycle walking to stay inside `0..n`.
-#[derive(Clone, Debug)]
-pub struct Permutation {
-    n: u64,
-    half_bits: u32,
-    keys: [u64; 4],
-}
-
-impl Permutation {
-    /// A permutation of `0..n` (n ≥ 1) chosen by `seed`.
-    pub fn new(n: u64, seed: u64) -> Self {
-        let bits = 64 - (n.max(2) - 1).leading_zeros();
-        let half_bits = bits.div_ceil(2).max(1);
-        let mut keys = [0u64; 4];
-        for (r, k) in keys.iter_mut().enumerate() {
-            *k = splitmix64(seed ^ (r as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
-        }
-        Permutation { n, half_bits, keys }
-    }
-
-    fn round(&self, x: u64) -> u64 {
-        let mask = (1u64 << self.half_bits) - 1;
-        let (mut l, mut r) = (x >> self.half_bits, x & mask);
-        for k in self.keys {
-            let f = splitmix64(r ^ k) & mask;
-            (l, r) = (r, l ^ f);
-        }
-        (l << self.half_bits) | r
-    }
-
-    /// The image of `x < n`.
-    pub fn apply(&self, x: u64) -> u64 {
-        // The domain is < 4n, so the expected number of walks is < 4.
-        let mut y = self.round(x);
-        while y >= self.n {
-            y = self.round(y);
-        }
-        y
-    }
-}
-
-/// Uniform value with unit variance in [-√3, √3] from a hash.
-fn unit_uniform(h: u64) -> f64 {
-    let u = (h >> 11) as f64 / (1u64 << 53) as f64;
-    (2.0 * u - 1.0) * 3f64.sqrt()
-}
-
-/// The hidden teacher: its weights are drawn from the seed; its embeddings are hashed on demand.
-#[derive(Clone, Debug)]
-struct Teacher {
-    k: usize,
-    seed: u64,
-    /// `k × dense_features` projection of the dense features.
-    proj: Vec<f64>,
-    /// Pair weights `g_ij`, DLRM order (i in 1..=T, j < i).
-    pairs: Vec<f64>,
-    /// `(T + 1) × k` linear weights.
-    linear: Vec<f64>,
-    scale: f64,
-    bias: f64,
-}
-
-impl Teacher {
-    fn new(opts: &SyntheticOptions, seed: u64) -> Self {
-        let mut rng = Pcg64Mcg::seed_from_u64(splitmix64(Stream::Teacher.key(seed)));
-        let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
-        let (k, t, f) = (opts.teacher_dim, opts.tables, opts.dense_features);
-        let npairs = (t + 1) * t / 2;
-        let proj = (0..k * f).map(|_| normal()).collect();
-        // Share the logit's variance between the pair term and the linear term.
-        let pw = opts.teacher_pair_share.sqrt();
-        let lw = (1.0 - opts.teacher_pair_share).sqrt();
-        let pairs = (0..npairs)
-            .map(|_| pw * normal() / (npairs as f64).sqrt())
-            .collect();
-        let linear = (0..(t + 1) * k)
-            .map(|_| lw * normal() / (((t + 1) * k) as f64).sqrt())
-            .collect();
-        Teacher {
-            k,
-            seed,
-            proj,
-            pairs,
-            linear,
-            scale: opts.teacher_scale,
-            bias: opts.teacher_bias,
-        }
-    }
-
-    /// Component `j` of the teacher embedding of `row` in table `t`.
-    fn embedding(&self, t: usize, row: u32, j: usize) -> f64 {
-        let cell = ((t as u64) << 40) ^ ((row as u64) << 8) ^ j as u64;
-        let h = splitmix64(self.seed ^ splitmix64(Stream::TeacherEmbedding.key(cell)));
-        unit_uniform(h)
-    }
-
-    /// The logit of a sample: its `dense` features, and per table `l` looked-up rows with the
-    /// weight of each (`rows` and `weights` are `tables × l`, table-major).
-    fn logit(
-        &self,
-        dense: &[f32],
-        rows: &[u32],
-        weights: &[f64],
-        l: usize,
-        vecs: &mut Vec<f64>,
-    ) -> f64 {
-        let k = self.k;
-        let t = rows.len() / l.max(1);
-        vecs.clear();
-        vecs.resize((t + 1) * k, 0.0);
-        let fnorm = 1.0 / (dense.len().max(1) as f64).sqrt();
-        for (j, v) in vecs[..k].iter_mut().enumerate() {
-            let row = &self.proj[j * dense.len()..(j + 1) * dense.len()];
-            *v = row
-                .iter()
-                .zip(dense)
-                .map(|(w, x)| w * *x as f64)
-                .sum::<f64>()
-                * fnorm;
-        }
-        let lnorm = 1.0 / (l.max(1) as f64).sqrt();
-        for (p, (&r, &w)) in rows.iter().zip(weights).enumerate() {
-            let ti = p / l;
-            for j in 0..k {
-                vecs[(ti + 1) * k + j] += self.embedding(ti, r, j) * w * lnorm;
-            }
-        }
-        let knorm = 1.0 / (k as f64).sqrt();
-        let mut pair_sum = 0.0;
-        let mut p = 0;
-        for i in 1..=t {
-            for jv in 0..i {
-                let d: f64 = (0..k).map(|c| vecs[i * k + c] * vecs[jv * k + c]).sum();
-                pair_sum += self.pairs[p] * d * knorm;
-                p += 1;
-            }
-        }
-        let linear: f64 = self
-            .linear
-            .iter()
-            .zip(vecs.iter())
-            .map(|(a, v)| a * v)
-            .sum();
-        self.bias + self.scale * (pair_sum + linear)
     }
 }
 
@@ -419,20 +277,6 @@ mod tests {
             train_samples: 2000,
             test_samples: 4000,
             ..Default::default()
-        }
-    }
-
-    #[test]
-    fn permutation_is_a_bijection_for_awkward_sizes() {
-        for n in [1u64, 2, 3, 7, 100, 1000, 4097] {
-            let p = Permutation::new(n, n * 31);
-            let mut seen = vec![false; n as usize];
-            for x in 0..n {
-                let y = p.apply(x);
-                assert!(y < n, "n={n}: {x} -> {y}");
-                assert!(!seen[y as usize], "n={n}: {y} hit twice");
-                seen[y as usize] = true;
-            }
         }
     }
 
