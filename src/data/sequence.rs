@@ -118,17 +118,7 @@ impl SequenceGenerator {
                 Popularity::Zipf(z)
             });
         }
-        let perms = opts
-            .table_rows
-            .iter()
-            .enumerate()
-            .map(|(t, &rows)| {
-                Permutation::new(
-                    rows as u64,
-                    splitmix64(Stream::Permutation.indexed(seed, t as u64)),
-                )
-            })
-            .collect();
+        let perms = Permutation::per_table(&opts.table_rows, seed);
         Ok(SequenceGenerator {
             opts: opts.clone(),
             seed,

@@ -34,7 +34,7 @@ pub use self::permutation::Permutation;
 use self::teacher::Teacher;
 use super::{Batch, DataError, Dataset, SampleStream, Schema};
 use crate::metrics::auc;
-use crate::rng::{Stream, splitmix64};
+use crate::rng::splitmix64;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal, Zipf};
 use rand_pcg::Pcg64Mcg;
@@ -132,16 +132,7 @@ impl SyntheticDataset {
             })?;
             zipfs.push(z);
         }
-        let perms = table_rows
-            .iter()
-            .enumerate()
-            .map(|(t, &rows)| {
-                Permutation::new(
-                    rows as u64,
-                    splitmix64(Stream::Permutation.indexed(seed, t as u64)),
-                )
-            })
-            .collect();
+        let perms = Permutation::per_table(table_rows, seed);
         let schema = Schema {
             num_dense: opts.dense_features,
             table_rows: table_rows.to_vec(),

@@ -1,7 +1,7 @@
 //! The per-table pseudo-random permutations that scatter popularity ranks over a table's rows,
 //! shared by the synthetic and the sequence generators.
 
-use crate::rng::splitmix64;
+use crate::rng::{Stream, splitmix64};
 
 /// A pseudo-random bijection of `0..n`: a balanced Feistel network on the smallest even-bit
 /// domain covering `n`, with cycle walking to stay inside `0..n`.
@@ -22,6 +22,22 @@ impl Permutation {
             *k = splitmix64(seed ^ (r as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
         }
         Permutation { n, half_bits, keys }
+    }
+
+    /// One permutation per table, of `0..table_rows[t]` for table `t`, chosen by member `t` of
+    /// the [`Stream::Permutation`] stream of `seed`: the synthetic and the sequence generators
+    /// scatter the same seed's ranks over the same rows.
+    pub(crate) fn per_table(table_rows: &[u32], seed: u64) -> Vec<Permutation> {
+        table_rows
+            .iter()
+            .enumerate()
+            .map(|(t, &rows)| {
+                Permutation::new(
+                    rows as u64,
+                    splitmix64(Stream::Permutation.indexed(seed, t as u64)),
+                )
+            })
+            .collect()
     }
 
     fn round(&self, x: u64) -> u64 {
