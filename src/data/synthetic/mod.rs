@@ -263,11 +263,26 @@ impl Dataset for SyntheticDataset {
 mod tests {
     use super::*;
 
-    fn small() -> SyntheticOptions {
+    /// The default generator with `train_samples` and `test_samples` samples.
+    fn sized(train_samples: u64, test_samples: u64) -> SyntheticOptions {
         SyntheticOptions {
-            train_samples: 2000,
-            test_samples: 4000,
+            train_samples,
+            test_samples,
             ..Default::default()
+        }
+    }
+
+    fn small() -> SyntheticOptions {
+        sized(2000, 4000)
+    }
+
+    /// [`small`] with one table, its hot set shifted a rank every `drift_samples_per_rank`
+    /// samples (0: never).
+    fn one_table(drift_samples_per_rank: u64) -> SyntheticOptions {
+        SyntheticOptions {
+            tables: 1,
+            drift_samples_per_rank,
+            ..small()
         }
     }
 
@@ -303,12 +318,7 @@ mod tests {
     #[test]
     fn popularity_is_skewed_and_hot_rows_are_scattered() {
         let rows = vec![10_000u32; 1];
-        let opts = SyntheticOptions {
-            tables: 1,
-            drift_samples_per_rank: 0,
-            ..small()
-        };
-        let ds = SyntheticDataset::new(&opts, &rows, 3).unwrap();
+        let ds = SyntheticDataset::new(&one_table(0), &rows, 3).unwrap();
         let mut counts = vec![0u32; 10_000];
         for &r in &ds.test().sparse[0].indices {
             counts[r as usize] += 1;
@@ -336,12 +346,7 @@ mod tests {
 
     #[test]
     fn hot_set_drifts() {
-        let opts = SyntheticOptions {
-            tables: 1,
-            drift_samples_per_rank: 10,
-            ..small()
-        };
-        let ds = SyntheticDataset::new(&opts, &[1000], 3).unwrap();
+        let ds = SyntheticDataset::new(&one_table(10), &[1000], 3).unwrap();
         // Rank 0 at sample i maps to perm(i / 10): the hottest row changes over time.
         assert_ne!(ds.perms[0].apply(0), ds.perms[0].apply(100));
     }
@@ -349,12 +354,7 @@ mod tests {
     #[test]
     fn teacher_auc_is_in_the_target_band_and_labels_are_mixed() {
         let rows = vec![100_000u32; 8];
-        let opts = SyntheticOptions {
-            train_samples: 10,
-            test_samples: 50_000,
-            ..Default::default()
-        };
-        let ds = SyntheticDataset::new(&opts, &rows, 42).unwrap();
+        let ds = SyntheticDataset::new(&sized(10, 50_000), &rows, 42).unwrap();
         let auc = ds.teacher_auc().unwrap();
         assert!((0.75..=0.90).contains(&auc), "teacher AUC {auc}");
         let ctr = ds.test().labels.iter().sum::<f32>() / ds.test().len() as f32;
@@ -363,12 +363,7 @@ mod tests {
 
     #[test]
     fn stream_wraps_and_drops_the_partial_batch() {
-        let opts = SyntheticOptions {
-            train_samples: 10,
-            test_samples: 5,
-            ..Default::default()
-        };
-        let ds = SyntheticDataset::new(&opts, &[50; 8], 1).unwrap();
+        let ds = SyntheticDataset::new(&sized(10, 5), &[50; 8], 1).unwrap();
         let mut s = ds.open_train().unwrap();
         let mut b = Batch::new(13, 8);
         let mut first = Batch::new(13, 8);
