@@ -18,7 +18,8 @@
 //! **Criteo multi-hot columns** ([`MultiHotColumns`]): a categorical field may hold several hex
 //! values separated by a separator byte (e.g. `a1b2,c3d4,e5f6`); each value is hashed into the
 //! field's table exactly as a one-hot Criteo value is (src/data/criteo/parse.rs), and the field
-//! becomes a sequence of those rows. An empty field is an empty sequence.
+//! becomes a sequence of those rows. An empty field is the missing row (0) alone, as for a one-hot
+//! field.
 
 use super::synthetic::Permutation;
 use super::{Bags, DataError};
