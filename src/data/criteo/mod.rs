@@ -43,15 +43,13 @@ mod parse;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use self::parse::{NUM_DENSE, NUM_SPARSE};
+
 use self::lines::Lines;
 use self::parse::{Parser, Sample};
 use super::sequence::MultiHotColumns;
 use super::{Bags, Batch, DataError, Dataset, SampleStream, Schema};
 
-/// Dense (integer) features per sample: `I1` .. `I13`.
-pub const NUM_DENSE: usize = 13;
-/// Sparse (categorical) features per sample, one embedding table each: `C1` .. `C26`.
-pub const NUM_SPARSE: usize = 26;
 /// Malformed lines whose messages are kept for [`CriteoDataset::skipped_examples`].
 const MAX_EXAMPLES: usize = 5;
 

@@ -2,11 +2,14 @@
 //! (`ln(1 + x)`) and the hashing of categorical values into table rows, exactly as the parent
 //! module's *Features* section specifies.
 
-use super::{NUM_DENSE, NUM_SPARSE};
 use crate::data::sequence::MultiHotColumns;
 use crate::data::{Batch, DataError};
 use crate::rng::{GOLDEN_GAMMA, mix64};
 
+/// Dense (integer) features per sample: `I1` .. `I13`.
+pub const NUM_DENSE: usize = 13;
+/// Sparse (categorical) features per sample, one embedding table each: `C1` .. `C26`.
+pub const NUM_SPARSE: usize = 26;
 /// Fields per line: the label, the dense and the sparse features.
 const NUM_FIELDS: usize = 1 + NUM_DENSE + NUM_SPARSE;
 /// Characters of a bad field shown in an error message.

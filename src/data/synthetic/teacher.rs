@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rand_pcg::Pcg64Mcg;
 
-use super::SyntheticOptions;
+use super::options::SyntheticOptions;
 use crate::rng::{Stream, splitmix64};
 
 /// Uniform value with unit variance in [-√3, √3] from a hash.
