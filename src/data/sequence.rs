@@ -8,7 +8,7 @@
 //! element, so every element is one embedding that travels through a sharded all-to-all.
 //!
 //! **Synthetic sequences** ([`SequenceGenerator`]) follow the synthetic generator's conventions
-//! (src/data/synthetic.rs): popularity ranks from Zipf(`zipf_alpha`) mapped to row ids by the same
+//! (src/data/synthetic/): popularity ranks from Zipf(`zipf_alpha`) mapped to row ids by the same
 //! per-table Feistel permutation, so hot rows are scattered over the table; `zipf_alpha = 0` is a
 //! uniform workload with no skew. Lengths come from a [`LengthDistribution`] with mean
 //! `mean_length`. Every `(stream, table)` pair draws from its own PCG stream seeded by
@@ -17,8 +17,9 @@
 //!
 //! **Criteo multi-hot columns** ([`MultiHotColumns`]): a categorical field may hold several hex
 //! values separated by a separator byte (e.g. `a1b2,c3d4,e5f6`); each value is hashed into the
-//! field's table exactly as a one-hot Criteo value is (src/data/criteo.rs), and the field becomes
-//! a sequence of those rows. An empty field is an empty sequence.
+//! field's table exactly as a one-hot Criteo value is (src/data/criteo/parse.rs), and the field
+//! becomes a sequence of those rows. An empty field is the missing row (0) alone, as for a one-hot
+//! field.
 
 use super::synthetic::Permutation;
 use super::{Bags, DataError};
@@ -118,17 +119,7 @@ impl SequenceGenerator {
                 Popularity::Zipf(z)
             });
         }
-        let perms = opts
-            .table_rows
-            .iter()
-            .enumerate()
-            .map(|(t, &rows)| {
-                Permutation::new(
-                    rows as u64,
-                    splitmix64(Stream::Permutation.indexed(seed, t as u64)),
-                )
-            })
-            .collect();
+        let perms = Permutation::per_table(&opts.table_rows, seed);
         Ok(SequenceGenerator {
             opts: opts.clone(),
             seed,

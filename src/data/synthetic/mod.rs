@@ -26,213 +26,20 @@
 //! by the sparse features. The label is Bernoulli(sigmoid(logit)): that sampling is the noise,
 //! and the teacher's own test AUC (`teacher_auc`) is the ceiling any model can reach.
 
+mod options;
+mod permutation;
+mod teacher;
+
+pub use self::options::SyntheticOptions;
+pub use self::permutation::Permutation;
+
+use self::teacher::Teacher;
 use super::{Batch, DataError, Dataset, SampleStream, Schema};
 use crate::metrics::auc;
-use crate::rng::{Stream, splitmix64};
+use crate::rng::splitmix64;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal, Zipf};
 use rand_pcg::Pcg64Mcg;
-use serde::{Deserialize, Serialize};
-
-/// Settings of the generator (`[synthetic]` in a config file). Table sizes come from
-/// `table_rows`, shared with the Criteo reader.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyntheticOptions {
-    /// Sparse features, one table each.
-    pub tables: usize,
-    /// Rows per bag (multi-hot pooling factor `L`).
-    pub pooling_factor: usize,
-    /// Zipf exponent of row popularity.
-    pub zipf_alpha: f64,
-    /// Dense features per sample.
-    pub dense_features: usize,
-    /// Samples in the training split.
-    pub train_samples: u64,
-    /// Samples in the test split (generated after the training samples in time).
-    pub test_samples: u64,
-    /// Samples per one-rank shift of the hot set (0: no drift).
-    pub drift_samples_per_rank: u64,
-    /// Embedding size of the hidden teacher.
-    pub teacher_dim: usize,
-    /// Scale of the teacher's logit: larger is less noisy labels and a higher `teacher_auc`.
-    pub teacher_scale: f64,
-    /// Bias of the teacher's logit (sets the click rate).
-    pub teacher_bias: f64,
-    /// Fraction of the teacher logit's variance from pairwise dot products (the rest is
-    /// linear in the pooled embeddings).
-    pub teacher_pair_share: f64,
-    /// Popularity rank at which a row's teacher embedding has half its full weight
-    /// (`1 / (1 + rank / R)`); 0 gives every row full weight.
-    pub teacher_tail_rank: f64,
-}
-
-impl Default for SyntheticOptions {
-    fn default() -> Self {
-        SyntheticOptions {
-            tables: 8,
-            pooling_factor: 4,
-            zipf_alpha: 1.05,
-            dense_features: 13,
-            train_samples: 1_000_000,
-            test_samples: 100_000,
-            drift_samples_per_rank: 10_000,
-            teacher_dim: 4,
-            teacher_scale: 2.0,
-            teacher_bias: -1.0,
-            teacher_tail_rank: 300.0,
-            teacher_pair_share: 0.1,
-        }
-    }
-}
-
-/// A pseudo-random bijection of `0..n`: a balanced Feistel network on the smallest even-bit
-/// domain covering `n`, with cycle walking to stay inside `0..n`.
-#[derive(Clone, Debug)]
-pub struct Permutation {
-    n: u64,
-    half_bits: u32,
-    keys: [u64; 4],
-}
-
-impl Permutation {
-    /// A permutation of `0..n` (n ≥ 1) chosen by `seed`.
-    pub fn new(n: u64, seed: u64) -> Self {
-        let bits = 64 - (n.max(2) - 1).leading_zeros();
-        let half_bits = bits.div_ceil(2).max(1);
-        let mut keys = [0u64; 4];
-        for (r, k) in keys.iter_mut().enumerate() {
-            *k = splitmix64(seed ^ (r as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
-        }
-        Permutation { n, half_bits, keys }
-    }
-
-    fn round(&self, x: u64) -> u64 {
-        let mask = (1u64 << self.half_bits) - 1;
-        let (mut l, mut r) = (x >> self.half_bits, x & mask);
-        for k in self.keys {
-            let f = splitmix64(r ^ k) & mask;
-            (l, r) = (r, l ^ f);
-        }
-        (l << self.half_bits) | r
-    }
-
-    /// The image of `x < n`.
-    pub fn apply(&self, x: u64) -> u64 {
-        // The domain is < 4n, so the expected number of walks is < 4.
-        let mut y = self.round(x);
-        while y >= self.n {
-            y = self.round(y);
-        }
-        y
-    }
-}
-
-/// Uniform value with unit variance in [-√3, √3] from a hash.
-fn unit_uniform(h: u64) -> f64 {
-    let u = (h >> 11) as f64 / (1u64 << 53) as f64;
-    (2.0 * u - 1.0) * 3f64.sqrt()
-}
-
-/// The hidden teacher: its weights are drawn from the seed; its embeddings are hashed on demand.
-#[derive(Clone, Debug)]
-struct Teacher {
-    k: usize,
-    seed: u64,
-    /// `k × dense_features` projection of the dense features.
-    proj: Vec<f64>,
-    /// Pair weights `g_ij`, DLRM order (i in 1..=T, j < i).
-    pairs: Vec<f64>,
-    /// `(T + 1) × k` linear weights.
-    linear: Vec<f64>,
-    scale: f64,
-    bias: f64,
-}
-
-impl Teacher {
-    fn new(opts: &SyntheticOptions, seed: u64) -> Self {
-        let mut rng = Pcg64Mcg::seed_from_u64(splitmix64(Stream::Teacher.key(seed)));
-        let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
-        let (k, t, f) = (opts.teacher_dim, opts.tables, opts.dense_features);
-        let npairs = (t + 1) * t / 2;
-        let proj = (0..k * f).map(|_| normal()).collect();
-        // Share the logit's variance between the pair term and the linear term.
-        let pw = opts.teacher_pair_share.sqrt();
-        let lw = (1.0 - opts.teacher_pair_share).sqrt();
-        let pairs = (0..npairs)
-            .map(|_| pw * normal() / (npairs as f64).sqrt())
-            .collect();
-        let linear = (0..(t + 1) * k)
-            .map(|_| lw * normal() / (((t + 1) * k) as f64).sqrt())
-            .collect();
-        Teacher {
-            k,
-            seed,
-            proj,
-            pairs,
-            linear,
-            scale: opts.teacher_scale,
-            bias: opts.teacher_bias,
-        }
-    }
-
-    /// Component `j` of the teacher embedding of `row` in table `t`.
-    fn embedding(&self, t: usize, row: u32, j: usize) -> f64 {
-        let cell = ((t as u64) << 40) ^ ((row as u64) << 8) ^ j as u64;
-        let h = splitmix64(self.seed ^ splitmix64(Stream::TeacherEmbedding.key(cell)));
-        unit_uniform(h)
-    }
-
-    /// The logit of a sample: its `dense` features, and per table `l` looked-up rows with the
-    /// weight of each (`rows` and `weights` are `tables × l`, table-major).
-    fn logit(
-        &self,
-        dense: &[f32],
-        rows: &[u32],
-        weights: &[f64],
-        l: usize,
-        vecs: &mut Vec<f64>,
-    ) -> f64 {
-        let k = self.k;
-        let t = rows.len() / l.max(1);
-        vecs.clear();
-        vecs.resize((t + 1) * k, 0.0);
-        let fnorm = 1.0 / (dense.len().max(1) as f64).sqrt();
-        for (j, v) in vecs[..k].iter_mut().enumerate() {
-            let row = &self.proj[j * dense.len()..(j + 1) * dense.len()];
-            *v = row
-                .iter()
-                .zip(dense)
-                .map(|(w, x)| w * *x as f64)
-                .sum::<f64>()
-                * fnorm;
-        }
-        let lnorm = 1.0 / (l.max(1) as f64).sqrt();
-        for (p, (&r, &w)) in rows.iter().zip(weights).enumerate() {
-            let ti = p / l;
-            for j in 0..k {
-                vecs[(ti + 1) * k + j] += self.embedding(ti, r, j) * w * lnorm;
-            }
-        }
-        let knorm = 1.0 / (k as f64).sqrt();
-        let mut pair_sum = 0.0;
-        let mut p = 0;
-        for i in 1..=t {
-            for jv in 0..i {
-                let d: f64 = (0..k).map(|c| vecs[i * k + c] * vecs[jv * k + c]).sum();
-                pair_sum += self.pairs[p] * d * knorm;
-                p += 1;
-            }
-        }
-        let linear: f64 = self
-            .linear
-            .iter()
-            .zip(vecs.iter())
-            .map(|(a, v)| a * v)
-            .sum();
-        self.bias + self.scale * (pair_sum + linear)
-    }
-}
 
 /// The synthetic dataset: a generator for any sample index plus the materialised test split.
 pub struct SyntheticDataset {
@@ -274,16 +81,7 @@ impl SyntheticDataset {
             })?;
             zipfs.push(z);
         }
-        let perms = table_rows
-            .iter()
-            .enumerate()
-            .map(|(t, &rows)| {
-                Permutation::new(
-                    rows as u64,
-                    splitmix64(Stream::Permutation.indexed(seed, t as u64)),
-                )
-            })
-            .collect();
+        let perms = Permutation::per_table(table_rows, seed);
         let schema = Schema {
             num_dense: opts.dense_features,
             table_rows: table_rows.to_vec(),
@@ -414,25 +212,26 @@ impl Dataset for SyntheticDataset {
 mod tests {
     use super::*;
 
-    fn small() -> SyntheticOptions {
+    /// The default generator with `train_samples` and `test_samples` samples.
+    fn sized(train_samples: u64, test_samples: u64) -> SyntheticOptions {
         SyntheticOptions {
-            train_samples: 2000,
-            test_samples: 4000,
+            train_samples,
+            test_samples,
             ..Default::default()
         }
     }
 
-    #[test]
-    fn permutation_is_a_bijection_for_awkward_sizes() {
-        for n in [1u64, 2, 3, 7, 100, 1000, 4097] {
-            let p = Permutation::new(n, n * 31);
-            let mut seen = vec![false; n as usize];
-            for x in 0..n {
-                let y = p.apply(x);
-                assert!(y < n, "n={n}: {x} -> {y}");
-                assert!(!seen[y as usize], "n={n}: {y} hit twice");
-                seen[y as usize] = true;
-            }
+    fn small() -> SyntheticOptions {
+        sized(2000, 4000)
+    }
+
+    /// [`small`] with one table, its hot set shifted a rank every `drift_samples_per_rank`
+    /// samples (0: never).
+    fn one_table(drift_samples_per_rank: u64) -> SyntheticOptions {
+        SyntheticOptions {
+            tables: 1,
+            drift_samples_per_rank,
+            ..small()
         }
     }
 
@@ -468,12 +267,7 @@ mod tests {
     #[test]
     fn popularity_is_skewed_and_hot_rows_are_scattered() {
         let rows = vec![10_000u32; 1];
-        let opts = SyntheticOptions {
-            tables: 1,
-            drift_samples_per_rank: 0,
-            ..small()
-        };
-        let ds = SyntheticDataset::new(&opts, &rows, 3).unwrap();
+        let ds = SyntheticDataset::new(&one_table(0), &rows, 3).unwrap();
         let mut counts = vec![0u32; 10_000];
         for &r in &ds.test().sparse[0].indices {
             counts[r as usize] += 1;
@@ -501,12 +295,7 @@ mod tests {
 
     #[test]
     fn hot_set_drifts() {
-        let opts = SyntheticOptions {
-            tables: 1,
-            drift_samples_per_rank: 10,
-            ..small()
-        };
-        let ds = SyntheticDataset::new(&opts, &[1000], 3).unwrap();
+        let ds = SyntheticDataset::new(&one_table(10), &[1000], 3).unwrap();
         // Rank 0 at sample i maps to perm(i / 10): the hottest row changes over time.
         assert_ne!(ds.perms[0].apply(0), ds.perms[0].apply(100));
     }
@@ -514,12 +303,7 @@ mod tests {
     #[test]
     fn teacher_auc_is_in_the_target_band_and_labels_are_mixed() {
         let rows = vec![100_000u32; 8];
-        let opts = SyntheticOptions {
-            train_samples: 10,
-            test_samples: 50_000,
-            ..Default::default()
-        };
-        let ds = SyntheticDataset::new(&opts, &rows, 42).unwrap();
+        let ds = SyntheticDataset::new(&sized(10, 50_000), &rows, 42).unwrap();
         let auc = ds.teacher_auc().unwrap();
         assert!((0.75..=0.90).contains(&auc), "teacher AUC {auc}");
         let ctr = ds.test().labels.iter().sum::<f32>() / ds.test().len() as f32;
@@ -528,12 +312,7 @@ mod tests {
 
     #[test]
     fn stream_wraps_and_drops_the_partial_batch() {
-        let opts = SyntheticOptions {
-            train_samples: 10,
-            test_samples: 5,
-            ..Default::default()
-        };
-        let ds = SyntheticDataset::new(&opts, &[50; 8], 1).unwrap();
+        let ds = SyntheticDataset::new(&sized(10, 5), &[50; 8], 1).unwrap();
         let mut s = ds.open_train().unwrap();
         let mut b = Batch::new(13, 8);
         let mut first = Batch::new(13, 8);

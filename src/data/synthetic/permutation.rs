@@ -1,0 +1,81 @@
+//! The per-table pseudo-random permutations that scatter popularity ranks over a table's rows,
+//! shared by the synthetic and the sequence generators.
+
+use crate::rng::{Stream, splitmix64};
+
+/// A pseudo-random bijection of `0..n`: a balanced Feistel network on the smallest even-bit
+/// domain covering `n`, with cycle walking to stay inside `0..n`.
+#[derive(Clone, Debug)]
+pub struct Permutation {
+    n: u64,
+    half_bits: u32,
+    keys: [u64; 4],
+}
+
+impl Permutation {
+    /// A permutation of `0..n` (n ≥ 1) chosen by `seed`.
+    pub fn new(n: u64, seed: u64) -> Self {
+        let bits = 64 - (n.max(2) - 1).leading_zeros();
+        let half_bits = bits.div_ceil(2).max(1);
+        let mut keys = [0u64; 4];
+        for (r, k) in keys.iter_mut().enumerate() {
+            *k = splitmix64(seed ^ (r as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+        }
+        Permutation { n, half_bits, keys }
+    }
+
+    /// One permutation per table, of `0..table_rows[t]` for table `t`, chosen by member `t` of
+    /// the [`Stream::Permutation`] stream of `seed`: the synthetic and the sequence generators
+    /// scatter the same seed's ranks over the same rows.
+    pub(crate) fn per_table(table_rows: &[u32], seed: u64) -> Vec<Permutation> {
+        table_rows
+            .iter()
+            .enumerate()
+            .map(|(t, &rows)| {
+                Permutation::new(
+                    rows as u64,
+                    splitmix64(Stream::Permutation.indexed(seed, t as u64)),
+                )
+            })
+            .collect()
+    }
+
+    fn round(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut l, mut r) = (x >> self.half_bits, x & mask);
+        for k in self.keys {
+            let f = splitmix64(r ^ k) & mask;
+            (l, r) = (r, l ^ f);
+        }
+        (l << self.half_bits) | r
+    }
+
+    /// The image of `x < n`.
+    pub fn apply(&self, x: u64) -> u64 {
+        // The domain is < 4n, so the expected number of walks is < 4.
+        let mut y = self.round(x);
+        while y >= self.n {
+            y = self.round(y);
+        }
+        y
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutation_is_a_bijection_for_awkward_sizes() {
+        for n in [1u64, 2, 3, 7, 100, 1000, 4097] {
+            let p = Permutation::new(n, n * 31);
+            let mut seen = vec![false; n as usize];
+            for x in 0..n {
+                let y = p.apply(x);
+                assert!(y < n, "n={n}: {x} -> {y}");
+                assert!(!seen[y as usize], "n={n}: {y} hit twice");
+                seen[y as usize] = true;
+            }
+        }
+    }
+}
