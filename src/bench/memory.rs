@@ -70,6 +70,47 @@ impl Default for MemoryBenchOptions {
     }
 }
 
+impl MemoryBenchOptions {
+    /// The run of one configuration: dimension `dim`, `policy` (`lru`, or `all-on-device` for
+    /// the baseline), store `precision`, cache `fraction` and `rounding` (`None` for the
+    /// baseline).
+    pub fn run_config(
+        &self,
+        dim: usize,
+        policy: Policy,
+        precision: Precision,
+        fraction: Option<f64>,
+        rounding: Option<Rounding>,
+    ) -> RunConfig {
+        let mut cfg = RunConfig {
+            data: self.data.clone(),
+            batch_size: self.batch_size,
+            epochs: self.epochs,
+            seed: self.seed,
+            eval_every: 0,
+            hotness_every: 0,
+            policy,
+            precision,
+            rounding: rounding.unwrap_or_default(),
+            cache_fraction: fraction.map(Fractions::One),
+            ..Default::default()
+        };
+        if let Some(r) = self.table_rows {
+            cfg.table_rows = crate::config::TableRows::One(r);
+        }
+        if let Some(n) = self.train_samples {
+            cfg.synthetic.train_samples = n;
+        }
+        if let Some(n) = self.test_samples {
+            cfg.synthetic.test_samples = n;
+        }
+        cfg.model.dim = dim;
+        cfg.model.embedding_optimizer = self.optimizer;
+        cfg.model.embedding_lr = Some(self.embedding_lr);
+        cfg
+    }
+}
+
 /// One configuration's outcome.
 #[derive(Clone, Debug, Serialize)]
 pub struct MemoryRow {
@@ -162,31 +203,7 @@ pub fn run_memory_bench<D: Device>(
         args.data.clone()
     };
     for (dim, policy, precision, fraction, rounding) in plan(args) {
-        let mut cfg = RunConfig {
-            data: args.data.clone(),
-            batch_size: args.batch_size,
-            epochs: args.epochs,
-            seed: args.seed,
-            eval_every: 0,
-            hotness_every: 0,
-            policy,
-            precision,
-            rounding: rounding.unwrap_or_default(),
-            cache_fraction: fraction.map(Fractions::One),
-            ..Default::default()
-        };
-        if let Some(r) = args.table_rows {
-            cfg.table_rows = crate::config::TableRows::One(r);
-        }
-        if let Some(n) = args.train_samples {
-            cfg.synthetic.train_samples = n;
-        }
-        if let Some(n) = args.test_samples {
-            cfg.synthetic.test_samples = n;
-        }
-        cfg.model.dim = dim;
-        cfg.model.embedding_optimizer = args.optimizer;
-        cfg.model.embedding_lr = Some(args.embedding_lr);
+        let cfg = args.run_config(dim, policy, precision, fraction, rounding);
         let data = open_dataset(&cfg)?;
         let s: TrainSummary = train(dev, &cfg, data.as_ref(), &mut |_| {})?;
         let baseline = if policy == Policy::AllOnDevice {

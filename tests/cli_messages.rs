@@ -1,0 +1,124 @@
+//! Messages that read right: user mistakes name the table, key or file and what to do, never a
+//! kernel; an OS error is said once; outputs are checked before training; a ratio reads the
+//! right way round.
+
+mod common;
+
+use common::cli::{fails_with, rowflow, text, tiny_config};
+
+#[test]
+fn a_cache_too_small_names_the_table_and_the_rows_needed_not_a_kernel() {
+    for policy in ["lru", "lookahead"] {
+        let o = rowflow(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--policy",
+            policy,
+            "--cache-rows",
+            "1",
+            "--steps",
+            "3",
+        ]);
+        let err = fails_with(&o, "table 0: one batch reads");
+        assert!(
+            err.contains("at least") && err.contains("cache rows for this table"),
+            "{policy}: {err}"
+        );
+        assert!(!err.contains("kernel"), "{policy}: {err}");
+    }
+}
+
+#[test]
+fn a_directory_as_data_says_the_os_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = rowflow(&["train", "--data", dir.path().to_str().unwrap()]);
+    let err = fails_with(&o, "cannot read");
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap();
+    let os = line.rsplit(": ").next().unwrap();
+    assert_eq!(line.matches(os).count(), 1, "{line}");
+}
+
+#[test]
+fn an_unwritable_summary_fails_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let missing = dir.path().join("no-such-dir").join("s.json");
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--summary-json",
+        missing.to_str().unwrap(),
+    ]);
+    let err = fails_with(&o, "cannot write the summary");
+    let (out, _) = text(&o);
+    assert!(!out.contains("trained"), "training ran first: {out}");
+    assert!(
+        !err.contains("teacher AUC"),
+        "the data was opened first: {err}"
+    );
+}
+
+#[test]
+fn a_failed_run_leaves_no_empty_summary_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("s.json");
+    let o = rowflow(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--policy",
+        "lru",
+        "--cache-rows",
+        "1",
+        "--steps",
+        "2",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    fails_with(&o, "cache rows");
+    assert!(
+        !summary.exists(),
+        "the claimed summary file was left behind"
+    );
+}
+
+#[test]
+fn memory_that_grows_says_more_not_less() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    // All on the device with Adagrad: the accumulators make it more than the FP32 rows.
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let line = out.lines().find(|l| l.starts_with("embeddings:")).unwrap();
+    assert!(line.contains("x more than"), "{line}");
+    assert!(!line.contains("less"), "{line}");
+    // An INT8 store under a 5% cache: less.
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--policy",
+        "lru",
+        "--precision",
+        "int8",
+        "--table-rows",
+        "20000",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let line = out.lines().find(|l| l.starts_with("embeddings:")).unwrap();
+    assert!(line.contains("x less than"), "{line}");
+}
