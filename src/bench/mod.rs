@@ -2,6 +2,7 @@
 //! `--json`. Timings are medians of repeated runs; compare rows measured in the same run.
 
 pub mod kernels;
+mod kernels_dense;
 pub mod memory;
 pub mod pipeline;
 
