@@ -7,6 +7,9 @@
 //! reference backend here; wgpu and CUDA behind the same trait). One [`telemetry::Snapshot`] per
 //! step feeds the progress bar, the JSON-lines log and, later, rowflow-studio.
 
+#[macro_use]
+mod names;
+
 pub mod bench;
 pub mod config;
 pub mod data;

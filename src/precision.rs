@@ -22,60 +22,31 @@
 //! any order.
 
 use half::f16;
-use serde::{Deserialize, Serialize};
 
-/// How a table's rows are stored in the host backing store.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum Precision {
-    /// 32-bit floats (no loss).
-    Fp32,
-    /// IEEE binary16.
-    Fp16,
-    /// 8-bit row-wise quantization.
-    Int8,
-    /// 4-bit row-wise quantization.
-    Int4,
+named_enum! {
+    /// How a table's rows are stored in the host backing store.
+    pub enum Precision as "lowercase" {
+        /// 32-bit floats (no loss).
+        Fp32,
+        /// IEEE binary16.
+        Fp16,
+        /// 8-bit row-wise quantization.
+        Int8,
+        /// 4-bit row-wise quantization.
+        Int4,
+    }
 }
 
-/// How values are rounded when quantized.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum Rounding {
-    /// Round to nearest (deterministic, biased for repeated small updates).
-    Nearest,
-    /// Stochastic rounding: unbiased in expectation.
-    #[default]
-    Stochastic,
+named_enum! {
+    /// How values are rounded when quantized.
+    #[derive(Default)]
+    pub enum Rounding as "lowercase" {
+        /// Round to nearest (deterministic, biased for repeated small updates).
+        Nearest,
+        /// Stochastic rounding: unbiased in expectation.
+        #[default]
+        Stochastic,
+    }
 }
 
 fn pad4(n: usize) -> usize {
@@ -116,18 +87,6 @@ impl Precision {
             Precision::Int8 => 2,
             Precision::Int4 => 3,
         }
-    }
-
-    /// The CLI spelling (`fp32`, `int8` …).
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-}
-
-impl Rounding {
-    /// The CLI spelling (`nearest`, `stochastic`).
-    pub fn name(self) -> &'static str {
-        self.into()
     }
 }
 

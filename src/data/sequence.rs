@@ -29,31 +29,18 @@ use rand_distr::{Distribution, Zipf};
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
-/// How sequence lengths are drawn; every variant has mean `mean_length` (rounded where it must
-/// be an integer).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum LengthDistribution {
-    /// Every sequence has `round(mean_length)` elements.
-    Fixed,
-    /// Uniform on `1 ..= 2·round(mean_length) − 1` (mean `round(mean_length)`).
-    Uniform,
-    /// Geometric on `1, 2, …` with success probability `1 / mean_length`: many short histories
-    /// and a long tail of long ones, capped at 16 × the mean.
-    Geometric,
+named_enum! {
+    /// How sequence lengths are drawn; every variant has mean `mean_length` (rounded where it must
+    /// be an integer).
+    pub enum LengthDistribution as "kebab-case" {
+        /// Every sequence has `round(mean_length)` elements.
+        Fixed,
+        /// Uniform on `1 ..= 2·round(mean_length) − 1` (mean `round(mean_length)`).
+        Uniform,
+        /// Geometric on `1, 2, …` with success probability `1 / mean_length`: many short histories
+        /// and a long tail of long ones, capped at 16 × the mean.
+        Geometric,
+    }
 }
 
 /// Settings of synthetic sequence features.

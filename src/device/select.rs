@@ -17,33 +17,20 @@ pub enum BackendKind {
     Cuda,
 }
 
-/// What the user asked for (`--backend`).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum BackendChoice {
-    /// The best backend present: CUDA, then a hardware wgpu adapter, then CPU.
-    #[default]
-    Auto,
-    /// The CPU reference backend.
-    Cpu,
-    /// wgpu (Vulkan, Metal, DX12, GL).
-    Wgpu,
-    /// CUDA.
-    Cuda,
+named_enum! {
+    /// What the user asked for (`--backend`).
+    #[derive(Default)]
+    pub enum BackendChoice as "lowercase" {
+        /// The best backend present: CUDA, then a hardware wgpu adapter, then CPU.
+        #[default]
+        Auto,
+        /// The CPU reference backend.
+        Cpu,
+        /// wgpu (Vulkan, Metal, DX12, GL).
+        Wgpu,
+        /// CUDA.
+        Cuda,
+    }
 }
 
 /// Whether one backend can be used here, and why (not).

@@ -12,47 +12,27 @@
 
 use super::directory::Directory;
 use crate::precision::{Precision, Rounding};
-use serde::{Deserialize, Serialize};
 
-/// The placement policy (`--policy`).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum Policy {
-    /// All rows on the device in FP32.
-    #[default]
-    AllOnDevice,
-    /// No cache: rows travel in and out every step.
-    HostOnly,
-    /// On-demand cache, least recently used rows evicted first.
-    Lru,
-    /// On-demand cache, least frequently used rows evicted first.
-    Lfu,
-    /// ScratchPipe: a planner sees the next W batches, prefetches their misses ahead and evicts
-    /// only rows none of them reads (see `crate::pipeline`).
-    Lookahead,
+named_enum! {
+    /// The placement policy (`--policy`).
+    #[derive(Default)]
+    pub enum Policy as "kebab-case" {
+        /// All rows on the device in FP32.
+        #[default]
+        AllOnDevice,
+        /// No cache: rows travel in and out every step.
+        HostOnly,
+        /// On-demand cache, least recently used rows evicted first.
+        Lru,
+        /// On-demand cache, least frequently used rows evicted first.
+        Lfu,
+        /// ScratchPipe: a planner sees the next W batches, prefetches their misses ahead and evicts
+        /// only rows none of them reads (see `crate::pipeline`).
+        Lookahead,
+    }
 }
 
 impl Policy {
-    /// The CLI spelling.
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
     /// Whether the policy keeps a host store and a device cache.
     pub fn is_cached(self) -> bool {
         self != Policy::AllOnDevice

@@ -24,34 +24,20 @@ use super::blocks::row_wise;
 use super::plan::{Layout, RowLayout, RowRange};
 use super::profile::AccessProfile;
 use super::topology::{TableSpec, Topology};
-use serde::{Deserialize, Serialize};
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-/// What FlexShard's planner minimises.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum Objective {
-    /// All communication: both all-to-alls and the replica gradient all-reduce (the default).
-    #[default]
-    Total,
-    /// The all-to-alls only, as the FlexShard paper reports traffic: replicas look free to the
-    /// planner (the simulator still charges their all-reduce), so it spends all the slack.
-    AllToAll,
+named_enum! {
+    /// What FlexShard's planner minimises.
+    #[derive(Default)]
+    pub enum Objective as "kebab-case" {
+        /// All communication: both all-to-alls and the replica gradient all-reduce (the default).
+        #[default]
+        Total,
+        /// The all-to-alls only, as the FlexShard paper reports traffic: replicas look free to the
+        /// planner (the simulator still charges their all-reduce), so it spends all the slack.
+        AllToAll,
+    }
 }
 
 /// Tiers of a row: one copy, one copy per host, a copy on every device.

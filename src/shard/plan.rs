@@ -27,36 +27,22 @@ pub struct Plan {
     pub tables: Vec<TablePlan>,
 }
 
-/// A sharding planner.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum PlannerKind {
-    /// Each table whole on one device (TorchRec TW).
-    TableWise,
-    /// Each table in equal contiguous row blocks over all devices (TorchRec RW).
-    RowWise,
-    /// Each table in column slices of all its rows (TorchRec CW).
-    ColumnWise,
-    /// Each table on one host, row-wise over its devices (TorchRec TWRW).
-    TableRowWise,
-    /// Row-level tiered replication by access probability, the rest balanced.
-    #[serde(rename = "flexshard")]
-    #[strum(serialize = "flexshard")]
-    FlexShard,
+named_enum! {
+    /// A sharding planner.
+    pub enum PlannerKind as "kebab-case" {
+        /// Each table whole on one device (TorchRec TW).
+        TableWise,
+        /// Each table in equal contiguous row blocks over all devices (TorchRec RW).
+        RowWise,
+        /// Each table in column slices of all its rows (TorchRec CW).
+        ColumnWise,
+        /// Each table on one host, row-wise over its devices (TorchRec TWRW).
+        TableRowWise,
+        /// Row-level tiered replication by access probability, the rest balanced.
+        #[serde(rename = "flexshard")]
+        #[strum(serialize = "flexshard")]
+        FlexShard,
+    }
 }
 
 impl PlannerKind {
@@ -68,11 +54,6 @@ impl PlannerKind {
         PlannerKind::TableRowWise,
         PlannerKind::FlexShard,
     ];
-
-    /// The CLI and JSON spelling.
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
 }
 
 /// One table's placement.
