@@ -24,46 +24,45 @@ fn huge_layout(layout: Layout) -> Option<Layout> {
         .flatten()
 }
 
+/// Allocates a large block for `layout` with `alloc` (the global allocator's `alloc` or
+/// `alloc_zeroed`) at the stricter `big` alignment, and advises huge pages for it.
+fn allocate_huge(
+    layout: Layout,
+    big: Layout,
+    alloc: unsafe fn(Layout) -> *mut u8,
+) -> Result<NonNull<[u8]>, AllocError> {
+    // SAFETY: `big` has a non-zero size (at least HUGE). Zeroed large blocks come straight from
+    // the kernel, so pages nothing touches cost nothing.
+    let ptr = NonNull::new(unsafe { alloc(big) }).ok_or(AllocError)?;
+    #[cfg(target_os = "linux")]
+    // SAFETY: the block [ptr, ptr + size) was just allocated and is 2 MiB-aligned; the advice
+    // only changes how the kernel backs it, and a refusal is harmless.
+    unsafe {
+        libc::madvise(
+            ptr.as_ptr().cast(),
+            big.size() & !(HUGE - 1),
+            libc::MADV_HUGEPAGE,
+        );
+    }
+    Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
+}
+
 // SAFETY: large blocks come from the global allocator with a stricter alignment and are freed
 // with that same layout (recomputed from the request's layout, which callers must pass back
 // unchanged); small blocks are delegated to `Global` unchanged. Blocks stay valid until freed.
 unsafe impl Allocator for HugePages {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let Some(big) = huge_layout(layout) else {
-            return Global.allocate(layout);
-        };
-        // SAFETY: `big` has a non-zero size (at least HUGE).
-        let ptr = NonNull::new(unsafe { std::alloc::alloc(big) }).ok_or(AllocError)?;
-        #[cfg(target_os = "linux")]
-        // SAFETY: the block [ptr, ptr + size) was just allocated and is 2 MiB-aligned; the
-        // advice only changes how the kernel backs it, and a refusal is harmless.
-        unsafe {
-            libc::madvise(
-                ptr.as_ptr().cast(),
-                big.size() & !(HUGE - 1),
-                libc::MADV_HUGEPAGE,
-            );
+        match huge_layout(layout) {
+            Some(big) => allocate_huge(layout, big, std::alloc::alloc),
+            None => Global.allocate(layout),
         }
-        Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
     }
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let Some(big) = huge_layout(layout) else {
-            return Global.allocate_zeroed(layout);
-        };
-        // SAFETY: `big` has a non-zero size. Zeroed large blocks come straight from the
-        // kernel, so pages nothing touches cost nothing.
-        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(big) }).ok_or(AllocError)?;
-        #[cfg(target_os = "linux")]
-        // SAFETY: as in `allocate`.
-        unsafe {
-            libc::madvise(
-                ptr.as_ptr().cast(),
-                big.size() & !(HUGE - 1),
-                libc::MADV_HUGEPAGE,
-            );
+        match huge_layout(layout) {
+            Some(big) => allocate_huge(layout, big, std::alloc::alloc_zeroed),
+            None => Global.allocate_zeroed(layout),
         }
-        Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {

@@ -6,9 +6,8 @@
 //! so `gbps = bytes / seconds / 1e9` compares kernels with the copy.
 
 use super::kernels_dense::dense_rows;
-use super::{BenchRow, median, print_rows};
+use super::{BenchRow, Workload, median, print_rows};
 use crate::data::RowMap;
-use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use crate::data::{Batch, Dataset};
 use crate::device::{Device, DeviceError, DeviceExt, Optimizer, OptimizerRule, Pooling};
 use crate::embedding::{EmbeddingError, EmbeddingSettings, EmbeddingTables, Placement, Residency};
@@ -20,20 +19,8 @@ use std::time::Instant;
 pub struct KernelBenchOptions {
     /// One JSON line per kernel instead of a table.
     pub json: bool,
-    /// Embedding tables (T).
-    pub tables: usize,
-    /// Rows per table (E).
-    pub rows: u32,
-    /// Embedding dimension (D).
-    pub dim: usize,
-    /// Samples per batch (B).
-    pub batch_size: usize,
-    /// Rows per bag (L).
-    pub pooling: usize,
-    /// Zipf exponent of row popularity.
-    pub alpha: f64,
-    /// Seed of the indices and weights.
-    pub seed: u64,
+    /// The lookups the embedding kernels run on (their sizes set the dense kernels' too).
+    pub workload: Workload,
     /// Timed runs per kernel (the median is reported).
     pub reps: usize,
     /// Size of the copied buffer for the `copy` row, in MiB.
@@ -44,13 +31,15 @@ impl Default for KernelBenchOptions {
     fn default() -> Self {
         KernelBenchOptions {
             json: false,
-            tables: 8,
-            rows: 1_000_000,
-            dim: 64,
-            batch_size: 2048,
-            pooling: 20,
-            alpha: 1.05,
-            seed: 1,
+            workload: Workload {
+                tables: 8,
+                rows: 1_000_000,
+                dim: 64,
+                batch_size: 2048,
+                pooling: 20,
+                alpha: 1.05,
+                seed: 1,
+            },
             reps: 15,
             copy_mib: 512,
         }
@@ -79,31 +68,12 @@ pub(super) fn time<D: Device>(
 
 /// Validates the options, with messages naming the flag.
 fn check(args: &KernelBenchOptions) -> Result<(), anyhow::Error> {
-    let bad =
-        |flag: &str, range: &str| Err(anyhow::anyhow!("{flag} is out of range: expected {range}"));
-    if args.tables == 0 || args.tables > 1024 {
-        return bad("--tables", "1 to 1024");
-    }
-    if args.rows == 0 {
-        return bad("--rows", "at least 1");
-    }
-    if args.dim == 0 || args.dim > 4096 {
-        return bad("--dim", "1 to 4096");
-    }
-    if args.batch_size == 0 || args.batch_size > 1 << 20 {
-        return bad("--batch-size", "1 to 1048576");
-    }
-    if args.pooling == 0 || args.pooling > 4096 {
-        return bad("--pooling", "1 to 4096");
-    }
-    if !(args.alpha.is_finite() && args.alpha >= 0.0) {
-        return bad("--alpha", "a finite number >= 0");
-    }
+    args.workload.check()?;
     if args.reps < 3 {
-        return bad("--reps", "at least 3");
+        anyhow::bail!("--reps is out of range: expected at least 3");
     }
     if args.copy_mib == 0 {
-        return bad("--copy-mib", "at least 1");
+        anyhow::bail!("--copy-mib is out of range: expected at least 1");
     }
     Ok(())
 }
@@ -114,13 +84,8 @@ pub fn run_kernel_bench<D: Device>(
     args: &KernelBenchOptions,
 ) -> Result<Vec<BenchRow>, anyhow::Error> {
     check(args)?;
-    let (t, e, d, b, l) = (
-        args.tables,
-        args.rows,
-        args.dim,
-        args.batch_size,
-        args.pooling,
-    );
+    let w = &args.workload;
+    let (t, e, d, b, l) = (w.tables, w.rows, w.dim, w.batch_size, w.pooling);
     let backend = dev.info().backend;
     let mut rows = Vec::new();
     let mut push = |kernel: &str, seconds: f64, bytes: f64| {
@@ -141,20 +106,11 @@ pub fn run_kernel_bench<D: Device>(
     let mut copy_times = Vec::new();
 
     // Batches of real Zipf lookups from the synthetic generator, one per timed run.
-    let opts = SyntheticOptions {
-        tables: t,
-        pooling_factor: l,
-        zipf_alpha: args.alpha,
-        train_samples: (b * (args.reps + 2)) as u64,
-        test_samples: 2,
-        drift_samples_per_rank: 0,
-        ..Default::default()
-    };
-    let data = SyntheticDataset::new(&opts, &vec![e; t], args.seed)?;
+    let data = w.dataset((b * (args.reps + 2)) as u64, 2)?;
     let mut stream = data.open_train()?;
     let mut batches = Vec::new();
     for _ in 0..args.reps.min(8) {
-        let mut batch = Batch::new(opts.dense_features, t);
+        let mut batch = Batch::new(data.options().dense_features, t);
         stream.next_batch(b, &mut batch)?;
         let maps: Vec<RowMap> = batch.sparse.iter().map(RowMap::from_bags).collect();
         batches.push((batch, maps));
@@ -177,7 +133,7 @@ pub fn run_kernel_bench<D: Device>(
         settings(Optimizer::Sgd),
         Placement::all_on_device(),
         b,
-        args.seed,
+        w.seed,
     )?;
     let pooled = dev.alloc_elems(b * t * d)?;
     let grad = dev.buffer_from_f32(&vec![1e-3f32; b * t * d])?;
@@ -303,7 +259,7 @@ pub fn run_kernel_bench<D: Device>(
         settings(Optimizer::Adagrad),
         Placement::all_on_device(),
         b,
-        args.seed,
+        w.seed,
     )?;
     let mut staged = usize::MAX;
     let mut ada_times = Vec::new();

@@ -17,7 +17,8 @@ pub(super) fn dense_rows<D: Device>(
     pooled: &D::Buffer,
     push: &mut impl FnMut(&str, f64, f64),
 ) -> Result<(), DeviceError> {
-    let (t, d, b) = (args.tables, args.dim, args.batch_size);
+    let w = &args.workload;
+    let (t, d, b) = (w.tables, w.dim, w.batch_size);
     // Dense kernels at DLRM sizes: a 512 → 256 layer over the batch, the interaction of
     // T + 1 vectors of D, the loss over the batch, an Adagrad step over 1M parameters.
     let (k, nn) = (512usize, 256usize);

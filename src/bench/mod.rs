@@ -6,8 +6,78 @@ mod kernels_dense;
 pub mod memory;
 pub mod pipeline;
 
+use crate::data::DataError;
+use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use crate::device::BackendKind;
 use serde::Serialize;
+
+/// The synthetic workload a benchmark runs: `tables` tables (T) of `rows` rows (E) with
+/// `dim`-wide rows (D), batches of `batch_size` samples (B) whose bags read `pooling` rows (L)
+/// drawn Zipf(`alpha`), from `seed`. The hot set does not drift, so every configuration of a
+/// benchmark meets the same skew.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Embedding tables (T).
+    pub tables: usize,
+    /// Rows per table (E).
+    pub rows: u32,
+    /// Embedding dimension (D).
+    pub dim: usize,
+    /// Samples per batch (B).
+    pub batch_size: usize,
+    /// Rows per bag (L).
+    pub pooling: usize,
+    /// Zipf exponent of row popularity.
+    pub alpha: f64,
+    /// Seed of the data and of the weights.
+    pub seed: u64,
+}
+
+impl Workload {
+    /// Checks the sizes, with messages naming the flag.
+    pub fn check(&self) -> Result<(), anyhow::Error> {
+        let bad = |flag: &str, range: &str| {
+            Err(anyhow::anyhow!("{flag} is out of range: expected {range}"))
+        };
+        if self.tables == 0 || self.tables > 1024 {
+            return bad("--tables", "1 to 1024");
+        }
+        if self.rows == 0 {
+            return bad("--rows", "at least 1");
+        }
+        if self.dim == 0 || self.dim > 4096 {
+            return bad("--dim", "1 to 4096");
+        }
+        if self.batch_size == 0 || self.batch_size > 1 << 20 {
+            return bad("--batch-size", "1 to 1048576");
+        }
+        if self.pooling == 0 || self.pooling > 4096 {
+            return bad("--pooling", "1 to 4096");
+        }
+        if !(self.alpha.is_finite() && self.alpha >= 0.0) {
+            return bad("--alpha", "a finite number >= 0");
+        }
+        Ok(())
+    }
+
+    /// The generator of this workload, with `train_samples` and `test_samples` samples.
+    pub fn dataset(
+        &self,
+        train_samples: u64,
+        test_samples: u64,
+    ) -> Result<SyntheticDataset, DataError> {
+        let opts = SyntheticOptions {
+            tables: self.tables,
+            pooling_factor: self.pooling,
+            zipf_alpha: self.alpha,
+            train_samples,
+            test_samples,
+            drift_samples_per_rank: 0,
+            ..Default::default()
+        };
+        SyntheticDataset::new(&opts, &vec![self.rows; self.tables], self.seed)
+    }
+}
 
 /// One measured row: `{kernel, backend, seconds, bytes, gbps}`.
 #[derive(Clone, Debug, Serialize)]

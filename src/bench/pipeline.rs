@@ -7,9 +7,9 @@
 //! on the same batches. Each configuration runs `--steps` steps; the first `--warmup` fill the
 //! cache and are left out of the means.
 
+use super::Workload;
 use crate::config::{Fractions, RunConfig};
 use crate::data::replay::Replay;
-use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use crate::data::{Batch, Dataset};
 use crate::device::{Device, Optimizer};
 use crate::embedding::Policy;
@@ -25,18 +25,8 @@ use std::collections::BTreeMap;
 pub struct PipelineBenchOptions {
     /// One JSON line per configuration instead of a table.
     pub json: bool,
-    /// Embedding tables (T).
-    pub tables: usize,
-    /// Rows per table (E).
-    pub rows: u32,
-    /// Embedding dimension (D).
-    pub dim: usize,
-    /// Samples per step (B).
-    pub batch_size: usize,
-    /// Rows per bag (L).
-    pub pooling: usize,
-    /// Zipf exponent of row popularity.
-    pub alpha: f64,
+    /// The workload every configuration trains on (B samples per step).
+    pub workload: Workload,
     /// Host store precision of the cached policies.
     pub precision: Precision,
     /// Cache sizes, as fractions of each table.
@@ -51,20 +41,21 @@ pub struct PipelineBenchOptions {
     pub steps: u64,
     /// Steps left out of the means (the cache fills).
     pub warmup: u64,
-    /// Seed of the workload and the weights.
-    pub seed: u64,
 }
 
 impl Default for PipelineBenchOptions {
     fn default() -> Self {
         PipelineBenchOptions {
             json: false,
-            tables: 8,
-            rows: 5_000_000,
-            dim: 64,
-            batch_size: 2048,
-            pooling: 20,
-            alpha: 1.05,
+            workload: Workload {
+                tables: 8,
+                rows: 5_000_000,
+                dim: 64,
+                batch_size: 2048,
+                pooling: 20,
+                alpha: 1.05,
+                seed: 1,
+            },
             precision: Precision::Int8,
             fractions: vec![0.01, 0.05, 0.1],
             windows: vec![1, 2, 4, 8, 16],
@@ -78,7 +69,6 @@ impl Default for PipelineBenchOptions {
             link_gbps: 16.0,
             steps: 40,
             warmup: 10,
-            seed: 1,
         }
     }
 }
@@ -123,14 +113,7 @@ fn check(args: &PipelineBenchOptions) -> Result<(), anyhow::Error> {
         args.steps,
         args.warmup
     );
-    anyhow::ensure!(
-        args.tables >= 1 && args.rows >= 1 && args.dim >= 1,
-        "--tables, --rows and --dim must be at least 1"
-    );
-    anyhow::ensure!(
-        args.batch_size >= 1 && args.pooling >= 1,
-        "--batch-size and --pooling must be at least 1"
-    );
+    args.workload.check()?;
     anyhow::ensure!(
         args.fractions.iter().all(|f| *f > 0.0 && *f <= 1.0),
         "--fractions must be in (0, 1]"
@@ -148,23 +131,14 @@ fn check(args: &PipelineBenchOptions) -> Result<(), anyhow::Error> {
 
 /// The workload, generated once (in parallel) and replayed.
 fn workload(args: &PipelineBenchOptions) -> Result<Replay, anyhow::Error> {
-    let n = args.steps as usize;
-    let opts = SyntheticOptions {
-        tables: args.tables,
-        pooling_factor: args.pooling,
-        zipf_alpha: args.alpha,
-        train_samples: (n * args.batch_size) as u64,
-        test_samples: args.batch_size as u64,
-        drift_samples_per_rank: 0,
-        ..Default::default()
-    };
-    let data = SyntheticDataset::new(&opts, &vec![args.rows; args.tables], args.seed)?;
+    let (w, n) = (&args.workload, args.steps as usize);
+    let data = w.dataset((n * w.batch_size) as u64, w.batch_size as u64)?;
     let batches: Vec<Batch> = (0..n)
         .into_par_iter()
         .map(|k| {
-            let mut b = Batch::new(opts.dense_features, args.tables);
-            for i in 0..args.batch_size {
-                data.sample_into((k * args.batch_size + i) as u64, &mut b);
+            let mut b = Batch::new(data.options().dense_features, w.tables);
+            for i in 0..w.batch_size {
+                data.sample_into((k * w.batch_size + i) as u64, &mut b);
             }
             b
         })
@@ -236,11 +210,11 @@ pub fn run_pipeline_bench<D: Device>(
     let mut rows = Vec::new();
     for (policy, fraction, window, link) in plan(args) {
         let mut cfg = RunConfig {
-            batch_size: args.batch_size,
+            batch_size: args.workload.batch_size,
             steps: Some(args.steps),
             eval_every: 0,
             hotness_every: 0,
-            seed: args.seed,
+            seed: args.workload.seed,
             policy,
             precision: if policy == Policy::AllOnDevice {
                 Precision::Fp32
@@ -253,7 +227,7 @@ pub fn run_pipeline_bench<D: Device>(
             link_gbps: link,
             ..Default::default()
         };
-        cfg.model.dim = args.dim;
+        cfg.model.dim = args.workload.dim;
         cfg.model.embedding_optimizer = Optimizer::Sgd;
         let mut snaps: Vec<Snapshot> = Vec::new();
         let (summary, model) = train_model(dev, &cfg, &data, &mut |s| {
@@ -288,7 +262,7 @@ pub fn run_pipeline_bench<D: Device>(
             cache_fraction: fraction,
             lookahead: window,
             link_gbps: link,
-            samples_per_sec: n * args.batch_size as f64 / cycle.max(1e-12),
+            samples_per_sec: n * args.workload.batch_size as f64 / cycle.max(1e-12),
             train_hit_rate: summary.train_hit_rate,
             hit_rate: summary.hit_rate,
             device_idle_fraction: idle,

@@ -4,6 +4,7 @@
 use super::{choice, on_device, select};
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use rowflow::bench::Workload;
 use rowflow::bench::kernels::{KernelBenchOptions, run_kernel_bench};
 use rowflow::bench::memory::{MemoryBenchOptions, run_memory_bench};
 use rowflow::bench::pipeline::{PipelineBenchOptions, run_pipeline_bench};
@@ -40,6 +41,48 @@ pub fn run(which: BenchCommand) -> Result<()> {
     Ok(())
 }
 
+/// The workload flags of `bench kernels` and `bench pipeline`; each defaults to its bench's own
+/// workload (`--rows` is 1,000,000 for kernels, 5,000,000 for pipeline).
+#[derive(Args)]
+pub struct WorkloadArgs {
+    /// Embedding tables (T) [default: 8].
+    #[arg(long)]
+    tables: Option<usize>,
+    /// Rows per table (E) [default: 1000000 for kernels, 5000000 for pipeline].
+    #[arg(long)]
+    rows: Option<u32>,
+    /// Embedding dimension (D) [default: 64].
+    #[arg(long)]
+    dim: Option<usize>,
+    /// Samples per batch (B) [default: 2048].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Rows per bag (L) [default: 20].
+    #[arg(long)]
+    pooling: Option<usize>,
+    /// Zipf exponent of row popularity [default: 1.05].
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Seed of the data and of the weights [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl WorkloadArgs {
+    /// `w` with the flags given laid over it.
+    fn over(self, w: Workload) -> Workload {
+        Workload {
+            tables: self.tables.unwrap_or(w.tables),
+            rows: self.rows.unwrap_or(w.rows),
+            dim: self.dim.unwrap_or(w.dim),
+            batch_size: self.batch_size.unwrap_or(w.batch_size),
+            pooling: self.pooling.unwrap_or(w.pooling),
+            alpha: self.alpha.unwrap_or(w.alpha),
+            seed: self.seed.unwrap_or(w.seed),
+        }
+    }
+}
+
 fn kernels() -> KernelBenchOptions {
     KernelBenchOptions::default()
 }
@@ -53,27 +96,8 @@ pub struct KernelBenchArgs {
     /// One JSON line per kernel instead of a table.
     #[arg(long)]
     json: bool,
-    /// Embedding tables (T).
-    #[arg(long, default_value_t = kernels().tables)]
-    tables: usize,
-    /// Rows per table (E).
-    #[arg(long, default_value_t = kernels().rows)]
-    rows: u32,
-    /// Embedding dimension (D).
-    #[arg(long, default_value_t = kernels().dim)]
-    dim: usize,
-    /// Samples per batch (B).
-    #[arg(long, default_value_t = kernels().batch_size)]
-    batch_size: usize,
-    /// Rows per bag (L).
-    #[arg(long, default_value_t = kernels().pooling)]
-    pooling: usize,
-    /// Zipf exponent of row popularity.
-    #[arg(long, default_value_t = kernels().alpha)]
-    alpha: f64,
-    /// Seed of the indices and weights.
-    #[arg(long, default_value_t = kernels().seed)]
-    seed: u64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// Timed runs per kernel (the median is reported).
     #[arg(long, default_value_t = kernels().reps)]
     reps: usize,
@@ -86,13 +110,7 @@ impl KernelBenchArgs {
     fn into_options(self) -> KernelBenchOptions {
         KernelBenchOptions {
             json: self.json,
-            tables: self.tables,
-            rows: self.rows,
-            dim: self.dim,
-            batch_size: self.batch_size,
-            pooling: self.pooling,
-            alpha: self.alpha,
-            seed: self.seed,
+            workload: self.workload.over(kernels().workload),
             reps: self.reps,
             copy_mib: self.copy_mib,
         }
@@ -193,24 +211,8 @@ pub struct PipelineBenchArgs {
     /// One JSON line per configuration instead of a table.
     #[arg(long)]
     json: bool,
-    /// Embedding tables (T).
-    #[arg(long, default_value_t = pipeline().tables)]
-    tables: usize,
-    /// Rows per table (E).
-    #[arg(long, default_value_t = pipeline().rows)]
-    rows: u32,
-    /// Embedding dimension (D).
-    #[arg(long, default_value_t = pipeline().dim)]
-    dim: usize,
-    /// Samples per step (B).
-    #[arg(long, default_value_t = pipeline().batch_size)]
-    batch_size: usize,
-    /// Rows per bag (L).
-    #[arg(long, default_value_t = pipeline().pooling)]
-    pooling: usize,
-    /// Zipf exponent of row popularity.
-    #[arg(long, default_value_t = pipeline().alpha)]
-    alpha: f64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// Host store precision of the cached policies.
     #[arg(long, value_parser = choice::<Precision>(), default_value_t = pipeline().precision)]
     precision: Precision,
@@ -233,21 +235,13 @@ pub struct PipelineBenchArgs {
     /// Steps left out of the means (the cache fills).
     #[arg(long, default_value_t = pipeline().warmup)]
     warmup: u64,
-    /// Seed of the workload and the weights.
-    #[arg(long, default_value_t = pipeline().seed)]
-    seed: u64,
 }
 
 impl PipelineBenchArgs {
     fn into_options(self) -> PipelineBenchOptions {
         PipelineBenchOptions {
             json: self.json,
-            tables: self.tables,
-            rows: self.rows,
-            dim: self.dim,
-            batch_size: self.batch_size,
-            pooling: self.pooling,
-            alpha: self.alpha,
+            workload: self.workload.over(pipeline().workload),
             precision: self.precision,
             fractions: self.fractions,
             windows: self.windows,
@@ -255,7 +249,6 @@ impl PipelineBenchArgs {
             link_gbps: self.link_gbps,
             steps: self.steps,
             warmup: self.warmup,
-            seed: self.seed,
         }
     }
 }

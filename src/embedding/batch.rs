@@ -6,9 +6,10 @@
 //! renamed to cache slots in its lookups and unique-row map, so the same kernels run on the slots
 //! with the same sums in the same order, and a cached run trains exactly like an uncached one.
 
+use super::cache::{DeviceCache, Slots, Transfer};
 use super::error::EmbeddingError;
 use super::policy::Policy;
-use super::tables::EmbeddingTables;
+use super::tables::{EmbeddingTables, Table};
 use super::transfer::{DeviceRows, Evicted, FetchedRows};
 use crate::data::{Bags, RowMap};
 use crate::device::{BagBackward, BagForward, Device, DeviceError, RowGradMap};
@@ -34,7 +35,13 @@ pub enum Residency<'a, D: Device> {
 
 /// Checks that every lookup of table `t`'s batch is inside the table: the largest unique row
 /// (the map is sorted) decides, and only a bad batch is scanned for the position to report.
-fn check_rows(t: usize, rows: u32, bags: &Bags, map: &RowMap) -> Result<(), EmbeddingError> {
+/// Returns the table's counts, ready for what the residency adds.
+fn check_rows(
+    t: usize,
+    rows: u32,
+    bags: &Bags,
+    map: &RowMap,
+) -> Result<TableStats, EmbeddingError> {
     if map.positions.len() != bags.indices.len() {
         return Err(EmbeddingError::Inconsistent {
             table: t,
@@ -55,7 +62,12 @@ fn check_rows(t: usize, rows: u32, bags: &Bags, map: &RowMap) -> Result<(), Embe
                 rows,
             })
         }
-        _ => Ok(()),
+        _ => Ok(TableStats {
+            table: Some(t),
+            lookups: bags.indices.len() as u64,
+            unique_rows: map.unique() as u64,
+            ..Default::default()
+        }),
     }
 }
 
@@ -104,13 +116,7 @@ impl<D: Device> EmbeddingTables<D> {
         let mut evicted = Vec::with_capacity(if fetched.is_some() { n } else { 0 });
         for t in 0..n {
             let (bags, map) = (&sparse[t], &maps[t]);
-            check_rows(t, self.tables[t].rows, bags, map)?;
-            let mut stats = TableStats {
-                table: Some(t),
-                lookups: bags.indices.len() as u64,
-                unique_rows: map.unique() as u64,
-                ..Default::default()
-            };
+            let mut stats = check_rows(t, self.tables[t].rows, bags, map)?;
             if self.tables[t].cache.is_none() {
                 if fetched.is_some() {
                     return Err(EmbeddingError::Inconsistent {
@@ -130,10 +136,7 @@ impl<D: Device> EmbeddingTables<D> {
             }
             match (fetched, uploads) {
                 (Some(fetched), Some(uploads)) => {
-                    let (io, table) = (self.io.as_mut(), &mut self.tables[t]);
-                    let io = io.ok_or_else(|| no_transfer(t))?;
-                    let (slots, cache) = table.split();
-                    let cache = cache.ok_or_else(|| no_transfer(t))?;
+                    let (io, slots, cache) = cache_parts(&mut self.io, &mut self.tables[t], t)?;
                     evicted.push(cache.apply_plan(
                         dev,
                         io,
@@ -154,10 +157,7 @@ impl<D: Device> EmbeddingTables<D> {
                 _ => {
                     self.grow_host_only(dev, t, map.unique())?;
                     let (tick, seed) = (self.tick, self.noise_seed);
-                    let (io, table) = (self.io.as_mut(), &mut self.tables[t]);
-                    let io = io.ok_or_else(|| no_transfer(t))?;
-                    let (slots, cache) = table.split();
-                    let cache = cache.ok_or_else(|| no_transfer(t))?;
+                    let (io, slots, cache) = cache_parts(&mut self.io, &mut self.tables[t], t)?;
                     let unique = &map.unique_rows;
                     cache.prepare(
                         dev,
@@ -222,13 +222,7 @@ impl<D: Device> EmbeddingTables<D> {
         dim: u32,
         stride: u32,
     ) -> Result<(), EmbeddingError> {
-        check_rows(t, self.tables[t].rows, bags, map)?;
-        let mut stats = TableStats {
-            table: Some(t),
-            lookups: bags.indices.len() as u64,
-            unique_rows: map.unique() as u64,
-            ..Default::default()
-        };
+        let mut stats = check_rows(t, self.tables[t].rows, bags, map)?;
         let table = &mut self.tables[t];
         let table_slots = table.slots;
         let (slots, cache) = table.split();
@@ -366,9 +360,18 @@ impl<D: Device> EmbeddingTables<D> {
     }
 }
 
-fn no_transfer(table: usize) -> EmbeddingError {
-    EmbeddingError::Inconsistent {
-        table,
-        message: "a cached table without its cache machinery".into(),
+/// The shared transfer buffers, the slot buffers and the cache of cached table `t`.
+fn cache_parts<'a, D: Device>(
+    io: &'a mut Option<Transfer<D>>,
+    table: &'a mut Table<D>,
+    t: usize,
+) -> Result<(&'a mut Transfer<D>, Slots<'a, D>, &'a mut DeviceCache), EmbeddingError> {
+    let (slots, cache) = table.split();
+    match (io.as_mut(), cache) {
+        (Some(io), Some(cache)) => Ok((io, slots, cache)),
+        _ => Err(EmbeddingError::Inconsistent {
+            table: t,
+            message: "a cached table without its cache machinery".into(),
+        }),
     }
 }

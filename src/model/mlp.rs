@@ -114,18 +114,9 @@ impl<D: Device> Mlp<D> {
         self.check_batch(batch)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let input = if l == 0 { x } else { &self.layers[l - 1].y };
-            dev.gemm(&Gemm {
-                a: input,
-                b: &layer.w,
-                c: &layer.y,
-                m: batch as u32,
-                n: layer.output as u32,
-                k: layer.input as u32,
-                trans_a: false,
-                trans_b: true,
-                alpha: 1.0,
-                beta: 0.0,
-            })?;
+            // y = x · Wᵀ
+            let shape = (batch, layer.output, layer.input);
+            matmul(dev, (input, false), (&layer.w, true), &layer.y, shape)?;
             dev.bias_act_forward(&BiasActForward {
                 x: &layer.y,
                 bias: &layer.b,
@@ -174,36 +165,18 @@ impl<D: Device> Mlp<D> {
                 act: layer.act,
             })?;
             let input = if l == 0 { x } else { &self.layers[l - 1].y };
-            dev.gemm(&Gemm {
-                a: &layer.dy,
-                b: input,
-                c: &layer.dw,
-                m: layer.output as u32,
-                n: layer.input as u32,
-                k: batch as u32,
-                trans_a: true,
-                trans_b: false,
-                alpha: 1.0,
-                beta: 0.0,
-            })?;
+            // dW = dyᵀ · x
+            let shape = (layer.output, layer.input, batch);
+            matmul(dev, (&layer.dy, true), (input, false), &layer.dw, shape)?;
             let target = if l == 0 {
                 dx
             } else {
                 Some(&self.layers[l - 1].dy)
             };
             if let Some(target) = target {
-                dev.gemm(&Gemm {
-                    a: &layer.dy,
-                    b: &layer.w,
-                    c: target,
-                    m: batch as u32,
-                    n: layer.input as u32,
-                    k: layer.output as u32,
-                    trans_a: false,
-                    trans_b: false,
-                    alpha: 1.0,
-                    beta: 0.0,
-                })?;
+                // dx = dy · W
+                let shape = (batch, layer.input, layer.output);
+                matmul(dev, (&layer.dy, false), (&layer.w, false), target, shape)?;
             }
         }
         Ok(())
@@ -269,6 +242,29 @@ impl<D: Device> Mlp<D> {
             })
             .sum()
     }
+}
+
+/// `c = op(a) · op(b)`, `m × n` with inner dimension `k` (`(m, n, k)`); each operand with
+/// whether it is transposed.
+fn matmul<D: Device>(
+    dev: &D,
+    (a, trans_a): (&D::Buffer, bool),
+    (b, trans_b): (&D::Buffer, bool),
+    c: &D::Buffer,
+    (m, n, k): (usize, usize, usize),
+) -> Result<(), DeviceError> {
+    dev.gemm(&Gemm {
+        a,
+        b,
+        c,
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        trans_a,
+        trans_b,
+        alpha: 1.0,
+        beta: 0.0,
+    })
 }
 
 fn sample_normal(rng: &mut impl Rng, std: f64, n: usize) -> Vec<f32> {

@@ -251,21 +251,9 @@ impl DeviceCache {
             return Ok(());
         }
         let words = self.words;
-        io.slot_ids.upload_u32(dev, &io.slots)?;
-        io.row_ids.upload_u32(dev, &io.rows)?;
-        io.packed.reserve(dev, n * words)?;
-        io.staged_state.reserve(dev, n)?;
-        self.quantize(
-            dev,
-            slots,
-            &io.slot_ids,
-            &io.row_ids,
-            n,
-            step,
-            seed,
-            &io.packed,
-            &io.staged_state,
-        )?;
+        let ids = (&mut io.slot_ids, &mut io.row_ids);
+        let out = (&mut io.packed, &mut io.staged_state);
+        self.pack(dev, slots, (&io.slots, &io.rows), ids, out, step, seed)?;
         io.packed_host.resize(n * words, 0);
         dev.download(
             io.packed.buffer(),
@@ -283,27 +271,31 @@ impl DeviceCache {
         Ok(())
     }
 
-    /// Launches `quantize_rows` for `rows` slots (`slot_ids`) into `packed` (and their state into
-    /// `staged_state`), with rounding noise keyed by `(seed, step, row id)`.
+    /// Packs the slots `slot_list` (holding rows `rows`) for the host store: uploads both lists
+    /// into `ids`, then launches `quantize_rows` into `out` (packed words, and optimizer state),
+    /// which grow to fit, with rounding noise keyed by `(seed, step, row id)`.
     #[allow(clippy::too_many_arguments)]
-    fn quantize<D: Device>(
+    fn pack<D: Device>(
         &self,
         dev: &D,
         slots: &Slots<'_, D>,
-        slot_ids: &DeviceVec<D>,
-        row_ids: &DeviceVec<D>,
-        rows: usize,
+        (slot_list, rows): (&[u32], &[u32]),
+        (slot_ids, row_ids): (&mut DeviceVec<D>, &mut DeviceVec<D>),
+        (packed, staged_state): (&mut DeviceVec<D>, &mut DeviceVec<D>),
         step: u32,
         seed: u32,
-        packed: &DeviceVec<D>,
-        staged_state: &DeviceVec<D>,
     ) -> Result<(), DeviceError> {
+        let rows_n = rows.len();
+        slot_ids.upload_u32(dev, slot_list)?;
+        row_ids.upload_u32(dev, rows)?;
+        packed.reserve(dev, rows_n * self.words)?;
+        staged_state.reserve(dev, rows_n)?;
         dev.quantize_rows(&QuantizeRows {
             cache: slots.weights,
             cache_rows: self.dir.slots(),
             slots: slot_ids.buffer(),
             row_ids: row_ids.buffer(),
-            rows: rows as u32,
+            rows: rows_n as u32,
             dim: self.dim as u32,
             precision: self.precision,
             rounding: self.rounding,

@@ -37,23 +37,12 @@ impl DeviceCache {
             for &slot in &plan.evict_slots {
                 self.dir.vacate(slot);
             }
-            io.slot_ids.upload_u32(dev, &plan.evict_slots)?;
-            io.row_ids.upload_u32(dev, &plan.evict_rows)?;
             // Packed into this step's victim buffers; the write-back stage downloads them, so
             // the device stage never waits for a device-to-host copy.
-            victims.packed.reserve(dev, n * self.words)?;
-            victims.state.reserve(dev, n)?;
-            self.quantize(
-                dev,
-                slots,
-                &io.slot_ids,
-                &io.row_ids,
-                n,
-                step,
-                seed,
-                &victims.packed,
-                &victims.state,
-            )?;
+            let ids = (&mut io.slot_ids, &mut io.row_ids);
+            let out = (&mut victims.packed, &mut victims.state);
+            let victims_list = (plan.evict_slots.as_slice(), plan.evict_rows.as_slice());
+            self.pack(dev, slots, victims_list, ids, out, step, seed)?;
             // Sized here, filled by the write-back stage.
             let (mut words, mut state) = self.spare.pop().unwrap_or_default();
             words.clear();
