@@ -228,9 +228,11 @@ pub trait Device: Send + Sync + 'static {
     fn dense_update(&self, args: &DenseUpdate<'_, Self::Buffer>) -> Result<(), DeviceError>;
 }
 
-/// Writes the kernel methods of a backend's `impl Device` once for all backends: each forwards to
-/// the function of the same name in the backend's module for that area, called with the device
-/// and the arguments. Both fused backwards go to that module's one `bag_backward(device, args,
+/// Writes the kernel methods of a backend's `impl Device` once for all backends. Each checks its
+/// arguments against the buffers' sizes (`validate`, before any memory is touched, so every
+/// backend rejects the same bad launches with the same message), then forwards to the function
+/// of the same name in the backend's module for that area, called with the device and the
+/// arguments. Both fused backwards go to that module's one `bag_backward(device, args,
 /// adagrad)`, where `adagrad` is Adagrad's `(state, eps)` and `None` means SGD.
 macro_rules! forward_kernels {
     (embedding: $e:path, dense: $d:path, quantize: $q:path $(,)?) => {
@@ -246,6 +248,8 @@ macro_rules! forward_kernels {
             &self,
             args: &$crate::device::BagBackward<'_, Self::Buffer>,
         ) -> Result<(), $crate::device::DeviceError> {
+            let kernel = $crate::device::KernelId::BagBackwardSgd.name();
+            args.validate(kernel, None, |b| self.buffer_bytes(b))?;
             use $e as area;
             area::bag_backward(self, args, None)
         }
@@ -256,6 +260,8 @@ macro_rules! forward_kernels {
             state: &Self::Buffer,
             eps: f32,
         ) -> Result<(), $crate::device::DeviceError> {
+            let kernel = $crate::device::KernelId::BagBackwardAdagrad.name();
+            args.validate(kernel, Some(state), |b| self.buffer_bytes(b))?;
             use $e as area;
             area::bag_backward(self, args, Some((state, eps)))
         }
@@ -265,6 +271,7 @@ macro_rules! forward_kernels {
             &self,
             args: &$crate::device::$args<'_, Self::Buffer>,
         ) -> Result<(), $crate::device::DeviceError> {
+            args.validate(|b| self.buffer_bytes(b))?;
             use $area as area;
             area::$name(self, args)
         }

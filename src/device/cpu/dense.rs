@@ -83,20 +83,41 @@ fn pair_index(i: usize, j: usize) -> usize {
 /// Samples per rayon task in the interaction kernels.
 const SAMPLES_PER_TASK: usize = 16;
 
-/// The `i`-th vector of sample `b`: the dense vector for `i = 0`, else table `i - 1`'s.
-#[inline(always)]
-fn vector<'a>(
+/// The vectors the interaction combines for each sample: the dense vector, then one per table.
+#[derive(Clone, Copy)]
+struct Vectors<'a> {
+    /// `[batch, dim]`.
     dense: &'a [f32],
+    /// `[batch, tables, dim]`.
     emb: &'a [f32],
-    b: usize,
-    i: usize,
     tables: usize,
     dim: usize,
-) -> &'a [f32] {
-    if i == 0 {
-        &dense[b * dim..][..dim]
-    } else {
-        &emb[(b * tables + i - 1) * dim..][..dim]
+}
+
+impl<'a> Vectors<'a> {
+    fn new(dense: &'a [f32], emb: &'a [f32], tables: usize, dim: usize) -> Self {
+        Vectors {
+            dense,
+            emb,
+            tables,
+            dim,
+        }
+    }
+
+    /// The `i`-th vector of sample `b`: the dense vector for `i = 0`, else table `i - 1`'s.
+    #[inline(always)]
+    fn get(&self, b: usize, i: usize) -> &'a [f32] {
+        let dim = self.dim;
+        if i == 0 {
+            &self.dense[b * dim..][..dim]
+        } else {
+            &self.emb[(b * self.tables + i - 1) * dim..][..dim]
+        }
+    }
+
+    /// Width of one sample's output: the dense vector and the pairwise dots.
+    fn width(&self) -> usize {
+        self.dim + (self.tables + 1) * self.tables / 2
     }
 }
 
@@ -110,32 +131,25 @@ pub fn interaction_forward(
     tables: usize,
     dim: usize,
 ) {
-    let width = dim + (tables + 1) * tables / 2;
+    let vectors = Vectors::new(dense, emb, tables, dim);
+    let width = vectors.width();
     out[..batch * width]
         .par_chunks_mut(width * SAMPLES_PER_TASK)
         .enumerate()
-        .for_each(|(task, o)| {
-            interact_forward_block(dense, emb, o, task * SAMPLES_PER_TASK, tables, dim);
-        });
+        .for_each(|(task, o)| interact_forward_block(vectors, o, task * SAMPLES_PER_TASK));
 }
 
+/// Interaction outputs of the samples from `first` on, one per `width` values of `out`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn interact_forward_block(
-    dense: &[f32],
-    emb: &[f32],
-    out: &mut [f32],
-    first: usize,
-    tables: usize,
-    dim: usize,
-) {
-    let width = dim + (tables + 1) * tables / 2;
-    for (j, o) in out.chunks_exact_mut(width).enumerate() {
+fn interact_forward_block<'a>(vectors: Vectors<'a>, out: &mut [f32], first: usize) {
+    let (tables, dim) = (vectors.tables, vectors.dim);
+    for (j, o) in out.chunks_exact_mut(vectors.width()).enumerate() {
         let b = first + j;
-        o[..dim].copy_from_slice(vector(dense, emb, b, 0, tables, dim));
+        o[..dim].copy_from_slice(vectors.get(b, 0));
         for i in 1..=tables {
-            let vi = vector(dense, emb, b, i, tables, dim);
+            let vi = vectors.get(b, i);
             for jv in 0..i {
-                o[dim + pair_index(i, jv)] = dot(vi, vector(dense, emb, b, jv, tables, dim));
+                o[dim + pair_index(i, jv)] = dot(vi, vectors.get(b, jv));
             }
         }
     }
@@ -153,6 +167,7 @@ pub fn interaction_backward(
     tables: usize,
     dim: usize,
 ) {
+    let vectors = Vectors::new(dense, emb, tables, dim);
     let n = SAMPLES_PER_TASK;
     ddense[..batch * dim]
         .par_chunks_mut(dim * n)
@@ -161,25 +176,23 @@ pub fn interaction_backward(
         .for_each_init(
             || vec![0f32; (tables + 1) * dim],
             |grads, (task, (dd, de))| {
-                interact_backward_block(dense, emb, dout, dd, de, task * n, tables, dim, grads);
+                interact_backward_block(vectors, dout, dd, de, task * n, grads)
             },
         );
 }
 
+/// Gradients of the samples from `first` on, one per `dim` values of `ddense`; `grads` is
+/// scratch for one sample's `(tables + 1) * dim` gradients.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-#[allow(clippy::too_many_arguments)]
-fn interact_backward_block(
-    dense: &[f32],
-    emb: &[f32],
+fn interact_backward_block<'a>(
+    vectors: Vectors<'a>,
     dout: &[f32],
     ddense: &mut [f32],
     demb: &mut [f32],
     first: usize,
-    tables: usize,
-    dim: usize,
     grads: &mut [f32],
 ) {
-    let width = dim + (tables + 1) * tables / 2;
+    let (tables, dim, width) = (vectors.tables, vectors.dim, vectors.width());
     for (j, (dd, de)) in ddense
         .chunks_exact_mut(dim)
         .zip(demb.chunks_exact_mut(tables * dim))
@@ -190,10 +203,10 @@ fn interact_backward_block(
         grads.fill(0.0);
         grads[..dim].copy_from_slice(&g[..dim]);
         for i in 1..=tables {
-            let vi = vector(dense, emb, b, i, tables, dim);
+            let vi = vectors.get(b, i);
             for jv in 0..i {
                 let s = g[dim + pair_index(i, jv)];
-                let vj = vector(dense, emb, b, jv, tables, dim);
+                let vj = vectors.get(b, jv);
                 let (lo, hi) = grads.split_at_mut(i * dim);
                 // d dot(v_i, v_j) / d v_i = v_j and vice versa; jv < i so v_j's slot is in `lo`.
                 hi[..dim].iter_mut().zip(vj).for_each(|(d, v)| *d += s * v);
@@ -366,7 +379,6 @@ pub(super) mod launch {
     };
 
     pub fn gemm(_: &CpuDevice, a: &Gemm<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(CpuBuffer::bytes)?;
         let (x, y) = (a.a.read(), a.b.read());
         let mut c = a.c.write();
         let (m, n, k) = (a.m as usize, a.n as usize, a.k as usize);
@@ -388,7 +400,6 @@ pub(super) mod launch {
         _: &CpuDevice,
         a: &BiasActForward<'_, CpuBuffer>,
     ) -> Result<(), DeviceError> {
-        a.validate(CpuBuffer::bytes)?;
         let bias = a.bias.read();
         let mut x = a.x.write();
         let (r, c) = (a.rows as usize, a.cols as usize);
@@ -400,7 +411,6 @@ pub(super) mod launch {
         _: &CpuDevice,
         a: &BiasActBackward<'_, CpuBuffer>,
     ) -> Result<(), DeviceError> {
-        a.validate(CpuBuffer::bytes)?;
         let y = a.y.read();
         let (mut dy, mut db) = (a.dy.write(), a.dbias.write());
         let (r, c) = (a.rows as usize, a.cols as usize);
@@ -417,7 +427,6 @@ pub(super) mod launch {
         _: &CpuDevice,
         a: &InteractionForward<'_, CpuBuffer>,
     ) -> Result<(), DeviceError> {
-        a.validate(CpuBuffer::bytes)?;
         let (dense, emb) = (a.dense.read(), a.emb.read());
         let mut out = a.out.write();
         let (b, t, d) = (a.batch as usize, a.tables as usize, a.dim as usize);
@@ -429,7 +438,6 @@ pub(super) mod launch {
         _: &CpuDevice,
         a: &InteractionBackward<'_, CpuBuffer>,
     ) -> Result<(), DeviceError> {
-        a.validate(CpuBuffer::bytes)?;
         let (dense, emb, dout) = (a.dense.read(), a.emb.read(), a.dout.read());
         let (mut dd, mut de) = (a.ddense.write(), a.demb.write());
         let (b, t, d) = (a.batch as usize, a.tables as usize, a.dim as usize);
@@ -439,7 +447,6 @@ pub(super) mod launch {
     }
 
     pub fn bce_loss(_: &CpuDevice, a: &BceLoss<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(CpuBuffer::bytes)?;
         let (z, y) = (a.logits.read(), a.labels.read());
         let (mut loss, mut dz) = (a.loss.write(), a.dlogits.write());
         let n = a.batch as usize;
@@ -454,7 +461,6 @@ pub(super) mod launch {
     }
 
     pub fn dense_update(_: &CpuDevice, a: &DenseUpdate<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(CpuBuffer::bytes)?;
         let n = a.len as usize;
         let grad = a.grad.read();
         let mut param = a.param.write();

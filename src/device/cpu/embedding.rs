@@ -346,8 +346,7 @@ pub fn bag_backward_sgd(
     grads: &BagGrads<'_>,
     lr: f32,
 ) -> Result<(), DeviceError> {
-    let kernel = KernelId::BagBackwardSgd.name();
-    bag_backward(kernel, table, None, rows, dim, grads, lr, 0.0)
+    grads.apply(table, None, rows, dim, lr, 0.0)
 }
 
 /// Fused embedding backward + row-wise Adagrad (FBGEMM's rule): with `g` the row's summed
@@ -361,49 +360,49 @@ pub fn bag_backward_adagrad(
     lr: f32,
     eps: f32,
 ) -> Result<(), DeviceError> {
-    let kernel = KernelId::BagBackwardAdagrad.name();
-    bag_backward(kernel, table, Some(state), rows, dim, grads, lr, eps)
+    grads.apply(table, Some(state), rows, dim, lr, eps)
 }
 
-/// Both fused backwards: Adagrad's with `state`, SGD's (which ignores `eps`) without. Each
-/// rayon task owns the table rows (and state) of its group of unique rows.
-#[allow(clippy::too_many_arguments)]
-fn bag_backward(
-    kernel: &'static str,
-    table: &mut [f32],
-    state: Option<&mut [f32]>,
-    rows: u32,
-    dim: usize,
-    grads: &BagGrads<'_>,
-    lr: f32,
-    eps: f32,
-) -> Result<(), DeviceError> {
-    grads.check(kernel, rows, dim, table.len())?;
-    if let Some(st) = &state {
-        check_len(kernel, "state", st.len(), rows as usize)?;
+impl BagGrads<'_> {
+    /// Both fused backwards on a `rows × dim` table: Adagrad's with its per-row `state`, SGD's
+    /// (which ignores `eps`) without. Each rayon task owns the table rows (and state) of its
+    /// group of unique rows.
+    fn apply(
+        &self,
+        table: &mut [f32],
+        state: Option<&mut [f32]>,
+        rows: u32,
+        dim: usize,
+        lr: f32,
+        eps: f32,
+    ) -> Result<(), DeviceError> {
+        let kernel = KernelId::bag_backward(state.is_some()).name();
+        self.check(kernel, rows, dim, table.len())?;
+        if let Some(st) = &state {
+            check_len(kernel, "state", st.len(), rows as usize)?;
+        }
+        let parts = split_by_task(table, dim, self.unique_rows);
+        let states: Vec<Option<&mut [f32]>> = match state {
+            Some(st) => split_by_task(st, 1, self.unique_rows)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..parts.len()).map(|_| None).collect(),
+        };
+        parts
+            .into_par_iter()
+            .zip(states)
+            .zip(self.unique_rows.par_chunks(ROWS_PER_TASK))
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; dim],
+                |acc, (task, ((part, st), group))| {
+                    let u0 = task * ROWS_PER_TASK;
+                    update_rows(part, st, group, u0, dim, self, lr, eps, acc);
+                },
+            );
+        Ok(())
     }
-    let unique_rows = grads.unique_rows;
-    let parts = split_by_task(table, dim, unique_rows);
-    let states: Vec<Option<&mut [f32]>> = match state {
-        Some(st) => split_by_task(st, 1, unique_rows)
-            .into_iter()
-            .map(Some)
-            .collect(),
-        None => (0..parts.len()).map(|_| None).collect(),
-    };
-    parts
-        .into_par_iter()
-        .zip(states)
-        .zip(unique_rows.par_chunks(ROWS_PER_TASK))
-        .enumerate()
-        .for_each_init(
-            || vec![0f32; dim],
-            |acc, (task, ((part, st), group))| {
-                let u0 = task * ROWS_PER_TASK;
-                update_rows(part, st, group, u0, dim, grads, lr, eps, acc);
-            },
-        );
-    Ok(())
 }
 
 /// [`Device`](crate::device::Device)'s embedding methods on the CPU: check the arguments as every
@@ -414,7 +413,6 @@ pub(super) mod launch {
     use crate::device::{BagBackward, BagForward, DeviceError};
 
     pub fn bag_forward(_: &CpuDevice, a: &BagForward<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(CpuBuffer::bytes)?;
         let (table, indices, offsets) = (a.table.read(), a.indices.read(), a.offsets.read());
         let mut out = a.out.write();
         super::bag_forward(
@@ -437,7 +435,6 @@ pub(super) mod launch {
         a: &BagBackward<'_, CpuBuffer>,
         adagrad: Option<(&CpuBuffer, f32)>,
     ) -> Result<(), DeviceError> {
-        let kernel = a.check(adagrad.map(|(s, _)| s), CpuBuffer::bytes)?.name();
         let m = &a.map;
         let (rows, starts, bags) = (m.unique_rows.read(), m.row_starts.read(), m.bag_ids.read());
         let (offsets, grad) = (a.offsets.read(), a.grad.read());
@@ -457,6 +454,6 @@ pub(super) mod launch {
         let (dim, eps) = (a.dim as usize, adagrad.map_or(0.0, |(_, e)| e));
         let state = state.as_deref_mut().map(|s| f32s_mut(s));
         let table = f32s_mut(&mut table);
-        super::bag_backward(kernel, table, state, a.rows, dim, &grads, a.lr, eps)
+        grads.apply(table, state, a.rows, dim, a.lr, eps)
     }
 }

@@ -2,13 +2,13 @@
 //! `bce_loss.cu` and `dense_update.cu`, one thread per element with their arguments in the order
 //! of each kernel's C signature.
 
-use super::launch::{Arg, Work};
+use super::launch::{Word::*, Work};
 use super::memory::lock;
 use super::{CudaBuffer, CudaDevice};
-use crate::device::kernels::interaction_width;
+use crate::device::kernels::{bias_act_words, interaction_words};
 use crate::device::{
-    Activation, BackendKind, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, DeviceError,
-    Gemm, InteractionBackward, InteractionForward, KernelId,
+    BackendKind, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, DeviceError, Gemm,
+    InteractionBackward, InteractionForward, KernelId,
 };
 use cudarc::cublas::sys::cublasOperation_t;
 
@@ -18,7 +18,6 @@ use cudarc::cublas::sys::cublasOperation_t;
 /// transpose flags. The default math mode keeps full FP32 (no TF32), so results match the CPU
 /// within float-summation tolerance.
 pub(super) fn gemm(dev: &CudaDevice, a: &Gemm<'_, CudaBuffer>) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
     if a.m == 0 || a.n == 0 {
         return Ok(());
     }
@@ -69,35 +68,22 @@ pub(super) fn bias_act_forward(
     dev: &CudaDevice,
     a: &BiasActForward<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
-    let args = [
-        Arg::Buf(a.x),
-        Arg::Buf(a.bias),
-        Arg::U32(a.rows),
-        Arg::U32(a.cols),
-        Arg::U32((a.act == Activation::Relu) as u32),
-    ];
-    let n = a.rows as u64 * a.cols as u64;
-    dev.launch(KernelId::BiasActForward, Work::Threads(n), &args)
+    let words = bias_act_words(a.rows, a.cols, a.act).map(U32);
+    let work = Work::Threads(a.rows as u64 * a.cols as u64);
+    dev.launch(KernelId::BiasActForward, work, &[a.x, a.bias], &words)
 }
 
 pub(super) fn bias_act_backward(
     dev: &CudaDevice,
     a: &BiasActBackward<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
-    let args = [
-        Arg::Buf(a.y),
-        Arg::Buf(a.dy),
-        Arg::Buf(a.dbias),
-        Arg::U32(a.rows),
-        Arg::U32(a.cols),
-        Arg::U32((a.act == Activation::Relu) as u32),
-    ];
+    let words = bias_act_words(a.rows, a.cols, a.act).map(U32);
+    let work = Work::Threads(a.cols as u64);
     dev.launch(
         KernelId::BiasActBackward,
-        Work::Threads(a.cols as u64),
-        &args,
+        work,
+        &[a.y, a.dy, a.dbias],
+        &words,
     )
 }
 
@@ -105,73 +91,45 @@ pub(super) fn interaction_forward(
     dev: &CudaDevice,
     a: &InteractionForward<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
-    let width = interaction_width(a.tables, a.dim);
-    let args = [
-        Arg::Buf(a.dense),
-        Arg::Buf(a.emb),
-        Arg::Buf(a.out),
-        Arg::U32(a.batch),
-        Arg::U32(a.tables),
-        Arg::U32(a.dim),
-        Arg::U32(width),
-    ];
-    dev.launch(
-        KernelId::InteractionForward,
-        Work::Threads(a.batch as u64 * width as u64),
-        &args,
-    )
+    let words = interaction_words(a.batch, a.tables, a.dim);
+    let work = Work::Threads(a.batch as u64 * words[3] as u64);
+    let bufs = [a.dense, a.emb, a.out];
+    dev.launch(KernelId::InteractionForward, work, &bufs, &words.map(U32))
 }
 
 pub(super) fn interaction_backward(
     dev: &CudaDevice,
     a: &InteractionBackward<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
-    let width = interaction_width(a.tables, a.dim);
-    let args = [
-        Arg::Buf(a.dense),
-        Arg::Buf(a.emb),
-        Arg::Buf(a.dout),
-        Arg::Buf(a.ddense),
-        Arg::Buf(a.demb),
-        Arg::U32(a.batch),
-        Arg::U32(a.tables),
-        Arg::U32(a.dim),
-        Arg::U32(width),
-    ];
-    let n = a.batch as u64 * (a.tables as u64 + 1) * a.dim as u64;
-    dev.launch(KernelId::InteractionBackward, Work::Threads(n), &args)
+    let words = interaction_words(a.batch, a.tables, a.dim);
+    let work = Work::Threads(a.batch as u64 * (a.tables as u64 + 1) * a.dim as u64);
+    let bufs = [a.dense, a.emb, a.dout, a.ddense, a.demb];
+    dev.launch(KernelId::InteractionBackward, work, &bufs, &words.map(U32))
 }
 
 pub(super) fn bce_loss(dev: &CudaDevice, a: &BceLoss<'_, CudaBuffer>) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
-    let args = [
-        Arg::Buf(a.logits),
-        Arg::Buf(a.labels),
-        Arg::Buf(a.loss),
-        Arg::Buf(a.dlogits),
-        Arg::U32(a.batch),
-        Arg::F32(a.scale),
-    ];
-    dev.launch(KernelId::BceLoss, Work::Threads(a.batch as u64), &args)
+    let bufs = [a.logits, a.labels, a.loss, a.dlogits];
+    let work = Work::Threads(a.batch as u64);
+    dev.launch(
+        KernelId::BceLoss,
+        work,
+        &bufs,
+        &[U32(a.batch), F32(a.scale)],
+    )
 }
 
 pub(super) fn dense_update(
     dev: &CudaDevice,
     a: &DenseUpdate<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
     // `validate` rejected Adagrad without state; SGD passes a stand-in it never touches.
     let (adagrad, eps, state) = a.rule_or(&dev.dummy[0]);
-    let args = [
-        Arg::Buf(a.param),
-        Arg::Buf(a.grad),
-        Arg::Buf(state),
-        Arg::U32(a.len),
-        Arg::F32(a.lr),
-        Arg::U32(adagrad),
-        Arg::F32(eps),
-    ];
-    dev.launch(KernelId::DenseUpdate, Work::Threads(a.len as u64), &args)
+    let words = [U32(a.len), F32(a.lr), U32(adagrad), F32(eps)];
+    let work = Work::Threads(a.len as u64);
+    dev.launch(
+        KernelId::DenseUpdate,
+        work,
+        &[a.param, a.grad, state],
+        &words,
+    )
 }

@@ -2,7 +2,7 @@
 //! per bag (forward) or per unique row (backward), arguments in the order of each kernel's C
 //! signature.
 
-use super::launch::{Arg, Work};
+use super::launch::{Word::*, Work};
 use super::{CudaBuffer, CudaDevice};
 use crate::device::{BagBackward, BagForward, DeviceError, KernelId, Pooling};
 
@@ -10,20 +10,11 @@ pub(super) fn bag_forward(
     dev: &CudaDevice,
     a: &BagForward<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
-    let args = [
-        Arg::Buf(a.table),
-        Arg::Buf(a.indices),
-        Arg::Buf(a.offsets),
-        Arg::Buf(a.out),
-        Arg::U32(a.dim),
-        Arg::U32(a.bags),
-        Arg::U32(a.out_stride),
-        Arg::U32(a.out_offset),
-        Arg::U32((a.pooling == Pooling::Mean) as u32),
-        Arg::U32(a.rows),
-    ];
-    dev.launch(KernelId::BagForward, Work::Warps(a.bags as u64), &args)
+    let bufs = [a.table, a.indices, a.offsets, a.out];
+    let mean = (a.pooling == Pooling::Mean) as u32;
+    let words = [a.dim, a.bags, a.out_stride, a.out_offset, mean, a.rows].map(U32);
+    let work = Work::Warps(a.bags as u64);
+    dev.launch(KernelId::BagForward, work, &bufs, &words)
 }
 
 /// `bag_backward_sgd` (`adagrad` is `None`) or `bag_backward_adagrad` (Adagrad's per-row state
@@ -33,32 +24,33 @@ pub(super) fn bag_backward(
     a: &BagBackward<'_, CudaBuffer>,
     adagrad: Option<(&CudaBuffer, f32)>,
 ) -> Result<(), DeviceError> {
-    let state = adagrad.map(|(state, _)| state);
-    let kernel = a.check(state, |b| b.bytes)?;
     if a.updates_nothing() {
         return Ok(());
     }
     let m = &a.map;
-    let mut args = vec![
-        Arg::Buf(a.table),
-        Arg::Buf(m.unique_rows),
-        Arg::Buf(m.row_starts),
-        Arg::Buf(m.bag_ids),
-        Arg::Buf(a.offsets),
-        Arg::Buf(a.grad),
+    let mut bufs = vec![
+        a.table,
+        m.unique_rows,
+        m.row_starts,
+        m.bag_ids,
+        a.offsets,
+        a.grad,
     ];
     // Adagrad's kernel takes the state right after the buffers SGD's takes.
-    args.extend(state.map(Arg::Buf));
-    args.extend([
-        Arg::U32(a.dim),
-        Arg::U32(m.unique),
-        Arg::U32(a.grad_stride),
-        Arg::U32(a.grad_offset),
-        Arg::U32((a.pooling == Pooling::Mean) as u32),
-        Arg::F32(a.lr),
-        Arg::F32(adagrad.map_or(0.0, |(_, eps)| eps)),
-        Arg::U32(a.rows),
-        Arg::U32(a.bags),
-    ]);
-    dev.launch(kernel, Work::Warps(m.unique as u64), &args)
+    bufs.extend(adagrad.map(|(state, _)| state));
+    let mean = (a.pooling == Pooling::Mean) as u32;
+    let eps = adagrad.map_or(0.0, |(_, eps)| eps);
+    let words = [
+        U32(a.dim),
+        U32(m.unique),
+        U32(a.grad_stride),
+        U32(a.grad_offset),
+        U32(mean),
+        F32(a.lr),
+        F32(eps),
+        U32(a.rows),
+        U32(a.bags),
+    ];
+    let kernel = KernelId::bag_backward(adagrad.is_some());
+    dev.launch(kernel, Work::Warps(m.unique as u64), &bufs, &words)
 }

@@ -1,6 +1,7 @@
 //! Launching `kernels/*.cu`: each kernel's C signature ([`signature`], which a test compares
-//! against the PTX NVRTC produces, so a mismatch is caught without a GPU), the arguments a
-//! launcher passes in that order, and the one launch path every kernel goes through.
+//! against the PTX NVRTC produces, so a mismatch is caught without a GPU) and the one launch path
+//! every kernel goes through. Every kernel takes its buffers first, then its scalars, so a
+//! launcher passes the two lists, each in the signature's order.
 
 use super::compile::{ParamKind, compile_kernel};
 use super::memory::lock;
@@ -8,10 +9,9 @@ use super::{CudaBuffer, CudaDevice};
 use crate::device::{BackendKind, DeviceError, KernelId};
 use cudarc::driver::{CudaFunction, LaunchConfig, PushKernelArg};
 
-/// One argument of a kernel launch, in the order of the kernel's C signature.
-pub(super) enum Arg<'a> {
-    /// A device buffer (passed as its address).
-    Buf(&'a CudaBuffer),
+/// One scalar argument of a kernel launch.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Word {
     /// A 32-bit unsigned scalar.
     U32(u32),
     /// A 32-bit float scalar.
@@ -60,15 +60,18 @@ pub fn signature(kernel: KernelId) -> &'static [ParamKind] {
     }
 }
 
-/// Checks `args` against the kernel's signature (a launcher bug, reported rather than run).
-fn check_signature(kernel: KernelId, args: &[Arg<'_>]) -> Result<(), DeviceError> {
-    let kinds: Vec<ParamKind> = args
-        .iter()
-        .map(|a| match a {
-            Arg::Buf(_) => Ptr,
-            Arg::U32(_) => U32,
-            Arg::F32(_) => F32,
-        })
+/// Checks `bufs` then `words` against the kernel's signature (a launcher bug, reported rather
+/// than run).
+fn check_signature(
+    kernel: KernelId,
+    bufs: &[&CudaBuffer],
+    words: &[Word],
+) -> Result<(), DeviceError> {
+    let kinds: Vec<ParamKind> = (bufs.iter().map(|_| Ptr))
+        .chain(words.iter().map(|w| match w {
+            Word::U32(_) => U32,
+            Word::F32(_) => F32,
+        }))
         .collect();
     if kinds != signature(kernel) {
         return Err(DeviceError::InvalidArgument {
@@ -117,14 +120,16 @@ impl CudaDevice {
         Ok(())
     }
 
-    /// Queues `kernel` over `work` on the compute stream, in blocks of [`BLOCK`] threads.
+    /// Queues `kernel` over `work` on the compute stream, in blocks of [`BLOCK`] threads, with
+    /// the arguments `bufs` (passed as their device addresses) then `words`.
     pub(super) fn launch(
         &self,
         kernel: KernelId,
         work: Work,
-        args: &[Arg<'_>],
+        bufs: &[&CudaBuffer],
+        words: &[Word],
     ) -> Result<(), DeviceError> {
-        check_signature(kernel, args)?;
+        check_signature(kernel, bufs, words)?;
         let blocks = match work {
             Work::Threads(n) => n.div_ceil(BLOCK as u64),
             Work::Warps(n) => n.div_ceil(WARPS),
@@ -134,23 +139,18 @@ impl CudaDevice {
         }
         let f = self.function(kernel)?;
         self.bind()?;
-        let bufs: Vec<&CudaBuffer> = args
-            .iter()
-            .filter_map(|a| match a {
-                Arg::Buf(b) => Some(*b),
-                _ => None,
-            })
-            .collect();
-        self.before_compute(&bufs)?;
+        self.before_compute(bufs)?;
         // Kernels loop over their work with a grid stride, so the grid may be capped.
         let grid = blocks.min(1 << 20) as u32;
         let mut builder = self.compute.launch_builder(&f);
-        for a in args {
-            match a {
-                // The kernel takes the buffer's device address (a 64-bit value).
-                Arg::Buf(b) => builder.arg(&b.ptr),
-                Arg::U32(v) => builder.arg(v),
-                Arg::F32(v) => builder.arg(v),
+        for b in bufs {
+            // The kernel takes the buffer's device address (a 64-bit value).
+            builder.arg(&b.ptr);
+        }
+        for w in words {
+            match w {
+                Word::U32(v) => builder.arg(v),
+                Word::F32(v) => builder.arg(v),
             };
         }
         let cfg = LaunchConfig {
@@ -158,13 +158,13 @@ impl CudaDevice {
             block_dim: (BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: the arguments match the kernel's C signature (documented in each .cu file
-        // and mirrored by `signature`, checked above), and the shapes were validated against the buffers'
-        // sizes before this call, so the kernel stays inside its buffers.
+        // SAFETY: the arguments match the kernel's C signature (documented in each .cu file and
+        // mirrored by `signature`, checked above), and the shapes were validated against the
+        // buffers' sizes before this call, so the kernel stays inside its buffers.
         unsafe { builder.launch(cfg) }.map_err(|e| DeviceError::Backend {
             backend: BackendKind::Cuda,
             message: format!("launching {}: {e}", kernel.name()),
         })?;
-        self.after_compute(&bufs)
+        self.after_compute(bufs)
     }
 }

@@ -2,7 +2,7 @@
 //! row. Both take their buffers, then the same shape words, then their own words, then
 //! `cache_rows`, so one function launches either.
 
-use super::launch::{Arg, Work};
+use super::launch::{Word, Work};
 use super::{CudaBuffer, CudaDevice};
 use crate::device::kernels::RowMove;
 use crate::device::{DequantizeRows, DeviceError, QuantizeRows};
@@ -12,7 +12,6 @@ pub(super) fn dequantize_rows(
     dev: &CudaDevice,
     a: &DequantizeRows<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
     move_rows(dev, &a.row_move(), &[], |staged, cache_state| {
         [a.packed, a.slots, a.cache, staged, cache_state]
     })
@@ -22,7 +21,6 @@ pub(super) fn quantize_rows(
     dev: &CudaDevice,
     a: &QuantizeRows<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
     let stochastic = (a.rounding == Rounding::Stochastic) as u32;
     let extra = [stochastic, a.seed, a.step];
     move_rows(dev, &a.row_move(), &extra, |staged, cache_state| {
@@ -43,13 +41,11 @@ fn move_rows<'a, const N: usize>(
         return Ok(());
     }
     let (staged, cache_state) = m.state_or(&dev.dummy);
-    let mut args: Vec<Arg<'_>> = order(staged, cache_state)
-        .into_iter()
-        .map(Arg::Buf)
-        .collect();
-    args.extend(m.shape_words().map(Arg::U32));
-    args.push(Arg::U32(m.state.is_some() as u32));
-    args.extend(extra.iter().copied().map(Arg::U32));
-    args.push(Arg::U32(m.cache_rows));
-    dev.launch(m.kernel, Work::Warps(m.rows as u64), &args)
+    let mut words = m.shape_words().to_vec();
+    words.push(m.state.is_some() as u32);
+    words.extend_from_slice(extra);
+    words.push(m.cache_rows);
+    let words: Vec<Word> = words.into_iter().map(Word::U32).collect();
+    let bufs = order(staged, cache_state);
+    dev.launch(m.kernel, Work::Warps(m.rows as u64), &bufs, &words)
 }

@@ -86,6 +86,16 @@ pub fn interaction_width(tables: u32, dim: u32) -> u32 {
     dim + (tables + 1) * tables / 2
 }
 
+/// The words both bias + activation kernels take, in their order: `[rows, cols, relu]`.
+pub(crate) fn bias_act_words(rows: u32, cols: u32, act: Activation) -> [u32; 3] {
+    [rows, cols, (act == Activation::Relu) as u32]
+}
+
+/// The words both interaction kernels take, in their order: `[batch, tables, dim, width]`.
+pub(crate) fn interaction_words(batch: u32, tables: u32, dim: u32) -> [u32; 4] {
+    [batch, tables, dim, interaction_width(tables, dim)]
+}
+
 /// Arguments of `interaction_forward`. With `v_0` the dense vector and `v_1..v_T` the pooled
 /// embeddings, `out[b] = [v_0, dot(v_i, v_j) for i in 1..=T for j in 0..i]` (DLRM's order).
 pub struct InteractionForward<'a, B> {

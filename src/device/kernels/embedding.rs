@@ -196,19 +196,6 @@ impl<B> BagBackward<'_, B> {
 }
 
 impl<B> BagBackward<'_, B> {
-    /// Checks the arguments (see [`BagBackward::validate`]) for the backward of the optimizer
-    /// that `state` implies, Adagrad's with its per-row accumulators or SGD's without, and
-    /// returns that kernel.
-    pub(crate) fn check(
-        &self,
-        state: Option<&B>,
-        bytes: impl Fn(&B) -> u64,
-    ) -> Result<KernelId, DeviceError> {
-        let kernel = KernelId::bag_backward(state.is_some());
-        self.validate(kernel.name(), state, bytes)?;
-        Ok(kernel)
-    }
-
     /// Whether the launch has nothing to update (no unique row, or a table without rows), so a
     /// GPU backend launches nothing.
     pub(crate) fn updates_nothing(&self) -> bool {

@@ -15,6 +15,7 @@ pub use dense::{
     Activation, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, Gemm, InteractionBackward,
     InteractionForward, interaction_width, sigmoid,
 };
+pub(crate) use dense::{bias_act_words, interaction_words};
 pub use embedding::{BagBackward, BagForward, Pooling, RowGradMap};
 pub(crate) use quantize::RowMove;
 pub use quantize::{DequantizeRows, QuantizeRows, StateRows};

@@ -4,10 +4,10 @@
 
 use super::window::{invalid, wholes};
 use super::{Grid, WgpuBuffer, WgpuDevice};
-use crate::device::kernels::interaction_width;
+use crate::device::kernels::{bias_act_words, interaction_words};
 use crate::device::{
-    Activation, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, DeviceError, Gemm,
-    InteractionBackward, InteractionForward, KernelId,
+    BceLoss, BiasActBackward, BiasActForward, DenseUpdate, DeviceError, Gemm, InteractionBackward,
+    InteractionForward, KernelId,
 };
 
 /// Tile edge of `gemm`.
@@ -15,7 +15,6 @@ const TILE: u64 = 16;
 
 pub(super) fn gemm(dev: &WgpuDevice, a: &Gemm<'_, WgpuBuffer>) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::Gemm;
-    a.validate(|b| b.bytes)?;
     let binds = wholes(dev, K, &[("a", a.a), ("b", a.b), ("c", a.c)])?;
     let (m_tiles, n_tiles) = ((a.m as u64).div_ceil(TILE), (a.n as u64).div_ceil(TILE));
     let max = dev.limits.max_groups as u64;
@@ -54,9 +53,8 @@ pub(super) fn bias_act_forward(
     a: &BiasActForward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::BiasActForward;
-    a.validate(|b| b.bytes)?;
     let binds = wholes(dev, K, &[("x", a.x), ("bias", a.bias)])?;
-    let params = [a.rows, a.cols, (a.act == Activation::Relu) as u32];
+    let params = bias_act_words(a.rows, a.cols, a.act);
     let grid = Grid::over(a.rows as u64 * a.cols as u64);
     dev.launch(K, &params, &binds, grid)
 }
@@ -66,9 +64,8 @@ pub(super) fn bias_act_backward(
     a: &BiasActBackward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::BiasActBackward;
-    a.validate(|b| b.bytes)?;
     let binds = wholes(dev, K, &[("y", a.y), ("dy", a.dy), ("dbias", a.dbias)])?;
-    let params = [a.rows, a.cols, (a.act == Activation::Relu) as u32];
+    let params = bias_act_words(a.rows, a.cols, a.act);
     dev.launch(K, &params, &binds, Grid::over(a.cols as u64))
 }
 
@@ -77,15 +74,13 @@ pub(super) fn interaction_forward(
     a: &InteractionForward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::InteractionForward;
-    a.validate(|b| b.bytes)?;
     let binds = wholes(
         dev,
         K,
         &[("dense", a.dense), ("emb", a.emb), ("out", a.out)],
     )?;
-    let width = interaction_width(a.tables, a.dim);
-    let params = [a.batch, a.tables, a.dim, width];
-    let grid = Grid::over(a.batch as u64 * width as u64);
+    let params = interaction_words(a.batch, a.tables, a.dim);
+    let grid = Grid::over(a.batch as u64 * params[3] as u64);
     dev.launch(K, &params, &binds, grid)
 }
 
@@ -94,7 +89,6 @@ pub(super) fn interaction_backward(
     a: &InteractionBackward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::InteractionBackward;
-    a.validate(|b| b.bytes)?;
     let binds = wholes(
         dev,
         K,
@@ -106,15 +100,13 @@ pub(super) fn interaction_backward(
             ("demb", a.demb),
         ],
     )?;
-    let width = interaction_width(a.tables, a.dim);
-    let params = [a.batch, a.tables, a.dim, width];
+    let params = interaction_words(a.batch, a.tables, a.dim);
     let n = a.batch as u64 * (a.tables as u64 + 1) * a.dim as u64;
     dev.launch(K, &params, &binds, Grid::over(n))
 }
 
 pub(super) fn bce_loss(dev: &WgpuDevice, a: &BceLoss<'_, WgpuBuffer>) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::BceLoss;
-    a.validate(|b| b.bytes)?;
     let binds = wholes(
         dev,
         K,
@@ -134,7 +126,6 @@ pub(super) fn dense_update(
     a: &DenseUpdate<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::DenseUpdate;
-    a.validate(|b| b.bytes)?;
     // `validate` rejected Adagrad without state; SGD binds a stand-in in the state's slot.
     let (adagrad, eps, state) = a.rule_or(&dev.dummy[0]);
     let binds = wholes(

@@ -12,7 +12,6 @@ pub(super) fn bag_forward(
     a: &BagForward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::BagForward;
-    a.validate(|b| b.bytes)?;
     if a.bags == 0 {
         return Ok(());
     }
@@ -62,8 +61,8 @@ pub(super) fn bag_backward(
     a: &BagBackward<'_, WgpuBuffer>,
     adagrad: Option<(&WgpuBuffer, f32)>,
 ) -> Result<(), DeviceError> {
+    let kernel = KernelId::bag_backward(adagrad.is_some());
     let state = adagrad.map(|(state, _)| state);
-    let kernel = a.check(state, |b| b.bytes)?;
     if a.updates_nothing() {
         return Ok(());
     }

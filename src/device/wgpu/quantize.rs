@@ -6,61 +6,64 @@ use super::buffer::Bind;
 use super::window::{row_windows, whole, wholes};
 use super::{Grid, WgpuBuffer, WgpuDevice};
 use crate::device::kernels::RowMove;
-use crate::device::{DequantizeRows, DeviceError, KernelId, QuantizeRows};
+use crate::device::{DequantizeRows, DeviceError, QuantizeRows};
 use crate::precision::Rounding;
 
 pub(super) fn dequantize_rows(
     dev: &WgpuDevice,
     a: &DequantizeRows<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
-    if a.rows == 0 {
-        return Ok(());
-    }
     let named = [("packed", a.packed), ("slots", a.slots)];
-    let binds = wholes(dev, KernelId::DequantizeRows, &named)?;
     let grid = Grid::over(a.rows as u64 * a.dim as u64);
-    row_passes(dev, &a.row_move(), &[], grid, |cache, staged, state| {
-        [binds[0], binds[1], cache, staged, state]
-    })
+    row_passes(
+        dev,
+        &a.row_move(),
+        &named,
+        &[],
+        grid,
+        |b, cache, staged, state| [b[0], b[1], cache, staged, state],
+    )
 }
 
 pub(super) fn quantize_rows(
     dev: &WgpuDevice,
     a: &QuantizeRows<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
-    a.validate(|b| b.bytes)?;
-    if a.rows == 0 {
-        return Ok(());
-    }
     let named = [
         ("slots", a.slots),
         ("row_ids", a.row_ids),
         ("packed", a.packed),
     ];
-    let binds = wholes(dev, KernelId::QuantizeRows, &named)?;
     let stochastic = (a.rounding == Rounding::Stochastic) as u32;
+    let extra = [stochastic, a.seed, a.step];
     let grid = Grid::Linear(a.rows as u64);
     row_passes(
         dev,
         &a.row_move(),
-        &[stochastic, a.seed, a.step],
+        &named,
+        &extra,
         grid,
-        |cache, staged, state| [cache, binds[0], binds[1], binds[2], state, staged],
+        |b, cache, staged, state| [cache, b[0], b[1], b[2], state, staged],
     )
 }
 
-/// Runs `m`'s kernel once per window of the cache: its bindings are `order(cache window, staged
-/// state, cache state window)`, its parameters the shape words, the window's, the state's, then
-/// `extra`. Without state, the device's two stand-ins take the state's places.
+/// Runs `m`'s kernel once per window of the cache (nothing when no row moves). Its bindings are
+/// `order(named, cache window, staged state, cache state window)`, where `named` are its other
+/// buffers bound whole and the device's two stand-ins take the state's places when no state
+/// moves; its parameters are the shape words, the window's, the state's, then `extra`.
 fn row_passes<'a, const N: usize>(
     dev: &'a WgpuDevice,
     m: &RowMove<'a, WgpuBuffer>,
+    named: &[(&str, &'a WgpuBuffer)],
     extra: &[u32],
     grid: Grid,
-    order: impl Fn(Bind<'a>, Bind<'a>, Bind<'a>) -> [Bind<'a>; N],
+    order: impl Fn(&[Bind<'a>], Bind<'a>, Bind<'a>, Bind<'a>) -> [Bind<'a>; N],
 ) -> Result<(), DeviceError> {
+    if m.rows == 0 {
+        return Ok(());
+    }
     let k = m.kernel;
+    let named = wholes(dev, k, named)?;
     let (staged, cache_state) = m.state_or(&dev.dummy);
     let staged = whole(dev, k, "staged state", staged)?;
     let state = m.state.map(|s| s.cache_state);
@@ -79,12 +82,8 @@ fn row_passes<'a, const N: usize>(
             s.map_or(0, |s| s.base as u32),
         ]);
         params.extend_from_slice(extra);
-        dev.launch(
-            k,
-            &params,
-            &order(w.bind(m.cache), staged, state_bind),
-            grid,
-        )?;
+        let binds = order(&named, w.bind(m.cache), staged, state_bind);
+        dev.launch(k, &params, &binds, grid)?;
     }
     Ok(())
 }
