@@ -121,3 +121,14 @@ fn nvrtc_kernel_list_matches_the_kernels_folder_and_its_wgsl_twins() {
         "every WGSL kernel but gemm needs a CUDA twin of the same name"
     );
 }
+
+#[test]
+fn nvrtc_sources_embedded_in_the_binary_are_the_kernels_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for kernel in KernelId::CUDA {
+        let file = std::fs::read_to_string(root.join(kernel.cuda_file()))
+            .unwrap_or_else(|e| panic!("{}: {e}", kernel.cuda_file()));
+        assert_eq!(Some(file.as_str()), kernel.cuda(), "{}", kernel.cuda_file());
+    }
+    assert_eq!(KernelId::Gemm.cuda(), None, "gemm is cuBLAS: no .cu");
+}

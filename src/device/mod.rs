@@ -5,9 +5,12 @@
 //! ordered (a GPU backend enqueues them and returns), and [`Device::synchronize`] waits for all of
 //! them. A backend never reads buffers back to the host inside a kernel method.
 //!
-//! Every kernel has one name used three times: `shaders/NAME.wgsl`, `kernels/NAME.cu` and the CPU
-//! function `NAME` in [`cpu`], so a reader finds all implementations of an op at once. Kernel
-//! arguments are buffers plus shapes ([`kernels`]), never host slices.
+//! Every kernel has one name ([`KernelId`]) used three times: `shaders/NAME.wgsl`,
+//! `kernels/NAME.cu` and the CPU function `NAME` in [`cpu`], so a reader finds all
+//! implementations of an op at once. Kernel arguments are buffers plus shapes ([`kernels`]),
+//! never host slices. Each backend keeps the same file per area (`embedding.rs`, `dense.rs`,
+//! `quantize.rs`), and its `impl Device` forwards to them through one macro
+//! (`forward_kernels!`), which validates every launch first.
 //!
 //! Backends: [`cpu`] (the reference and oracle for parity tests), [`wgpu`] (WGSL compute
 //! shaders on Vulkan, Metal, DX12 or GL) and [`cuda`] (NVRTC-compiled `kernels/*.cu` and cuBLAS

@@ -4,8 +4,10 @@
 //! deterministic: each output element is computed by one worker in a fixed order, whatever the
 //! thread count. Launches run synchronously in the caller's thread (ordered by construction).
 //!
-//! The kernels are free functions over slices, named like the shaders (`bag_forward` …), so they
-//! can be tested directly; [`CpuDevice`] locks its buffers and calls them.
+//! The kernels are free functions over slices, named like the shaders (`bag_forward` …), in one
+//! file per area as on every backend (`embedding.rs`, `dense.rs`, `quantize.rs`), so they can be
+//! tested directly; each file's `launch` module is [`CpuDevice`]'s side of its `Device` methods:
+//! it locks the buffers and calls them.
 
 mod dense;
 mod embedding;

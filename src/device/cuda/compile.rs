@@ -1,6 +1,6 @@
 //! Kernels are data: every `kernels/NAME.cu` is embedded in the binary ([`KernelId::cuda`]) and
-//! compiled by NVRTC, on first use, for the device's architecture. NVRTC needs no GPU, so the compile step is tested on
-//! every machine that has the library (CI installs it from PyPI).
+//! compiled by NVRTC, on first use, for the device's architecture. NVRTC needs no GPU, so the
+//! compile step is tested on every machine that has the library (CI installs it from PyPI).
 
 use crate::device::{BackendKind, DeviceError, KernelId};
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};

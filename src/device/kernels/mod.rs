@@ -61,8 +61,12 @@ macro_rules! kernel_ids {
             /// The text of `shaders/NAME.wgsl`, embedded at build time.
             pub fn wgsl(self) -> &'static str {
                 match self {
-                    $(KernelId::$id => include_str!(concat!("../../../shaders/", $name, ".wgsl")),)*
-                    $(KernelId::$lid => include_str!(concat!("../../../shaders/", $lname, ".wgsl")),)*
+                    $(KernelId::$id => {
+                        include_str!(concat!("../../../shaders/", $name, ".wgsl"))
+                    })*
+                    $(KernelId::$lid => {
+                        include_str!(concat!("../../../shaders/", $lname, ".wgsl"))
+                    })*
                 }
             }
 
@@ -70,7 +74,9 @@ macro_rules! kernel_ids {
             /// CUDA runs from a library.
             pub fn cuda(self) -> Option<&'static str> {
                 match self {
-                    $(KernelId::$id => Some(include_str!(concat!("../../../kernels/", $name, ".cu"))),)*
+                    $(KernelId::$id => {
+                        Some(include_str!(concat!("../../../kernels/", $name, ".cu")))
+                    })*
                     $(KernelId::$lid => None,)*
                 }
             }

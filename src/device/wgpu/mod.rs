@@ -12,10 +12,14 @@
 //! launches run in call order.
 //!
 //! **Large buffers.** A buffer bigger than `max_buffer_size` is split into parts (whole rows
-//! for `alloc_rows`); an embedding table or Adagrad state bigger than
-//! `max_storage_buffer_binding_size` is bound in windows of whole rows, one pass per window.
-//! Other kernel arguments must fit one binding, or the launch fails with a message naming the
-//! limit.
+//! for `alloc_rows`, `buffer.rs`); an embedding table, cache or Adagrad state bigger than
+//! `max_storage_buffer_binding_size` is bound in windows of whole rows, one pass per window
+//! (`window.rs`). Other kernel arguments must fit one binding, or the launch fails with a
+//! message naming the limit.
+//!
+//! **Launches.** `embedding.rs`, `dense.rs` and `quantize.rs` hold each kernel's host side:
+//! bindings, parameter words (field by field as in the shader's `Params` struct) and dispatch
+//! shape; all record through [`WgpuDevice`]'s one `launch`.
 //!
 //! **Errors.** wgpu's uncaptured errors (validation, device loss) are collected instead of
 //! panicking and returned as [`DeviceError::Backend`] at the next download or synchronize.

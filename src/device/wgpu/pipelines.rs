@@ -1,6 +1,6 @@
-//! The WGSL kernels: sources embedded from `shaders/NAME.wgsl` (by [`KernelId`]), validated by naga (so a broken
-//! shader is reported with its file name and naga's diagnostic, never a panic), compiled into one
-//! compute pipeline each when the device is created.
+//! The WGSL kernels: sources embedded from `shaders/NAME.wgsl` ([`KernelId::wgsl`]), validated
+//! by naga (so a broken shader is reported with its file name and naga's diagnostic, never a
+//! panic), compiled into one compute pipeline each when the device is created.
 
 use crate::device::{DeviceError, KernelId};
 use std::collections::HashMap;
