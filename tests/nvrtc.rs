@@ -7,9 +7,9 @@
 //! unless `ROWFLOW_REQUIRE_NVRTC=1` (set by `.ci/run`), which makes that a failure.
 //! `cargo test nvrtc` selects them all.
 
-use rowflow::device::DeviceError;
 use rowflow::device::cuda::compile::{ParamKind, ptx_params};
-use rowflow::device::cuda::{CudaKernel, compile_kernel, compile_source, nvrtc_available};
+use rowflow::device::cuda::{compile_kernel, compile_source, nvrtc_available};
+use rowflow::device::{DeviceError, KernelId};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -37,15 +37,15 @@ fn nvrtc_compiles_every_cuda_kernel_for_turing_ampere_and_hopper() {
         println!("CUDA headers from {dir}");
     }
     for arch in ["compute_75", "compute_80", "compute_90"] {
-        for kernel in CudaKernel::ALL {
+        for kernel in KernelId::CUDA {
             let ptx = compile_kernel(kernel, arch)
-                .unwrap_or_else(|e| panic!("{} for {arch}: {e}", kernel.file()))
+                .unwrap_or_else(|e| panic!("{} for {arch}: {e}", kernel.cuda_file()))
                 .to_src();
             let entry = format!(".entry {}(", kernel.name());
             assert!(
                 ptx.contains(&entry),
                 "{} compiled for {arch} but its PTX has no `{entry}`",
-                kernel.file()
+                kernel.cuda_file()
             );
         }
     }
@@ -56,7 +56,7 @@ fn nvrtc_entry_points_take_what_the_host_passes() {
     if !nvrtc_or_skip() {
         return;
     }
-    for kernel in CudaKernel::ALL {
+    for kernel in KernelId::CUDA {
         let ptx = compile_kernel(kernel, "compute_80")
             .unwrap_or_else(|e| panic!("{e}"))
             .to_src();
@@ -67,7 +67,7 @@ fn nvrtc_entry_points_take_what_the_host_passes() {
             params,
             expected,
             "{}: the kernel's parameters (left) differ from what the launcher passes (right)",
-            kernel.file()
+            kernel.cuda_file()
         );
     }
 }
@@ -111,8 +111,8 @@ fn nvrtc_kernel_list_matches_the_kernels_folder_and_its_wgsl_twins() {
             .collect()
     };
     let cu = stems("kernels", "cu");
-    let listed: BTreeSet<String> = CudaKernel::ALL.iter().map(|k| k.name().into()).collect();
-    assert_eq!(cu, listed, "kernels/*.cu and CudaKernel::ALL differ");
+    let listed: BTreeSet<String> = KernelId::CUDA.iter().map(|k| k.name().into()).collect();
+    assert_eq!(cu, listed, "kernels/*.cu and KernelId::CUDA differ");
     let mut wgsl = stems("shaders", "wgsl");
     // gemm is cuBLAS on CUDA: the one WGSL kernel without a .cu twin.
     assert!(wgsl.remove("gemm"), "shaders/gemm.wgsl is missing");
@@ -120,4 +120,15 @@ fn nvrtc_kernel_list_matches_the_kernels_folder_and_its_wgsl_twins() {
         cu, wgsl,
         "every WGSL kernel but gemm needs a CUDA twin of the same name"
     );
+}
+
+#[test]
+fn nvrtc_sources_embedded_in_the_binary_are_the_kernels_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for kernel in KernelId::CUDA {
+        let file = std::fs::read_to_string(root.join(kernel.cuda_file()))
+            .unwrap_or_else(|e| panic!("{}: {e}", kernel.cuda_file()));
+        assert_eq!(Some(file.as_str()), kernel.cuda(), "{}", kernel.cuda_file());
+    }
+    assert_eq!(KernelId::Gemm.cuda(), None, "gemm is cuBLAS: no .cu");
 }

@@ -3,8 +3,8 @@
 
 mod common;
 
-use rowflow::device::DeviceError;
-use rowflow::device::wgpu::pipelines::{Kernel, compile, validate_wgsl};
+use rowflow::device::wgpu::pipelines::{compile, validate_wgsl};
+use rowflow::device::{DeviceError, KernelId};
 use std::path::Path;
 use std::process::Command;
 
@@ -24,7 +24,7 @@ fn every_shader_file_parses_and_validates_with_naga() {
         }
     }
     // Every kernel has its shader, and every shader is a kernel (one name, three implementations).
-    let mut kernels: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+    let mut kernels: Vec<&str> = KernelId::ALL.iter().map(|k| k.name()).collect();
     kernels.sort();
     checked.sort();
     assert_eq!(checked, kernels);
@@ -32,11 +32,11 @@ fn every_shader_file_parses_and_validates_with_naga() {
 
 #[test]
 fn the_embedded_sources_are_the_files() {
-    for k in Kernel::ALL {
+    for k in KernelId::ALL {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("shaders/{}.wgsl", k.name()));
         assert_eq!(
             std::fs::read_to_string(path).unwrap(),
-            k.source(),
+            k.wgsl(),
             "{}",
             k.name()
         );
@@ -45,7 +45,7 @@ fn the_embedded_sources_are_the_files() {
 
 #[test]
 fn a_broken_shader_names_its_file_and_the_naga_error() {
-    let broken = Kernel::Gemm.source().replacen("fn main", "fn main(", 1);
+    let broken = KernelId::Gemm.wgsl().replacen("fn main", "fn main(", 1);
     let e = validate_wgsl("shaders/gemm.wgsl", &broken).unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, DeviceError::ShaderCompile { .. }));
@@ -74,10 +74,10 @@ fn a_broken_shader_fails_device_compilation_without_a_panic() {
     let Some(dev) = common::wgpu_device() else {
         return;
     };
-    let broken = Kernel::BceLoss
-        .source()
+    let broken = KernelId::BceLoss
+        .wgsl()
         .replace("@compute", "@compute @compute");
-    match compile(dev.raw_device(), Kernel::BceLoss, &broken) {
+    match compile(dev.raw_device(), KernelId::BceLoss, &broken) {
         Err(DeviceError::ShaderCompile { shader, message }) => {
             assert_eq!(shader, "shaders/bce_loss.wgsl");
             assert!(!message.is_empty());

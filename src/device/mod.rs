@@ -5,9 +5,12 @@
 //! ordered (a GPU backend enqueues them and returns), and [`Device::synchronize`] waits for all of
 //! them. A backend never reads buffers back to the host inside a kernel method.
 //!
-//! Every kernel has one name used three times: `shaders/NAME.wgsl`, `kernels/NAME.cu` and the CPU
-//! function `NAME` in [`cpu`], so a reader finds all implementations of an op at once. Kernel
-//! arguments are buffers plus shapes ([`kernels`]), never host slices.
+//! Every kernel has one name ([`KernelId`]) used three times: `shaders/NAME.wgsl`,
+//! `kernels/NAME.cu` and the CPU function `NAME` in [`cpu`], so a reader finds all
+//! implementations of an op at once. Kernel arguments are buffers plus shapes ([`kernels`]),
+//! never host slices. Each backend keeps the same file per area (`embedding.rs`, `dense.rs`,
+//! `quantize.rs`), and its `impl Device` forwards to them through one macro
+//! (`forward_kernels!`), which validates every launch first.
 //!
 //! Backends: [`cpu`] (the reference and oracle for parity tests), [`wgpu`] (WGSL compute
 //! shaders on Vulkan, Metal, DX12 or GL) and [`cuda`] (NVRTC-compiled `kernels/*.cu` and cuBLAS
@@ -24,8 +27,8 @@ pub mod wgpu;
 
 pub use kernels::{
     Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    DequantizeRows, Gemm, InteractionBackward, InteractionForward, Optimizer, OptimizerRule,
-    Pooling, QuantizeRows, RowGradMap, StateRows, sigmoid,
+    DequantizeRows, Gemm, InteractionBackward, InteractionForward, KernelId, Optimizer,
+    OptimizerRule, Pooling, QuantizeRows, RowGradMap, StateRows, sigmoid,
 };
 pub use select::{
     BackendChoice, BackendKind, BackendReport, Selection, probe_backends, select_backend,
@@ -227,6 +230,57 @@ pub trait Device: Send + Sync + 'static {
     /// SGD or Adagrad step on a dense parameter tensor.
     fn dense_update(&self, args: &DenseUpdate<'_, Self::Buffer>) -> Result<(), DeviceError>;
 }
+
+/// Writes the kernel methods of a backend's `impl Device` once for all backends. Each checks its
+/// arguments against the buffers' sizes (`validate`, before any memory is touched, so every
+/// backend rejects the same bad launches with the same message), then forwards to the function
+/// of the same name in the backend's module for that area, called with the device and the
+/// arguments. Both fused backwards go to that module's one `bag_backward(device, args,
+/// adagrad)`, where `adagrad` is Adagrad's `(state, eps)` and `None` means SGD.
+macro_rules! forward_kernels {
+    (embedding: $e:path, dense: $d:path, quantize: $q:path $(,)?) => {
+        $crate::device::forward_kernels!(@each $e; bag_forward: BagForward);
+        $crate::device::forward_kernels!(@each $q;
+            dequantize_rows: DequantizeRows, quantize_rows: QuantizeRows);
+        $crate::device::forward_kernels!(@each $d;
+            gemm: Gemm, bias_act_forward: BiasActForward, bias_act_backward: BiasActBackward,
+            interaction_forward: InteractionForward, interaction_backward: InteractionBackward,
+            bce_loss: BceLoss, dense_update: DenseUpdate);
+
+        fn bag_backward_sgd(
+            &self,
+            args: &$crate::device::BagBackward<'_, Self::Buffer>,
+        ) -> Result<(), $crate::device::DeviceError> {
+            let kernel = $crate::device::KernelId::BagBackwardSgd.name();
+            args.validate(kernel, None, |b| self.buffer_bytes(b))?;
+            use $e as area;
+            area::bag_backward(self, args, None)
+        }
+
+        fn bag_backward_adagrad(
+            &self,
+            args: &$crate::device::BagBackward<'_, Self::Buffer>,
+            state: &Self::Buffer,
+            eps: f32,
+        ) -> Result<(), $crate::device::DeviceError> {
+            let kernel = $crate::device::KernelId::BagBackwardAdagrad.name();
+            args.validate(kernel, Some(state), |b| self.buffer_bytes(b))?;
+            use $e as area;
+            area::bag_backward(self, args, Some((state, eps)))
+        }
+    };
+    (@each $area:path; $($name:ident: $args:ident),* $(,)?) => {$(
+        fn $name(
+            &self,
+            args: &$crate::device::$args<'_, Self::Buffer>,
+        ) -> Result<(), $crate::device::DeviceError> {
+            args.validate(|b| self.buffer_bytes(b))?;
+            use $area as area;
+            area::$name(self, args)
+        }
+    )*};
+}
+pub(crate) use forward_kernels;
 
 /// Typed helpers over [`Device`]'s byte transfers.
 pub trait DeviceExt: Device {

@@ -5,8 +5,8 @@
 //! which lets the table be split into disjoint mutable ranges, one per rayon task — safe Rust,
 //! no atomics, the same result for any thread count.
 
-use super::simd::{add_rows_block, for_each_block, sum_rows_block};
-use crate::device::{DeviceError, Pooling};
+use super::simd::{AddRows, SumRows, write_blocks};
+use crate::device::{DeviceError, KernelId, Pooling};
 use crate::hostmem::prefetch;
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -76,7 +76,7 @@ pub fn bag_forward(
     out_stride: usize,
     out_offset: usize,
 ) -> Result<(), DeviceError> {
-    const K: &str = "bag_forward";
+    const K: &str = KernelId::BagForward.name();
     check_offsets(K, offsets, indices.len())?;
     let bags = offsets.len().saturating_sub(1);
     check_len(K, "table", table.len(), rows as usize * dim)?;
@@ -141,14 +141,14 @@ fn pool_bags(
         prefetch_bag(b + PREFETCH_BAGS);
         let rows = bag_rows(b);
         let o = &mut out[j * stride + off..][..dim];
-        let it = || rows.iter().map(|&r| r as usize);
-        for_each_block(dim, |col, width| match width {
-            64 => o[col..col + 64].copy_from_slice(&add_rows_block::<64>(table, dim, col, it())),
-            32 => o[col..col + 32].copy_from_slice(&add_rows_block::<32>(table, dim, col, it())),
-            16 => o[col..col + 16].copy_from_slice(&add_rows_block::<16>(table, dim, col, it())),
-            8 => o[col..col + 8].copy_from_slice(&add_rows_block::<8>(table, dim, col, it())),
-            _ => o[col] = add_rows_block::<1>(table, dim, col, it())[0],
-        });
+        let rows_of_bag = || rows.iter().map(|&r| r as usize);
+        let sum = AddRows {
+            table,
+            width: dim,
+            offset: 0,
+            rows: rows_of_bag,
+        };
+        write_blocks(o, &sum);
         if mean && !rows.is_empty() {
             let inv = 1.0 / rows.len() as f32;
             o.iter_mut().for_each(|x| *x *= inv);
@@ -156,62 +156,122 @@ fn pool_bags(
     }
 }
 
-/// Checks a unique-row map against the table and gradient it will be applied with.
-#[allow(clippy::too_many_arguments)]
-fn check_map(
-    kernel: &'static str,
-    rows: u32,
-    dim: usize,
-    table_len: usize,
-    grad_len: usize,
-    grad_stride: usize,
-    grad_offset: usize,
-    unique_rows: &[u32],
-    row_starts: &[u32],
-    bag_ids: &[u32],
-    bags: usize,
-) -> Result<(), DeviceError> {
-    let bad = |message: String| Err(DeviceError::InvalidArgument { kernel, message });
-    if row_starts.len() != unique_rows.len() + 1 {
-        return bad(format!(
-            "{} row_starts for {} unique rows",
-            row_starts.len(),
-            unique_rows.len()
-        ));
+/// What the fused backward reads, as slices: the batch's unique-row map (CSR, see
+/// [`RowGradMap`](crate::device::RowGradMap)), its bag offsets and the gradient of the forward's
+/// output: [`BagBackward`](crate::device::BagBackward)'s inputs on the host.
+#[derive(Clone, Copy)]
+pub struct BagGrads<'a> {
+    /// `[unique]` row ids, strictly increasing.
+    pub unique_rows: &'a [u32],
+    /// `[unique + 1]` offsets into `bag_ids`.
+    pub row_starts: &'a [u32],
+    /// The bag of each occurrence, grouped by row, in batch order.
+    pub bag_ids: &'a [u32],
+    /// `[bags + 1]` bag offsets (mean pooling divides by each bag's length).
+    pub offsets: &'a [u32],
+    /// Sum or mean: must match the forward.
+    pub pooling: Pooling,
+    /// Gradient of the forward's output, bag `b` at `b * grad_stride + grad_offset`.
+    pub grad: &'a [f32],
+    /// Elements between consecutive bags in `grad`.
+    pub grad_stride: usize,
+    /// Element offset of this table's vector inside a bag's gradient row.
+    pub grad_offset: usize,
+}
+
+impl BagGrads<'_> {
+    /// Checks the offsets, the map and the gradient against each other and against a table of
+    /// `rows × dim` values held in `table_len`.
+    fn check(
+        &self,
+        kernel: &'static str,
+        rows: u32,
+        dim: usize,
+        table_len: usize,
+    ) -> Result<(), DeviceError> {
+        check_offsets(kernel, self.offsets, usize::MAX)?;
+        let bags = self.offsets.len().saturating_sub(1);
+        let (unique_rows, row_starts, bag_ids) = (self.unique_rows, self.row_starts, self.bag_ids);
+        let bad = |message: String| Err(DeviceError::InvalidArgument { kernel, message });
+        if row_starts.len() != unique_rows.len() + 1 {
+            return bad(format!(
+                "{} row_starts for {} unique rows",
+                row_starts.len(),
+                unique_rows.len()
+            ));
+        }
+        check_offsets(kernel, row_starts, bag_ids.len())?;
+        if let Some(w) = unique_rows.windows(2).position(|w| w[1] <= w[0]) {
+            return bad(format!(
+                "unique_rows are not strictly increasing at position {}",
+                w + 1
+            ));
+        }
+        // Strictly increasing: only the last row can be past the table.
+        if let Some(&r) = unique_rows.last()
+            && r >= rows
+        {
+            return Err(DeviceError::IndexOutOfRange {
+                kernel,
+                index: r,
+                position: unique_rows.len() - 1,
+                rows,
+            });
+        }
+        check_len(kernel, "table", table_len, rows as usize * dim)?;
+        let grad_len = strided_len(bags, self.grad_stride, self.grad_offset, dim);
+        check_len(kernel, "grad", self.grad.len(), grad_len)?;
+        let used = *row_starts.last().unwrap_or(&0) as usize;
+        if let Some(p) = bag_ids[..used].iter().position(|&b| b as usize >= bags) {
+            return bad(format!(
+                "bag_ids[{p}] = {} but there are {bags} bags",
+                bag_ids[p]
+            ));
+        }
+        Ok(())
     }
-    check_offsets(kernel, row_starts, bag_ids.len())?;
-    if let Some(w) = unique_rows.windows(2).position(|w| w[1] <= w[0]) {
-        return bad(format!(
-            "unique_rows are not strictly increasing at position {}",
-            w + 1
-        ));
+
+    /// Writes into `acc` (`dim` long) the gradient of unique row `u`: the sum of the gradients
+    /// of the bags that read it, in batch order (each scaled by 1/len for mean pooling).
+    #[inline(always)]
+    fn row_gradient(&self, acc: &mut [f32], u: usize) {
+        let bags = &self.bag_ids[self.row_starts[u] as usize..self.row_starts[u + 1] as usize];
+        // A gradient row of bag b is "row b" of `grad` seen as a table of width `grad_stride`.
+        let (g, s, o) = (self.grad, self.grad_stride, self.grad_offset);
+        match self.pooling {
+            Pooling::Sum => {
+                let rows = || bags.iter().map(|&b| b as usize);
+                write_blocks(
+                    acc,
+                    &AddRows {
+                        table: g,
+                        width: s,
+                        offset: o,
+                        rows,
+                    },
+                );
+            }
+            Pooling::Mean => {
+                // A bag that reads this row has at least one index.
+                let offsets = self.offsets;
+                let rows = || {
+                    bags.iter().map(|&b| {
+                        let b = b as usize;
+                        (b, 1.0 / (offsets[b + 1] - offsets[b]) as f32)
+                    })
+                };
+                write_blocks(
+                    acc,
+                    &SumRows {
+                        table: g,
+                        width: s,
+                        offset: o,
+                        rows,
+                    },
+                );
+            }
+        }
     }
-    // Strictly increasing: only the last row can be past the table.
-    if let Some(&r) = unique_rows.last()
-        && r >= rows
-    {
-        return Err(DeviceError::IndexOutOfRange {
-            kernel,
-            index: r,
-            position: unique_rows.len() - 1,
-            rows,
-        });
-    }
-    check_len(kernel, "table", table_len, rows as usize * dim)?;
-    check_len(
-        kernel,
-        "grad",
-        grad_len,
-        strided_len(bags, grad_stride, grad_offset, dim),
-    )?;
-    let used = *row_starts.last().unwrap_or(&0) as usize;
-    if let Some(p) = bag_ids[..used].iter().position(|&b| b as usize >= bags) {
-        return bad(format!(
-            "bag_ids[{p}] = {} but there are {bags} bags",
-            bag_ids[p]
-        ));
-    }
-    Ok(())
 }
 
 /// Splits `data` (`width` values per row) into one mutable slice per task, each covering the
@@ -236,83 +296,18 @@ fn split_by_task<'a>(
     parts
 }
 
-/// Writes into `acc` (`dim` long) the gradient of unique row `u`: the sum of the gradients of
-/// the bags that read it, in batch order (each scaled by 1/len for mean pooling).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn row_gradient(
-    acc: &mut [f32],
-    u: usize,
-    row_starts: &[u32],
-    bag_ids: &[u32],
-    offsets: &[u32],
-    pooling: Pooling,
-    grad: &[f32],
-    grad_stride: usize,
-    grad_offset: usize,
-) {
-    let bags = &bag_ids[row_starts[u] as usize..row_starts[u + 1] as usize];
-    // A gradient row of bag b is "row b" of `grad` seen as a table of width `grad_stride`.
-    let (g, s, o) = (grad, grad_stride, grad_offset);
-    match pooling {
-        Pooling::Sum => {
-            let it = || bags.iter().map(|&b| b as usize);
-            for_each_block(acc.len(), |col, width| match width {
-                64 => {
-                    acc[col..col + 64].copy_from_slice(&add_rows_block::<64>(g, s, o + col, it()))
-                }
-                32 => {
-                    acc[col..col + 32].copy_from_slice(&add_rows_block::<32>(g, s, o + col, it()))
-                }
-                16 => {
-                    acc[col..col + 16].copy_from_slice(&add_rows_block::<16>(g, s, o + col, it()))
-                }
-                8 => acc[col..col + 8].copy_from_slice(&add_rows_block::<8>(g, s, o + col, it())),
-                _ => acc[col] = add_rows_block::<1>(g, s, o + col, it())[0],
-            });
-        }
-        Pooling::Mean => {
-            // A bag that reads this row has at least one index.
-            let it = || {
-                bags.iter().map(|&b| {
-                    let b = b as usize;
-                    (b, 1.0 / (offsets[b + 1] - offsets[b]) as f32)
-                })
-            };
-            for_each_block(acc.len(), |col, width| match width {
-                64 => {
-                    acc[col..col + 64].copy_from_slice(&sum_rows_block::<64>(g, s, o + col, it()))
-                }
-                32 => {
-                    acc[col..col + 32].copy_from_slice(&sum_rows_block::<32>(g, s, o + col, it()))
-                }
-                16 => {
-                    acc[col..col + 16].copy_from_slice(&sum_rows_block::<16>(g, s, o + col, it()))
-                }
-                8 => acc[col..col + 8].copy_from_slice(&sum_rows_block::<8>(g, s, o + col, it())),
-                _ => acc[col] = sum_rows_block::<1>(g, s, o + col, it())[0],
-            });
-        }
-    }
-}
-
-/// One task of the fused backward: the unique rows `group` (the `task`-th group), whose table
-/// rows are `part` (starting at row `group[0]`) and whose accumulators are `state` (Adagrad).
+/// One task of the fused backward: the unique rows `group` (the ones from `first_unique` on),
+/// whose table rows are `part` (starting at row `group[0]`) and whose accumulators are `state`
+/// (Adagrad; `None` for SGD).
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 #[allow(clippy::too_many_arguments)]
-fn update_rows(
+fn update_rows<'g>(
     part: &mut [f32],
     mut state: Option<&mut [f32]>,
     group: &[u32],
     first_unique: usize,
     dim: usize,
-    row_starts: &[u32],
-    bag_ids: &[u32],
-    offsets: &[u32],
-    pooling: Pooling,
-    grad: &[f32],
-    grad_stride: usize,
-    grad_offset: usize,
+    grads: &BagGrads<'g>,
     lr: f32,
     eps: f32,
     acc: &mut [f32],
@@ -326,18 +321,7 @@ fn update_rows(
                 prefetch(std::slice::from_ref(&st[ahead]));
             }
         }
-        let u = first_unique + j;
-        row_gradient(
-            acc,
-            u,
-            row_starts,
-            bag_ids,
-            offsets,
-            pooling,
-            grad,
-            grad_stride,
-            grad_offset,
-        );
+        grads.row_gradient(acc, first_unique + j);
         let local = r as usize - base;
         let w = &mut part[local * dim..][..dim];
         let step = match state.as_deref_mut() {
@@ -355,125 +339,121 @@ fn update_rows(
 }
 
 /// Fused embedding backward + SGD: `table[r] -= lr * sum of the gradients of the bags reading r`.
-#[allow(clippy::too_many_arguments)]
 pub fn bag_backward_sgd(
     table: &mut [f32],
     rows: u32,
     dim: usize,
-    unique_rows: &[u32],
-    row_starts: &[u32],
-    bag_ids: &[u32],
-    offsets: &[u32],
-    pooling: Pooling,
-    grad: &[f32],
-    grad_stride: usize,
-    grad_offset: usize,
+    grads: &BagGrads<'_>,
     lr: f32,
 ) -> Result<(), DeviceError> {
-    const K: &str = "bag_backward_sgd";
-    check_offsets(K, offsets, usize::MAX)?;
-    let bags = offsets.len().saturating_sub(1);
-    let (tl, gl) = (table.len(), grad.len());
-    check_map(
-        K,
-        rows,
-        dim,
-        tl,
-        gl,
-        grad_stride,
-        grad_offset,
-        unique_rows,
-        row_starts,
-        bag_ids,
-        bags,
-    )?;
-    let parts = split_by_task(table, dim, unique_rows);
-    parts
-        .into_par_iter()
-        .zip(unique_rows.par_chunks(ROWS_PER_TASK))
-        .enumerate()
-        .for_each_init(
-            || vec![0f32; dim],
-            |acc, (task, (part, group))| {
-                let u0 = task * ROWS_PER_TASK;
-                let (s, o) = (grad_stride, grad_offset);
-                let m = (row_starts, bag_ids, offsets);
-                update_rows(
-                    part, None, group, u0, dim, m.0, m.1, m.2, pooling, grad, s, o, lr, 0.0, acc,
-                );
-            },
-        );
-    Ok(())
+    grads.apply(table, None, rows, dim, lr, 0.0)
 }
 
 /// Fused embedding backward + row-wise Adagrad (FBGEMM's rule): with `g` the row's summed
 /// gradient, `state[r] += mean(g²)`, then `table[r] -= lr * g / (sqrt(state[r]) + eps)`.
-#[allow(clippy::too_many_arguments)]
 pub fn bag_backward_adagrad(
     table: &mut [f32],
     state: &mut [f32],
     rows: u32,
     dim: usize,
-    unique_rows: &[u32],
-    row_starts: &[u32],
-    bag_ids: &[u32],
-    offsets: &[u32],
-    pooling: Pooling,
-    grad: &[f32],
-    grad_stride: usize,
-    grad_offset: usize,
+    grads: &BagGrads<'_>,
     lr: f32,
     eps: f32,
 ) -> Result<(), DeviceError> {
-    const K: &str = "bag_backward_adagrad";
-    check_offsets(K, offsets, usize::MAX)?;
-    let bags = offsets.len().saturating_sub(1);
-    let (tl, gl) = (table.len(), grad.len());
-    check_map(
-        K,
-        rows,
-        dim,
-        tl,
-        gl,
-        grad_stride,
-        grad_offset,
-        unique_rows,
-        row_starts,
-        bag_ids,
-        bags,
-    )?;
-    check_len(K, "state", state.len(), rows as usize)?;
-    let parts = split_by_task(table, dim, unique_rows);
-    let states = split_by_task(state, 1, unique_rows);
-    parts
-        .into_par_iter()
-        .zip(states)
-        .zip(unique_rows.par_chunks(ROWS_PER_TASK))
-        .enumerate()
-        .for_each_init(
-            || vec![0f32; dim],
-            |acc, (task, ((part, st), group))| {
-                let u0 = task * ROWS_PER_TASK;
-                let (s, o) = (grad_stride, grad_offset);
-                let m = (row_starts, bag_ids, offsets);
-                update_rows(
-                    part,
-                    Some(st),
-                    group,
-                    u0,
-                    dim,
-                    m.0,
-                    m.1,
-                    m.2,
-                    pooling,
-                    grad,
-                    s,
-                    o,
-                    lr,
-                    eps,
-                    acc,
-                );
-            },
-        );
-    Ok(())
+    grads.apply(table, Some(state), rows, dim, lr, eps)
+}
+
+impl BagGrads<'_> {
+    /// Both fused backwards on a `rows × dim` table: Adagrad's with its per-row `state`, SGD's
+    /// (which ignores `eps`) without. Each rayon task owns the table rows (and state) of its
+    /// group of unique rows.
+    fn apply(
+        &self,
+        table: &mut [f32],
+        state: Option<&mut [f32]>,
+        rows: u32,
+        dim: usize,
+        lr: f32,
+        eps: f32,
+    ) -> Result<(), DeviceError> {
+        let kernel = KernelId::bag_backward(state.is_some()).name();
+        self.check(kernel, rows, dim, table.len())?;
+        if let Some(st) = &state {
+            check_len(kernel, "state", st.len(), rows as usize)?;
+        }
+        let parts = split_by_task(table, dim, self.unique_rows);
+        let states: Vec<Option<&mut [f32]>> = match state {
+            Some(st) => split_by_task(st, 1, self.unique_rows)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..parts.len()).map(|_| None).collect(),
+        };
+        parts
+            .into_par_iter()
+            .zip(states)
+            .zip(self.unique_rows.par_chunks(ROWS_PER_TASK))
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; dim],
+                |acc, (task, ((part, st), group))| {
+                    let u0 = task * ROWS_PER_TASK;
+                    update_rows(part, st, group, u0, dim, self, lr, eps, acc);
+                },
+            );
+        Ok(())
+    }
+}
+
+/// [`Device`](crate::device::Device)'s embedding methods on the CPU: check the arguments as every
+/// backend does, lock the buffers, run the kernels above.
+pub(super) mod launch {
+    use super::super::{CpuBuffer, CpuDevice, f32s, f32s_mut};
+    use super::BagGrads;
+    use crate::device::{BagBackward, BagForward, DeviceError};
+
+    pub fn bag_forward(_: &CpuDevice, a: &BagForward<'_, CpuBuffer>) -> Result<(), DeviceError> {
+        let (table, indices, offsets) = (a.table.read(), a.indices.read(), a.offsets.read());
+        let mut out = a.out.write();
+        super::bag_forward(
+            f32s(&table),
+            a.rows,
+            a.dim as usize,
+            &indices,
+            &offsets[..a.bags as usize + 1],
+            a.pooling,
+            f32s_mut(&mut out),
+            a.out_stride as usize,
+            a.out_offset as usize,
+        )
+    }
+
+    /// `bag_backward_sgd` (`adagrad` is `None`) or `bag_backward_adagrad` (the per-row state and
+    /// `eps`).
+    pub fn bag_backward(
+        _: &CpuDevice,
+        a: &BagBackward<'_, CpuBuffer>,
+        adagrad: Option<(&CpuBuffer, f32)>,
+    ) -> Result<(), DeviceError> {
+        let m = &a.map;
+        let (rows, starts, bags) = (m.unique_rows.read(), m.row_starts.read(), m.bag_ids.read());
+        let (offsets, grad) = (a.offsets.read(), a.grad.read());
+        let mut table = a.table.write();
+        let mut state = adagrad.map(|(s, _)| s.write());
+        let u = m.unique as usize;
+        let grads = BagGrads {
+            unique_rows: &rows[..u],
+            row_starts: &starts[..u + 1],
+            bag_ids: &bags,
+            offsets: &offsets[..a.bags as usize + 1],
+            pooling: a.pooling,
+            grad: f32s(&grad),
+            grad_stride: a.grad_stride as usize,
+            grad_offset: a.grad_offset as usize,
+        };
+        let (dim, eps) = (a.dim as usize, adagrad.map_or(0.0, |(_, e)| e));
+        let state = state.as_deref_mut().map(|s| f32s_mut(s));
+        let table = f32s_mut(&mut table);
+        grads.apply(table, state, a.rows, dim, a.lr, eps)
+    }
 }

@@ -4,29 +4,25 @@
 //! deterministic: each output element is computed by one worker in a fixed order, whatever the
 //! thread count. Launches run synchronously in the caller's thread (ordered by construction).
 //!
-//! The kernels are free functions over slices, named like the shaders (`bag_forward` …), so they
-//! can be tested directly; [`CpuDevice`] locks its buffers and calls them.
+//! The kernels are free functions over slices, named like the shaders (`bag_forward` …), in one
+//! file per area as on every backend (`embedding.rs`, `dense.rs`, `quantize.rs`), so they can be
+//! tested directly; each file's `launch` module is [`CpuDevice`]'s side of its `Device` methods:
+//! it locks the buffers and calls them.
 
 mod dense;
 mod embedding;
-mod gemm;
 mod quantize;
 mod simd;
 
 pub use dense::{
-    bce_loss, bias_act_backward, bias_act_forward, dense_update, interaction_backward,
+    bce_loss, bias_act_backward, bias_act_forward, dense_update, gemm, interaction_backward,
     interaction_forward,
 };
-pub use embedding::{bag_backward_adagrad, bag_backward_sgd, bag_forward};
-pub use gemm::gemm;
+pub use embedding::{BagGrads, bag_backward_adagrad, bag_backward_sgd, bag_forward};
 pub use quantize::{dequantize_rows, quantize_rows};
 
 use super::kernels::distinct;
-use super::{
-    BackendKind, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    DequantizeRows, Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
-    QuantizeRows,
-};
+use super::{BackendKind, Device, DeviceError, DeviceInfo};
 use crate::hostmem::{HugeSlice, try_zeroed_slice};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,12 +39,15 @@ pub struct CpuBuffer {
 
 impl Drop for CpuBuffer {
     fn drop(&mut self) {
-        let bytes = 4 * self.read().len() as u64;
-        self.live.fetch_sub(bytes, Ordering::Relaxed);
+        self.live.fetch_sub(self.bytes(), Ordering::Relaxed);
     }
 }
 
 impl CpuBuffer {
+    /// The buffer's size in bytes.
+    fn bytes(&self) -> u64 {
+        4 * self.read().len() as u64
+    }
     fn read(&self) -> RwLockReadGuard<'_, HugeSlice<u32>> {
         // A poisoned lock only means a panic elsewhere; the words are still valid memory.
         self.words.read().unwrap_or_else(|e| e.into_inner())
@@ -107,10 +106,12 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
+/// A buffer's words seen as the f32s most kernels read.
 fn f32s(words: &[u32]) -> &[f32] {
     bytemuck::cast_slice(words)
 }
 
+/// A buffer's words seen as the f32s most kernels write.
 fn f32s_mut(words: &mut [u32]) -> &mut [f32] {
     bytemuck::cast_slice_mut(words)
 }
@@ -121,7 +122,7 @@ fn range(
     offset: u64,
     len: usize,
 ) -> Result<(usize, usize), DeviceError> {
-    let size = 4 * buffer.read().len() as u64;
+    let size = buffer.bytes();
     let end = offset + len as u64;
     if end > size {
         return Err(DeviceError::OutOfBounds {
@@ -165,7 +166,7 @@ impl Device for CpuDevice {
     }
 
     fn buffer_bytes(&self, buffer: &CpuBuffer) -> u64 {
-        4 * buffer.read().len() as u64
+        buffer.bytes()
     }
 
     fn upload(&self, dst: &CpuBuffer, offset: u64, src: &[u8]) -> Result<(), DeviceError> {
@@ -217,263 +218,9 @@ impl Device for CpuDevice {
         Ok(())
     }
 
-    fn bag_forward(&self, a: &BagForward<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(|b| self.buffer_bytes(b))?;
-        let (table, indices, offsets) = (a.table.read(), a.indices.read(), a.offsets.read());
-        let mut out = a.out.write();
-        bag_forward(
-            f32s(&table),
-            a.rows,
-            a.dim as usize,
-            &indices,
-            &offsets[..a.bags as usize + 1],
-            a.pooling,
-            f32s_mut(&mut out),
-            a.out_stride as usize,
-            a.out_offset as usize,
-        )
-    }
-
-    fn bag_backward_sgd(&self, a: &BagBackward<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        const K: &str = "bag_backward_sgd";
-        a.validate(K, None, |b| self.buffer_bytes(b))?;
-        let m = &a.map;
-        let (rows, starts, bags) = (m.unique_rows.read(), m.row_starts.read(), m.bag_ids.read());
-        let (offsets, grad) = (a.offsets.read(), a.grad.read());
-        let mut table = a.table.write();
-        let u = m.unique as usize;
-        bag_backward_sgd(
-            f32s_mut(&mut table),
-            a.rows,
-            a.dim as usize,
-            &rows[..u],
-            &starts[..u + 1],
-            &bags,
-            &offsets[..a.bags as usize + 1],
-            a.pooling,
-            f32s(&grad),
-            a.grad_stride as usize,
-            a.grad_offset as usize,
-            a.lr,
-        )
-    }
-
-    fn bag_backward_adagrad(
-        &self,
-        a: &BagBackward<'_, CpuBuffer>,
-        state: &CpuBuffer,
-        eps: f32,
-    ) -> Result<(), DeviceError> {
-        const K: &str = "bag_backward_adagrad";
-        a.validate(K, Some(state), |b| self.buffer_bytes(b))?;
-        let m = &a.map;
-        let (rows, starts, bags) = (m.unique_rows.read(), m.row_starts.read(), m.bag_ids.read());
-        let (offsets, grad) = (a.offsets.read(), a.grad.read());
-        let (mut table, mut st) = (a.table.write(), state.write());
-        let u = m.unique as usize;
-        bag_backward_adagrad(
-            f32s_mut(&mut table),
-            f32s_mut(&mut st),
-            a.rows,
-            a.dim as usize,
-            &rows[..u],
-            &starts[..u + 1],
-            &bags,
-            &offsets[..a.bags as usize + 1],
-            a.pooling,
-            f32s(&grad),
-            a.grad_stride as usize,
-            a.grad_offset as usize,
-            a.lr,
-            eps,
-        )
-    }
-
-    fn dequantize_rows(&self, a: &DequantizeRows<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(|b| self.buffer_bytes(b))?;
-        let n = a.rows as usize;
-        let (packed, slots) = (a.packed.read(), a.slots.read());
-        let mut cache = a.cache.write();
-        let (d, p) = (a.dim as usize, a.precision);
-        let packed = &packed[..n * p.row_words(d)];
-        match &a.state {
-            Some(st) => {
-                let staged = st.staged.read();
-                let mut cs = st.cache_state.write();
-                let state = Some((&f32s(&staged)[..n], f32s_mut(&mut cs)));
-                dequantize_rows(
-                    packed,
-                    &slots[..n],
-                    d,
-                    p,
-                    f32s_mut(&mut cache),
-                    a.cache_rows,
-                    state,
-                )
-            }
-            None => dequantize_rows(
-                packed,
-                &slots[..n],
-                d,
-                p,
-                f32s_mut(&mut cache),
-                a.cache_rows,
-                None,
-            ),
-        }
-    }
-
-    fn quantize_rows(&self, a: &QuantizeRows<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(|b| self.buffer_bytes(b))?;
-        let n = a.rows as usize;
-        let (cache, slots, ids) = (a.cache.read(), a.slots.read(), a.row_ids.read());
-        let mut packed = a.packed.write();
-        let (d, p) = (a.dim as usize, a.precision);
-        let mut run = |state| {
-            quantize_rows(
-                f32s(&cache),
-                a.cache_rows,
-                &slots[..n],
-                &ids[..n],
-                d,
-                p,
-                a.rounding,
-                a.seed,
-                a.step,
-                &mut packed[..],
-                state,
-            )
-        };
-        match &a.state {
-            Some(st) => {
-                let cs = st.cache_state.read();
-                let mut staged = st.staged.write();
-                run(Some((f32s(&cs), &mut f32s_mut(&mut staged)[..n])))
-            }
-            None => run(None),
-        }
-    }
-
-    fn gemm(&self, a: &Gemm<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(|b| self.buffer_bytes(b))?;
-        let (x, y) = (a.a.read(), a.b.read());
-        let mut c = a.c.write();
-        let (m, n, k) = (a.m as usize, a.n as usize, a.k as usize);
-        gemm(
-            f32s(&x),
-            f32s(&y),
-            &mut f32s_mut(&mut c)[..m * n],
-            m,
-            n,
-            k,
-            a.trans_a,
-            a.trans_b,
-            a.alpha,
-            a.beta,
-        )
-    }
-
-    fn bias_act_forward(&self, a: &BiasActForward<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(|b| self.buffer_bytes(b))?;
-        let bias = a.bias.read();
-        let mut x = a.x.write();
-        let (r, c) = (a.rows as usize, a.cols as usize);
-        bias_act_forward(&mut f32s_mut(&mut x)[..r * c], &f32s(&bias)[..c], a.act);
-        Ok(())
-    }
-
-    fn bias_act_backward(&self, a: &BiasActBackward<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(|b| self.buffer_bytes(b))?;
-        let y = a.y.read();
-        let (mut dy, mut db) = (a.dy.write(), a.dbias.write());
-        let (r, c) = (a.rows as usize, a.cols as usize);
-        bias_act_backward(
-            &f32s(&y)[..r * c],
-            &mut f32s_mut(&mut dy)[..r * c],
-            &mut f32s_mut(&mut db)[..c],
-            a.act,
-        );
-        Ok(())
-    }
-
-    fn interaction_forward(
-        &self,
-        a: &InteractionForward<'_, CpuBuffer>,
-    ) -> Result<(), DeviceError> {
-        a.validate(|b| self.buffer_bytes(b))?;
-        let (dense, emb) = (a.dense.read(), a.emb.read());
-        let mut out = a.out.write();
-        interaction_forward(
-            f32s(&dense),
-            f32s(&emb),
-            f32s_mut(&mut out),
-            a.batch as usize,
-            a.tables as usize,
-            a.dim as usize,
-        );
-        Ok(())
-    }
-
-    fn interaction_backward(
-        &self,
-        a: &InteractionBackward<'_, CpuBuffer>,
-    ) -> Result<(), DeviceError> {
-        a.validate(|b| self.buffer_bytes(b))?;
-        let (dense, emb, dout) = (a.dense.read(), a.emb.read(), a.dout.read());
-        let (mut dd, mut de) = (a.ddense.write(), a.demb.write());
-        interaction_backward(
-            f32s(&dense),
-            f32s(&emb),
-            f32s(&dout),
-            f32s_mut(&mut dd),
-            f32s_mut(&mut de),
-            a.batch as usize,
-            a.tables as usize,
-            a.dim as usize,
-        );
-        Ok(())
-    }
-
-    fn bce_loss(&self, a: &BceLoss<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(|b| self.buffer_bytes(b))?;
-        let (z, y) = (a.logits.read(), a.labels.read());
-        let (mut loss, mut dz) = (a.loss.write(), a.dlogits.write());
-        let n = a.batch as usize;
-        bce_loss(
-            &f32s(&z)[..n],
-            &f32s(&y)[..n],
-            &mut f32s_mut(&mut loss)[..n],
-            &mut f32s_mut(&mut dz)[..n],
-            a.scale,
-        );
-        Ok(())
-    }
-
-    fn dense_update(&self, a: &DenseUpdate<'_, CpuBuffer>) -> Result<(), DeviceError> {
-        a.validate(|b| self.buffer_bytes(b))?;
-        let n = a.len as usize;
-        let grad = a.grad.read();
-        let mut param = a.param.write();
-        match a.state {
-            Some(s) => {
-                let mut st = s.write();
-                dense_update(
-                    &mut f32s_mut(&mut param)[..n],
-                    &f32s(&grad)[..n],
-                    Some(&mut f32s_mut(&mut st)[..n]),
-                    a.lr,
-                    a.optimizer,
-                    a.eps,
-                )
-            }
-            None => dense_update(
-                &mut f32s_mut(&mut param)[..n],
-                &f32s(&grad)[..n],
-                None,
-                a.lr,
-                a.optimizer,
-                a.eps,
-            ),
-        }
-    }
+    super::forward_kernels!(
+        embedding: embedding::launch,
+        dense: dense::launch,
+        quantize: quantize::launch,
+    );
 }

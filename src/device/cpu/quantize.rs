@@ -2,7 +2,7 @@
 //! `quantize_row` / `dequantize_row` of `embedding::precision`, rows in rayon tasks of
 //! [`ROWS_PER_TASK`], prefetched a few rows ahead.
 
-use crate::device::DeviceError;
+use crate::device::{DeviceError, KernelId};
 use crate::hostmem::prefetch;
 use crate::precision::{NoiseKey, Precision, Rounding, dequantize_row, quantize_row};
 use rayon::prelude::*;
@@ -57,7 +57,7 @@ pub fn dequantize_rows(
     cache_rows: u32,
     state: Option<(&[f32], &mut [f32])>,
 ) -> Result<(), DeviceError> {
-    const K: &str = "dequantize_rows";
+    const K: &str = KernelId::DequantizeRows.name();
     let words = precision.row_words(dim);
     let order = slot_order(K, slots, cache_rows)?;
     // Split the cache into the distinct destination rows, in slot order, so rayon can fill them.
@@ -108,7 +108,7 @@ pub fn quantize_rows(
     packed: &mut [u32],
     state: Option<(&[f32], &mut [f32])>,
 ) -> Result<(), DeviceError> {
-    const K: &str = "quantize_rows";
+    const K: &str = KernelId::QuantizeRows.name();
     if let Some(p) = slots.iter().position(|&s| s >= cache_rows) {
         return Err(DeviceError::IndexOutOfRange {
             kernel: K,
@@ -146,4 +146,56 @@ pub fn quantize_rows(
         }
     }
     Ok(())
+}
+
+/// [`Device`](crate::device::Device)'s row moves on the CPU: check the arguments as every backend
+/// does, lock the buffers, run the kernels above.
+pub(super) mod launch {
+    use super::super::{CpuBuffer, CpuDevice, f32s, f32s_mut};
+    use crate::device::{DequantizeRows, DeviceError, QuantizeRows};
+
+    pub fn dequantize_rows(
+        _: &CpuDevice,
+        a: &DequantizeRows<'_, CpuBuffer>,
+    ) -> Result<(), DeviceError> {
+        let n = a.rows as usize;
+        let (packed, slots) = (a.packed.read(), a.slots.read());
+        let mut cache = a.cache.write();
+        // The staged state is read, the cache's written.
+        let staged = a.state.as_ref().map(|s| s.staged.read());
+        let mut cache_state = a.state.as_ref().map(|s| s.cache_state.write());
+        let state = staged.as_deref().map(|s| &f32s(s)[..n]);
+        let state = state.zip(cache_state.as_deref_mut().map(|s| f32s_mut(s)));
+        let (d, p) = (a.dim as usize, a.precision);
+        let packed = &packed[..n * p.row_words(d)];
+        let cache = f32s_mut(&mut cache);
+        super::dequantize_rows(packed, &slots[..n], d, p, cache, a.cache_rows, state)
+    }
+
+    pub fn quantize_rows(
+        _: &CpuDevice,
+        a: &QuantizeRows<'_, CpuBuffer>,
+    ) -> Result<(), DeviceError> {
+        let n = a.rows as usize;
+        let (cache, slots, ids) = (a.cache.read(), a.slots.read(), a.row_ids.read());
+        let mut packed = a.packed.write();
+        // The cache's state is read, the staged written.
+        let cache_state = a.state.as_ref().map(|s| s.cache_state.read());
+        let mut staged = a.state.as_ref().map(|s| s.staged.write());
+        let state = cache_state.as_deref().map(|s| f32s(s));
+        let state = state.zip(staged.as_deref_mut().map(|s| &mut f32s_mut(s)[..n]));
+        super::quantize_rows(
+            f32s(&cache),
+            a.cache_rows,
+            &slots[..n],
+            &ids[..n],
+            a.dim as usize,
+            a.precision,
+            a.rounding,
+            a.seed,
+            a.step,
+            &mut packed[..],
+            state,
+        )
+    }
 }

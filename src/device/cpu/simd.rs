@@ -5,56 +5,85 @@
 //! compiled with that kernel's target features (AVX2, AVX-512) and still run anywhere through
 //! the kernel's runtime dispatch. Kernels list the same targets, best first:
 //! `"x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"`, with the generic build as fallback.
-/// `Σ_i scale_i · table[rows_i][col .. col + W]` for `W` columns starting at `col`, accumulated
-/// in registers. `scale(i)` is the weight of the `i`-th row.
-#[inline(always)]
-pub fn sum_rows_block<const W: usize>(
-    table: &[f32],
-    dim: usize,
-    col: usize,
-    rows: impl Iterator<Item = (usize, f32)>,
-) -> [f32; W] {
-    let mut acc = [0f32; W];
-    for (r, scale) in rows {
-        let src = &table[r * dim + col..][..W];
-        for k in 0..W {
-            acc[k] += scale * src[k];
-        }
-    }
-    acc
+
+/// A sum of table rows that can be computed a block of `W` columns at a time, the block kept in
+/// vector registers. [`write_blocks`] writes any such sum, whatever its weighting.
+pub trait BlockSum {
+    /// Columns `col .. col + W` of the sum.
+    fn block<const W: usize>(&self, col: usize) -> [f32; W];
 }
 
-/// `Σ table[rows_i][col .. col + W]` (unweighted), accumulated in registers.
-#[inline(always)]
-pub fn add_rows_block<const W: usize>(
-    table: &[f32],
-    dim: usize,
-    col: usize,
-    rows: impl Iterator<Item = usize>,
-) -> [f32; W] {
-    let mut acc = [0f32; W];
-    for r in rows {
-        let src = &table[r * dim + col..][..W];
-        for k in 0..W {
-            acc[k] += src[k];
-        }
-    }
-    acc
+/// `Σ table[r][offset + c]` over the rows `r` that `rows()` yields, in that order.
+pub struct AddRows<'a, R> {
+    /// Row-major values, `width` per row.
+    pub table: &'a [f32],
+    /// Values per row of `table`.
+    pub width: usize,
+    /// First column summed.
+    pub offset: usize,
+    /// The rows, as a fresh iterator per block.
+    pub rows: R,
 }
 
-/// Applies `f(col, width)` to consecutive column blocks of `dim`: widths 64, 32, 16, 8, then 1s.
-/// The callee picks the matching const-generic block function.
+impl<R: Fn() -> I, I: Iterator<Item = usize>> BlockSum for AddRows<'_, R> {
+    #[inline(always)]
+    fn block<const W: usize>(&self, col: usize) -> [f32; W] {
+        let mut acc = [0f32; W];
+        for r in (self.rows)() {
+            let src = &self.table[r * self.width + self.offset + col..][..W];
+            for k in 0..W {
+                acc[k] += src[k];
+            }
+        }
+        acc
+    }
+}
+
+/// `Σ scale · table[r][offset + c]` over the `(r, scale)` pairs that `rows()` yields, in order.
+pub struct SumRows<'a, R> {
+    /// Row-major values, `width` per row.
+    pub table: &'a [f32],
+    /// Values per row of `table`.
+    pub width: usize,
+    /// First column summed.
+    pub offset: usize,
+    /// The rows and their weights, as a fresh iterator per block.
+    pub rows: R,
+}
+
+impl<R: Fn() -> I, I: Iterator<Item = (usize, f32)>> BlockSum for SumRows<'_, R> {
+    #[inline(always)]
+    fn block<const W: usize>(&self, col: usize) -> [f32; W] {
+        let mut acc = [0f32; W];
+        for (r, scale) in (self.rows)() {
+            let src = &self.table[r * self.width + self.offset + col..][..W];
+            for k in 0..W {
+                acc[k] += scale * src[k];
+            }
+        }
+        acc
+    }
+}
+
+/// Writes `sum` into `out` (`out.len()` columns) block by block: widths 64, 32, 16, 8, then
+/// single columns, each block summed over all rows before the next.
 #[inline(always)]
-pub fn for_each_block(dim: usize, mut f: impl FnMut(usize, usize)) {
+pub fn write_blocks(out: &mut [f32], sum: &impl BlockSum) {
+    let dim = out.len();
     let mut col = 0;
     for width in [64, 32, 16, 8] {
         while dim - col >= width {
-            f(col, width);
+            match width {
+                64 => out[col..col + 64].copy_from_slice(&sum.block::<64>(col)),
+                32 => out[col..col + 32].copy_from_slice(&sum.block::<32>(col)),
+                16 => out[col..col + 16].copy_from_slice(&sum.block::<16>(col)),
+                _ => out[col..col + 8].copy_from_slice(&sum.block::<8>(col)),
+            }
             col += width;
         }
     }
     while col < dim {
-        f(col, 1);
+        out[col] = sum.block::<1>(col)[0];
         col += 1;
     }
 }

@@ -1,8 +1,8 @@
-//! Kernels are data: every `kernels/NAME.cu` is embedded in the binary and compiled by NVRTC, on
-//! first use, for the device's architecture. NVRTC needs no GPU, so the compile step is tested on
-//! every machine that has the library (CI installs it from PyPI).
+//! Kernels are data: every `kernels/NAME.cu` is embedded in the binary ([`KernelId::cuda`]) and
+//! compiled by NVRTC, on first use, for the device's architecture. NVRTC needs no GPU, so the
+//! compile step is tested on every machine that has the library (CI installs it from PyPI).
 
-use crate::device::{BackendKind, DeviceError};
+use crate::device::{BackendKind, DeviceError, KernelId};
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 
 /// The environment variable naming a CUDA `include` folder (e.g. the one of PyPI's
@@ -10,101 +10,12 @@ use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 /// CUDA header.
 pub const INCLUDE_ENV: &str = "ROWFLOW_CUDA_INCLUDE";
 
-/// One CUDA kernel source, named like its WGSL twin and CPU function. `gemm` has none: it is
-/// cuBLAS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CudaKernel {
-    /// `kernels/bag_forward.cu`.
-    BagForward,
-    /// `kernels/bag_backward_sgd.cu`.
-    BagBackwardSgd,
-    /// `kernels/bag_backward_adagrad.cu`.
-    BagBackwardAdagrad,
-    /// `kernels/dequantize_rows.cu`.
-    DequantizeRows,
-    /// `kernels/quantize_rows.cu`.
-    QuantizeRows,
-    /// `kernels/bias_act_forward.cu`.
-    BiasActForward,
-    /// `kernels/bias_act_backward.cu`.
-    BiasActBackward,
-    /// `kernels/interaction_forward.cu`.
-    InteractionForward,
-    /// `kernels/interaction_backward.cu`.
-    InteractionBackward,
-    /// `kernels/bce_loss.cu`.
-    BceLoss,
-    /// `kernels/dense_update.cu`.
-    DenseUpdate,
-}
-
-impl CudaKernel {
-    /// Every kernel, in a fixed order (the index of the per-device function cache).
-    pub const ALL: [CudaKernel; 11] = [
-        CudaKernel::BagForward,
-        CudaKernel::BagBackwardSgd,
-        CudaKernel::BagBackwardAdagrad,
-        CudaKernel::DequantizeRows,
-        CudaKernel::QuantizeRows,
-        CudaKernel::BiasActForward,
-        CudaKernel::BiasActBackward,
-        CudaKernel::InteractionForward,
-        CudaKernel::InteractionBackward,
-        CudaKernel::BceLoss,
-        CudaKernel::DenseUpdate,
-    ];
-
-    /// The kernel's name: its file stem and its `extern "C" __global__` entry point.
-    pub fn name(self) -> &'static str {
-        match self {
-            CudaKernel::BagForward => "bag_forward",
-            CudaKernel::BagBackwardSgd => "bag_backward_sgd",
-            CudaKernel::BagBackwardAdagrad => "bag_backward_adagrad",
-            CudaKernel::DequantizeRows => "dequantize_rows",
-            CudaKernel::QuantizeRows => "quantize_rows",
-            CudaKernel::BiasActForward => "bias_act_forward",
-            CudaKernel::BiasActBackward => "bias_act_backward",
-            CudaKernel::InteractionForward => "interaction_forward",
-            CudaKernel::InteractionBackward => "interaction_backward",
-            CudaKernel::BceLoss => "bce_loss",
-            CudaKernel::DenseUpdate => "dense_update",
-        }
-    }
-
-    /// The file's text, as embedded.
-    fn file_text(self) -> &'static str {
-        match self {
-            CudaKernel::BagForward => include_str!("../../../kernels/bag_forward.cu"),
-            CudaKernel::BagBackwardSgd => include_str!("../../../kernels/bag_backward_sgd.cu"),
-            CudaKernel::BagBackwardAdagrad => {
-                include_str!("../../../kernels/bag_backward_adagrad.cu")
-            }
-            CudaKernel::DequantizeRows => include_str!("../../../kernels/dequantize_rows.cu"),
-            CudaKernel::QuantizeRows => include_str!("../../../kernels/quantize_rows.cu"),
-            CudaKernel::BiasActForward => include_str!("../../../kernels/bias_act_forward.cu"),
-            CudaKernel::BiasActBackward => include_str!("../../../kernels/bias_act_backward.cu"),
-            CudaKernel::InteractionForward => {
-                include_str!("../../../kernels/interaction_forward.cu")
-            }
-            CudaKernel::InteractionBackward => {
-                include_str!("../../../kernels/interaction_backward.cu")
-            }
-            CudaKernel::BceLoss => include_str!("../../../kernels/bce_loss.cu"),
-            CudaKernel::DenseUpdate => include_str!("../../../kernels/dense_update.cu"),
-        }
-    }
-
-    /// The CUDA C++ source NVRTC compiles: the file with its `#include "….cuh"` lines replaced
-    /// by the headers' text (NVRTC reads no files; `#line` keeps its messages pointing at the
-    /// right file and line).
-    pub fn source(self) -> String {
-        splice_headers(self.file_text(), &format!("{}.cu", self.name()))
-    }
-
-    /// The source's path in the repository, for messages.
-    pub fn file(self) -> String {
-        format!("kernels/{}.cu", self.name())
-    }
+/// The CUDA C++ source NVRTC compiles for `kernel`: its `kernels/NAME.cu` with the `#include
+/// "….cuh"` lines replaced by the headers' text (NVRTC reads no files; `#line` keeps its messages
+/// pointing at the right file and line). `None` for a kernel without a `.cu` (`gemm`: cuBLAS).
+pub fn source(kernel: KernelId) -> Option<String> {
+    let text = kernel.cuda()?;
+    Some(splice_headers(text, &format!("{}.cu", kernel.name())))
 }
 
 /// The headers `kernels/*.cu` may include, by name.
@@ -179,9 +90,17 @@ pub fn arch_for(major: i32, minor: i32) -> &'static str {
 }
 
 /// Compiles `kernel` to PTX for `arch` (e.g. `compute_80`). A compile failure is a
-/// [`DeviceError::ShaderCompile`] carrying the kernel's file and NVRTC's log.
-pub fn compile_kernel(kernel: CudaKernel, arch: &'static str) -> Result<Ptx, DeviceError> {
-    compile_source(&kernel.file(), &kernel.source(), arch)
+/// [`DeviceError::ShaderCompile`] carrying the kernel's file and NVRTC's log; a kernel without a
+/// `.cu` (`gemm`, which is cuBLAS) is [`DeviceError::InvalidArgument`].
+pub fn compile_kernel(kernel: KernelId, arch: &'static str) -> Result<Ptx, DeviceError> {
+    let Some(source) = source(kernel) else {
+        return Err(DeviceError::InvalidArgument {
+            kernel: kernel.name(),
+            message: "has no CUDA source to compile: the CUDA backend runs it from a library"
+                .into(),
+        });
+    };
+    compile_source(&kernel.cuda_file(), &source, arch)
 }
 
 /// Compiles CUDA C++ `source` (named `file` in messages) to PTX for `arch`, with the include
@@ -259,7 +178,7 @@ mod tests {
 
     #[test]
     fn nvrtc_sources_have_their_headers_spliced_in_once_with_line_markers() {
-        let src = CudaKernel::BagForward.source();
+        let src = source(KernelId::BagForward).unwrap();
         assert!(
             !src.lines().any(|l| l.trim_start().starts_with("#include")),
             "no include directive is left for NVRTC"

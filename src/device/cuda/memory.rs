@@ -21,6 +21,17 @@ pub(super) fn driver(what: &str) -> impl Fn(DriverError) -> DeviceError + '_ {
     }
 }
 
+/// A new event, recorded on `stream` (`what` says what is recorded, for the error).
+pub(super) fn recorded_event(
+    ctx: &Arc<CudaContext>,
+    stream: &CudaStream,
+    what: &str,
+) -> Result<CudaEvent, DeviceError> {
+    let event = ctx.new_event(None).map_err(driver("creating an event"))?;
+    event.record(stream).map_err(driver(what))?;
+    Ok(event)
+}
+
 /// Locks a mutex, treating poisoning (a panic elsewhere) as still usable: the guarded data are
 /// events and pointers whose state stays consistent.
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -168,6 +179,23 @@ impl PinnedRing {
         Ok(chunk)
     }
 
+    /// Runs `step(chunk, done, n)` over `len` bytes, `n` at a time (at most a chunk), each step
+    /// on the next free chunk; `done` is the bytes before this step.
+    fn each_chunk(
+        &mut self,
+        len: usize,
+        mut step: impl FnMut(&mut Pinned, usize, usize) -> Result<(), DeviceError>,
+    ) -> Result<(), DeviceError> {
+        let mut done = 0;
+        while done < len {
+            let chunk = self.take()?;
+            let n = (len - done).min(chunk.len);
+            step(chunk, done, n)?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Queues `src` → `dst` on `stream` through pinned chunks. Returns after the bytes are
     /// copied into the chunks, not after they land on the device.
     pub(super) fn upload(
@@ -177,10 +205,7 @@ impl PinnedRing {
         dst: sys::CUdeviceptr,
         src: &[u8],
     ) -> Result<(), DeviceError> {
-        let mut done = 0;
-        while done < src.len() {
-            let chunk = self.take()?;
-            let n = (src.len() - done).min(chunk.len);
+        self.each_chunk(src.len(), |chunk, done, n| {
             // SAFETY: the chunk holds `chunk.len >= n` bytes and no transfer uses it (take
             // waited); the source range is inside `src`.
             unsafe {
@@ -189,14 +214,9 @@ impl PinnedRing {
                 result::memcpy_htod_async(dst + done as u64, host, stream.cu_stream())
                     .map_err(driver("queueing a host-to-device copy"))?;
             }
-            let event = ctx.new_event(None).map_err(driver("creating an event"))?;
-            event
-                .record(stream)
-                .map_err(driver("recording an upload event"))?;
-            chunk.done = Some(event);
-            done += n;
-        }
-        Ok(())
+            chunk.done = Some(recorded_event(ctx, stream, "recording an upload event")?);
+            Ok(())
+        })
     }
 
     /// Copies `src` on the device into `dst` on the host through pinned chunks, on `stream`, and
@@ -208,28 +228,20 @@ impl PinnedRing {
         src: sys::CUdeviceptr,
         dst: &mut [u8],
     ) -> Result<(), DeviceError> {
-        let mut done = 0;
-        while done < dst.len() {
-            let chunk = self.take()?;
-            let n = (dst.len() - done).min(chunk.len);
+        self.each_chunk(dst.len(), |chunk, done, n| {
             // SAFETY: as in `upload`; the host waits for the copy before reading the chunk.
             unsafe {
                 let host = std::slice::from_raw_parts_mut(chunk.ptr, n);
                 result::memcpy_dtoh_async(host, src + done as u64, stream.cu_stream())
                     .map_err(driver("queueing a device-to-host copy"))?;
             }
-            let event = ctx.new_event(None).map_err(driver("creating an event"))?;
-            event
-                .record(stream)
-                .map_err(driver("recording a download event"))?;
-            event
+            recorded_event(ctx, stream, "recording a download event")?
                 .synchronize()
                 .map_err(driver("waiting for a device-to-host copy"))?;
             // SAFETY: the copy into the chunk has finished; `n` bytes fit both sides.
             unsafe { std::ptr::copy_nonoverlapping(chunk.ptr, dst[done..].as_mut_ptr(), n) };
-            done += n;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

@@ -8,33 +8,33 @@
 //!
 //! - **Kernels** ([`compile`]): each `kernels/NAME.cu` is embedded and compiled by NVRTC on its
 //!   first launch, for the device's compute capability, then cached for the life of the device.
-//!   `gemm` is cuBLAS (row-major handled by computing `Cᵀ = op(B)ᵀ·op(A)ᵀ` in column-major).
+//!   `gemm` is cuBLAS (`dense.rs`: row-major handled by computing `Cᵀ = op(B)ᵀ·op(A)ᵀ` in
+//!   column-major).
 //! - **Streams** (`memory.rs`): kernels run on a compute stream, uploads and downloads on a copy
 //!   stream, ordered per buffer by events, so host↔device transfers of the next batch's rows
 //!   overlap the current training step. Transfers go through page-locked host chunks.
-//! - **Launches** (`launch.rs`): shapes are validated on the host with the same checks as every
-//!   backend, then the kernel is queued; nothing waits for the device except `download` and
-//!   `synchronize`.
+//! - **Launches** (`launch.rs`, called from `embedding.rs`, `dense.rs` and `quantize.rs`):
+//!   shapes are validated on the host with the same checks as every backend, then the kernel is
+//!   queued with its arguments in the order of its C signature; nothing waits for the device
+//!   except `download` and `synchronize`.
 
 #![allow(unsafe_code)] // FFI: every unsafe block states why it is sound.
 
 pub mod compile;
-mod gemm;
+mod dense;
+mod embedding;
 mod launch;
 mod memory;
+mod quantize;
 
-pub use compile::{CudaKernel, ParamKind, compile_kernel, compile_source, nvrtc_available};
+pub use compile::{ParamKind, compile_kernel, compile_source, nvrtc_available};
 pub use launch::signature;
 pub use memory::CudaBuffer;
 
-use super::{
-    BackendKind, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    DequantizeRows, Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
-    QuantizeRows,
-};
+use super::{BackendKind, Device, DeviceError, DeviceInfo, KernelId};
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
-use memory::{PinnedRing, driver, lock};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
+use memory::{PinnedRing, driver, lock, recorded_event};
 use std::sync::{Arc, Mutex};
 
 /// Whether the CUDA driver library can be loaded and reports at least one device; `Err` says
@@ -66,16 +66,6 @@ pub fn driver_available() -> Result<usize, DeviceError> {
     Ok(count as usize)
 }
 
-/// One argument of a kernel launch, in the order of the kernel's C signature.
-pub(crate) enum Arg<'a> {
-    /// A device buffer (passed as its address).
-    Buf(&'a CudaBuffer),
-    /// A 32-bit unsigned scalar.
-    U32(u32),
-    /// A 32-bit float scalar.
-    F32(f32),
-}
-
 /// A CUDA GPU: one context, a compute and a copy stream, compiled kernels, cuBLAS.
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,
@@ -83,7 +73,8 @@ pub struct CudaDevice {
     copy: Arc<CudaStream>,
     blas: Mutex<CudaBlas>,
     arch: &'static str,
-    functions: Mutex<[Option<CudaFunction>; CudaKernel::ALL.len()]>,
+    /// Compiled kernels by [`KernelId`] index, filled on first use (`gemm`'s slot stays empty).
+    functions: Mutex<[Option<CudaFunction>; KernelId::ALL.len()]>,
     staging: Mutex<PinnedRing>,
     /// Addresses for pointer arguments a launch does not use (state of a stateless move, SGD's
     /// accumulator): never read or written.
@@ -175,43 +166,6 @@ impl CudaDevice {
         ))
     }
 
-    /// The compiled function of `kernel`, compiling its module on first use.
-    fn function(&self, kernel: CudaKernel) -> Result<CudaFunction, DeviceError> {
-        let i = CudaKernel::ALL
-            .iter()
-            .position(|k| *k == kernel)
-            .unwrap_or_default();
-        let mut functions = lock(&self.functions);
-        if let Some(f) = &functions[i] {
-            return Ok(f.clone());
-        }
-        let ptx = compile_kernel(kernel, self.arch)?;
-        let module = self
-            .ctx
-            .load_module(ptx)
-            .map_err(|e| DeviceError::ShaderCompile {
-                shader: kernel.file(),
-                message: format!("the driver rejected the PTX for {}: {e}", self.arch),
-            })?;
-        let f = module
-            .load_function(kernel.name())
-            .map_err(|e| DeviceError::ShaderCompile {
-                shader: kernel.file(),
-                message: format!("no entry point `{}`: {e}", kernel.name()),
-            })?;
-        functions[i] = Some(f.clone());
-        Ok(f)
-    }
-
-    /// Compiles every kernel now instead of at first use (fails on the first that does not
-    /// compile).
-    pub fn compile_all(&self) -> Result<(), DeviceError> {
-        for k in CudaKernel::ALL {
-            self.function(k)?;
-        }
-        Ok(())
-    }
-
     /// Makes the compute stream wait for pending uploads into `bufs`.
     fn before_compute(&self, bufs: &[&CudaBuffer]) -> Result<(), DeviceError> {
         for b in bufs {
@@ -226,78 +180,34 @@ impl CudaDevice {
 
     /// Marks `bufs` as used by the work just queued on the compute stream.
     fn after_compute(&self, bufs: &[&CudaBuffer]) -> Result<(), DeviceError> {
-        let event = Arc::new(
-            self.ctx
-                .new_event(None)
-                .map_err(driver("creating an event"))?,
-        );
-        event
-            .record(&self.compute)
-            .map_err(driver("recording a kernel event"))?;
+        let event = Arc::new(recorded_event(
+            &self.ctx,
+            &self.compute,
+            "recording a kernel event",
+        )?);
         for b in bufs {
             lock(&b.uses).computed = Some(event.clone());
         }
         Ok(())
     }
 
-    /// Makes the copy stream wait for the last kernel that used `buf`.
-    fn before_copy(&self, buf: &CudaBuffer) -> Result<(), DeviceError> {
+    /// Makes this device's context current on the calling thread, as every driver call needs.
+    fn bind(&self) -> Result<(), DeviceError> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver("binding the CUDA context"))
+    }
+
+    /// Readies a transfer into or out of `buf` on the copy stream: binds the context and makes
+    /// the copy stream wait for the last kernel that used `buf`.
+    fn before_transfer(&self, buf: &CudaBuffer) -> Result<(), DeviceError> {
+        self.bind()?;
         if let Some(e) = lock(&buf.uses).computed.clone() {
             self.copy
                 .wait(&e)
                 .map_err(driver("ordering a copy after a kernel"))?;
         }
         Ok(())
-    }
-
-    /// Queues `kernel` with `blocks` blocks of `threads` threads on the compute stream.
-    pub(crate) fn launch(
-        &self,
-        kernel: CudaKernel,
-        blocks: u64,
-        threads: u32,
-        args: &[Arg<'_>],
-    ) -> Result<(), DeviceError> {
-        launch::check_signature(kernel, args)?;
-        if blocks == 0 {
-            return Ok(());
-        }
-        let f = self.function(kernel)?;
-        self.ctx
-            .bind_to_thread()
-            .map_err(driver("binding the CUDA context"))?;
-        let bufs: Vec<&CudaBuffer> = args
-            .iter()
-            .filter_map(|a| match a {
-                Arg::Buf(b) => Some(*b),
-                _ => None,
-            })
-            .collect();
-        self.before_compute(&bufs)?;
-        // Kernels loop over their work with a grid stride, so the grid may be capped.
-        let grid = blocks.min(1 << 20) as u32;
-        let mut builder = self.compute.launch_builder(&f);
-        for a in args {
-            match a {
-                // The kernel takes the buffer's device address (a 64-bit value).
-                Arg::Buf(b) => builder.arg(&b.ptr),
-                Arg::U32(v) => builder.arg(v),
-                Arg::F32(v) => builder.arg(v),
-            };
-        }
-        let cfg = LaunchConfig {
-            grid_dim: (grid, 1, 1),
-            block_dim: (threads, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the arguments match the kernel's C signature (documented in each .cu file
-        // and mirrored by `launch.rs`), and the shapes were validated against the buffers'
-        // sizes before this call, so the kernel stays inside its buffers.
-        unsafe { builder.launch(cfg) }.map_err(|e| DeviceError::Backend {
-            backend: BackendKind::Cuda,
-            message: format!("launching {}: {e}", kernel.name()),
-        })?;
-        self.after_compute(&bufs)
     }
 }
 
@@ -328,18 +238,9 @@ impl Device for CudaDevice {
         if src.is_empty() {
             return Ok(());
         }
-        self.ctx
-            .bind_to_thread()
-            .map_err(driver("binding the CUDA context"))?;
-        self.before_copy(dst)?;
+        self.before_transfer(dst)?;
         lock(&self.staging).upload(&self.ctx, &self.copy, dst.at(offset), src)?;
-        let event = self
-            .ctx
-            .new_event(None)
-            .map_err(driver("creating an event"))?;
-        event
-            .record(&self.copy)
-            .map_err(driver("recording an upload event"))?;
+        let event = recorded_event(&self.ctx, &self.copy, "recording an upload event")?;
         lock(&dst.uses).copied = Some(Arc::new(event));
         Ok(())
     }
@@ -349,20 +250,14 @@ impl Device for CudaDevice {
         if dst.is_empty() {
             return Ok(());
         }
-        self.ctx
-            .bind_to_thread()
-            .map_err(driver("binding the CUDA context"))?;
         // Uploads into `src` are on the copy stream already, so in order.
-        self.before_copy(src)?;
+        self.before_transfer(src)?;
         lock(&self.staging).download(&self.ctx, &self.copy, src.at(offset), dst)
     }
 
     fn time_pinned_upload(&self, dst: &CudaBuffer, bytes: u64) -> Result<Option<f64>, DeviceError> {
         dst.check("upload", 0, bytes)?;
-        self.ctx
-            .bind_to_thread()
-            .map_err(driver("binding the CUDA context"))?;
-        self.before_copy(dst)?;
+        self.before_transfer(dst)?;
         let s = lock(&self.staging).time_raw_upload(&self.ctx, &self.copy, dst.at(0), bytes)?;
         Ok(Some(s))
     }
@@ -381,9 +276,7 @@ impl Device for CudaDevice {
         if bytes == 0 {
             return Ok(());
         }
-        self.ctx
-            .bind_to_thread()
-            .map_err(driver("binding the CUDA context"))?;
+        self.bind()?;
         self.before_compute(&[src, dst])?;
         // SAFETY: both ranges were checked against their buffers above.
         unsafe {
@@ -399,9 +292,7 @@ impl Device for CudaDevice {
     }
 
     fn synchronize(&self) -> Result<(), DeviceError> {
-        self.ctx
-            .bind_to_thread()
-            .map_err(driver("binding the CUDA context"))?;
+        self.bind()?;
         self.copy
             .synchronize()
             .map_err(driver("waiting for the copy stream"))?;
@@ -410,62 +301,5 @@ impl Device for CudaDevice {
             .map_err(driver("waiting for the compute stream"))
     }
 
-    fn bag_forward(&self, args: &BagForward<'_, CudaBuffer>) -> Result<(), DeviceError> {
-        launch::bag_forward(self, args)
-    }
-
-    fn bag_backward_sgd(&self, args: &BagBackward<'_, CudaBuffer>) -> Result<(), DeviceError> {
-        launch::bag_backward(self, args, None)
-    }
-
-    fn bag_backward_adagrad(
-        &self,
-        args: &BagBackward<'_, CudaBuffer>,
-        state: &CudaBuffer,
-        eps: f32,
-    ) -> Result<(), DeviceError> {
-        launch::bag_backward(self, args, Some((state, eps)))
-    }
-
-    fn dequantize_rows(&self, args: &DequantizeRows<'_, CudaBuffer>) -> Result<(), DeviceError> {
-        launch::dequantize_rows(self, args)
-    }
-
-    fn quantize_rows(&self, args: &QuantizeRows<'_, CudaBuffer>) -> Result<(), DeviceError> {
-        launch::quantize_rows(self, args)
-    }
-
-    fn gemm(&self, args: &Gemm<'_, CudaBuffer>) -> Result<(), DeviceError> {
-        launch::gemm(self, args)
-    }
-
-    fn bias_act_forward(&self, args: &BiasActForward<'_, CudaBuffer>) -> Result<(), DeviceError> {
-        launch::bias_act_forward(self, args)
-    }
-
-    fn bias_act_backward(&self, args: &BiasActBackward<'_, CudaBuffer>) -> Result<(), DeviceError> {
-        launch::bias_act_backward(self, args)
-    }
-
-    fn interaction_forward(
-        &self,
-        args: &InteractionForward<'_, CudaBuffer>,
-    ) -> Result<(), DeviceError> {
-        launch::interaction_forward(self, args)
-    }
-
-    fn interaction_backward(
-        &self,
-        args: &InteractionBackward<'_, CudaBuffer>,
-    ) -> Result<(), DeviceError> {
-        launch::interaction_backward(self, args)
-    }
-
-    fn bce_loss(&self, args: &BceLoss<'_, CudaBuffer>) -> Result<(), DeviceError> {
-        launch::bce_loss(self, args)
-    }
-
-    fn dense_update(&self, args: &DenseUpdate<'_, CudaBuffer>) -> Result<(), DeviceError> {
-        launch::dense_update(self, args)
-    }
+    super::forward_kernels!(embedding: embedding, dense: dense, quantize: quantize);
 }

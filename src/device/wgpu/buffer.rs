@@ -3,8 +3,10 @@
 //! `alloc_rows` keep every row inside one part. Bind groups are cached per set of bindings and
 //! dropped with the buffers they refer to.
 
-use super::pipelines::Kernel;
+use super::WgpuDevice;
+use crate::device::{DeviceError, KernelId};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// One wgpu buffer holding bytes `first .. first + bytes` of a logical buffer.
@@ -28,6 +30,37 @@ pub struct WgpuBuffer {
 }
 
 impl WgpuBuffer {
+    /// A buffer without memory: a placeholder while a device is being built.
+    pub(super) fn none(cache: &Arc<BindGroupCache>) -> Self {
+        WgpuBuffer {
+            id: 0,
+            parts: Vec::new(),
+            bytes: 0,
+            row_bytes: 0,
+            cache: cache.clone(),
+        }
+    }
+
+    /// Checks that bytes `offset .. offset + len` lie inside the buffer, at 4-byte boundaries
+    /// (wgpu copies whole words).
+    pub(super) fn check(&self, op: &'static str, offset: u64, len: u64) -> Result<(), DeviceError> {
+        if offset + len > self.bytes {
+            return Err(DeviceError::OutOfBounds {
+                op,
+                offset,
+                end: offset + len,
+                len: self.bytes,
+            });
+        }
+        if offset % 4 != 0 || len % 4 != 0 {
+            return Err(DeviceError::InvalidArgument {
+                kernel: op,
+                message: format!("offset {offset} and length {len} must be multiples of 4 bytes"),
+            });
+        }
+        Ok(())
+    }
+
     /// The parts overlapping bytes `offset .. offset + len`, as (part, offset in part, length).
     pub(super) fn spans(&self, offset: u64, len: u64) -> Vec<(&Part, u64, u64)> {
         let end = offset + len;
@@ -62,7 +95,7 @@ pub struct Bind<'a> {
     pub size: u64,
 }
 
-type Key = (Kernel, Vec<(u64, usize, u64, u64)>);
+type Key = (KernelId, Vec<(u64, usize, u64, u64)>);
 
 /// Bind groups by (kernel, bindings), so steady-state training creates none.
 #[derive(Default)]
@@ -78,7 +111,7 @@ impl BindGroupCache {
     pub fn get(
         &self,
         device: &wgpu::Device,
-        kernel: Kernel,
+        kernel: KernelId,
         layout: &wgpu::BindGroupLayout,
         params: &wgpu::Buffer,
         param_bytes: u64,
@@ -129,5 +162,65 @@ impl BindGroupCache {
     pub fn forget(&self, id: u64) {
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         groups.retain(|(_, binds), _| binds.iter().all(|b| b.0 != id));
+    }
+}
+
+/// The sizes of the parts holding `count` units of `unit` bytes, at most `per_part` units to a
+/// part: full parts, then the rest (one empty part when there is nothing).
+pub(super) fn part_sizes(count: u64, unit: u64, per_part: u64) -> Vec<u64> {
+    let mut sizes = Vec::new();
+    let mut left = count;
+    while left > per_part {
+        sizes.push(per_part * unit);
+        left -= per_part;
+    }
+    sizes.push(left * unit);
+    sizes
+}
+
+impl WgpuDevice {
+    fn new_buffer(&self, bytes: u64) -> Result<wgpu::Buffer, DeviceError> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(DeviceError::OutOfMemory {
+                requested: bytes,
+                device: self.info.name.clone(),
+                reason: e.to_string(),
+            });
+        }
+        Ok(buffer)
+    }
+
+    /// Builds a logical buffer from parts of the given sizes.
+    pub(super) fn buffer_of(
+        &self,
+        sizes: &[u64],
+        row_bytes: u64,
+    ) -> Result<WgpuBuffer, DeviceError> {
+        let mut parts = Vec::with_capacity(sizes.len());
+        let mut first = 0;
+        for &bytes in sizes {
+            parts.push(Part {
+                buffer: self.new_buffer(bytes)?,
+                first,
+                bytes,
+            });
+            first += bytes;
+        }
+        Ok(WgpuBuffer {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            parts,
+            bytes: first,
+            row_bytes,
+            cache: self.cache.clone(),
+        })
     }
 }

@@ -12,30 +12,33 @@
 //! launches run in call order.
 //!
 //! **Large buffers.** A buffer bigger than `max_buffer_size` is split into parts (whole rows
-//! for `alloc_rows`); an embedding table or Adagrad state bigger than
-//! `max_storage_buffer_binding_size` is bound in windows of whole rows, one pass per window.
-//! Other kernel arguments must fit one binding, or the launch fails with a message naming the
-//! limit.
+//! for `alloc_rows`, `buffer.rs`); an embedding table, cache or Adagrad state bigger than
+//! `max_storage_buffer_binding_size` is bound in windows of whole rows, one pass per window
+//! (`window.rs`). Other kernel arguments must fit one binding, or the launch fails with a
+//! message naming the limit.
+//!
+//! **Launches.** `embedding.rs`, `dense.rs` and `quantize.rs` hold each kernel's host side:
+//! bindings, parameter words (field by field as in the shader's `Params` struct) and dispatch
+//! shape; all record through [`WgpuDevice`]'s one `launch`.
 //!
 //! **Errors.** wgpu's uncaptured errors (validation, device loss) are collected instead of
 //! panicking and returned as [`DeviceError::Backend`] at the next download or synchronize.
 
 mod buffer;
-mod launch;
+mod dense;
+mod embedding;
 pub mod pipelines;
 pub mod probe;
+mod quantize;
+mod window;
 
 pub use buffer::WgpuBuffer;
 pub use probe::AdapterReport;
 
-use super::{
-    BackendKind, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    DequantizeRows, Device, DeviceError, DeviceInfo, Gemm, InteractionBackward, InteractionForward,
-    QuantizeRows,
-};
-use buffer::{Bind, BindGroupCache, Part};
-use pipelines::{Kernel, PARAM_SLOT_BYTES, Pipelines};
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::{BackendKind, Device, DeviceError, DeviceInfo, KernelId};
+use buffer::{Bind, BindGroupCache, part_sizes};
+use pipelines::{PARAM_SLOT_BYTES, Pipelines};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Parameter slots per submission before the ring wraps (and forces a submission).
@@ -78,8 +81,7 @@ pub struct WgpuDevice {
     pipelines: Pipelines,
     params: wgpu::Buffer,
     /// Stand-ins for optional bindings (two, so a read and a read-write slot never share one).
-    dummy: WgpuBuffer,
-    dummy2: WgpuBuffer,
+    dummy: [WgpuBuffer; 2],
     staging: Mutex<wgpu::Buffer>,
     pending: Mutex<Pending>,
     cache: Arc<BindGroupCache>,
@@ -89,6 +91,14 @@ pub struct WgpuDevice {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A failure that wgpu reported while running work.
+fn backend_error(message: impl ToString) -> DeviceError {
+    DeviceError::Backend {
+        backend: BackendKind::Wgpu,
+        message: message.to_string(),
+    }
 }
 
 impl WgpuDevice {
@@ -169,20 +179,8 @@ impl WgpuDevice {
                 max_buffer_bytes: limits.max_buffer,
             },
             adapter: info,
-            dummy: WgpuBuffer {
-                id: 0,
-                parts: Vec::new(),
-                bytes: 0,
-                row_bytes: 0,
-                cache: cache.clone(),
-            },
-            dummy2: WgpuBuffer {
-                id: 0,
-                parts: Vec::new(),
-                bytes: 0,
-                row_bytes: 0,
-                cache: cache.clone(),
-            },
+            // Placeholders until the device can allocate the real stand-ins, just below.
+            dummy: [WgpuBuffer::none(&cache), WgpuBuffer::none(&cache)],
             device,
             queue,
             limits,
@@ -197,8 +195,7 @@ impl WgpuDevice {
             errors,
             next_id: AtomicU64::new(1),
         };
-        dev.dummy = dev.alloc(16)?;
-        dev.dummy2 = dev.alloc(16)?;
+        dev.dummy = [dev.alloc(16)?, dev.alloc(16)?];
         Ok(dev)
     }
 
@@ -224,10 +221,7 @@ impl WgpuDevice {
         }
         let message = errors.join("; ");
         errors.clear();
-        Err(DeviceError::Backend {
-            backend: BackendKind::Wgpu,
-            message,
-        })
+        Err(backend_error(message))
     }
 
     /// Submits the pending encoder, if any.
@@ -238,62 +232,28 @@ impl WgpuDevice {
         pending.next_slot = 0;
     }
 
+    /// The pending command encoder, started if there is none.
+    fn encoder<'p>(&self, pending: &'p mut Pending) -> &'p mut wgpu::CommandEncoder {
+        pending.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("rowflow"),
+                })
+        })
+    }
+
     fn wait(&self) -> Result<(), DeviceError> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| DeviceError::Backend {
-                backend: BackendKind::Wgpu,
-                message: e.to_string(),
-            })?;
+            .map_err(backend_error)?;
         self.take_errors()
-    }
-
-    fn new_buffer(&self, bytes: u64) -> Result<wgpu::Buffer, DeviceError> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: bytes.max(4),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(DeviceError::OutOfMemory {
-                requested: bytes,
-                device: self.info.name.clone(),
-                reason: e.to_string(),
-            });
-        }
-        Ok(buffer)
-    }
-
-    /// Builds a logical buffer from parts of the given sizes.
-    fn buffer_of(&self, sizes: &[u64], row_bytes: u64) -> Result<WgpuBuffer, DeviceError> {
-        let mut parts = Vec::with_capacity(sizes.len());
-        let mut first = 0;
-        for &bytes in sizes {
-            parts.push(Part {
-                buffer: self.new_buffer(bytes)?,
-                first,
-                bytes,
-            });
-            first += bytes;
-        }
-        Ok(WgpuBuffer {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            parts,
-            bytes: first,
-            row_bytes,
-            cache: self.cache.clone(),
-        })
     }
 
     /// Records one dispatch of `kernel` with `params` (4-byte words) over `groups` workgroups
     /// (split over x and y when above the per-dimension limit), or the explicit 2-D grid.
     fn launch(
         &self,
-        kernel: Kernel,
+        kernel: KernelId,
         params: &[u32],
         binds: &[Bind<'_>],
         grid: Grid,
@@ -330,12 +290,7 @@ impl WgpuDevice {
             slot * PARAM_SLOT_BYTES,
             bytemuck::cast_slice(params),
         );
-        let encoder = pending.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("rowflow"),
-                })
-        });
+        let encoder = self.encoder(&mut pending);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.name()),
             timestamp_writes: None,
@@ -347,6 +302,9 @@ impl WgpuDevice {
     }
 }
 
+/// Invocations per workgroup of the 1-D kernels.
+const WG: u64 = 64;
+
 /// The shape of a dispatch.
 #[derive(Clone, Copy, Debug)]
 enum Grid {
@@ -356,27 +314,11 @@ enum Grid {
     Tiles(u32, u32),
 }
 
-fn check_range(
-    op: &'static str,
-    buffer: &WgpuBuffer,
-    offset: u64,
-    len: u64,
-) -> Result<(), DeviceError> {
-    if offset + len > buffer.bytes {
-        return Err(DeviceError::OutOfBounds {
-            op,
-            offset,
-            end: offset + len,
-            len: buffer.bytes,
-        });
+impl Grid {
+    /// One invocation per item, in workgroups of [`WG`].
+    fn over(items: u64) -> Grid {
+        Grid::Linear(items.div_ceil(WG))
     }
-    if offset % 4 != 0 || len % 4 != 0 {
-        return Err(DeviceError::InvalidArgument {
-            kernel: op,
-            message: format!("offset {offset} and length {len} must be multiples of 4 bytes"),
-        });
-    }
-    Ok(())
 }
 
 impl Device for WgpuDevice {
@@ -394,14 +336,7 @@ impl Device for WgpuDevice {
             });
         }
         let part = (self.limits.max_buffer / 256 * 256).max(256);
-        let mut sizes = Vec::new();
-        let mut left = bytes;
-        while left > part {
-            sizes.push(part);
-            left -= part;
-        }
-        sizes.push(left);
-        self.buffer_of(&sizes, 0)
+        self.buffer_of(&part_sizes(bytes, 1, part), 0)
     }
 
     fn alloc_rows(&self, rows: u64, row_bytes: u64) -> Result<WgpuBuffer, DeviceError> {
@@ -419,14 +354,7 @@ impl Device for WgpuDevice {
                 reason: format!("one row exceeds max_buffer_size {}", self.limits.max_buffer),
             });
         }
-        let mut sizes = Vec::new();
-        let mut left = rows;
-        while left > per_part {
-            sizes.push(per_part * row_bytes);
-            left -= per_part;
-        }
-        sizes.push(left * row_bytes);
-        self.buffer_of(&sizes, row_bytes)
+        self.buffer_of(&part_sizes(rows, row_bytes, per_part), row_bytes)
     }
 
     fn buffer_bytes(&self, buffer: &WgpuBuffer) -> u64 {
@@ -434,7 +362,7 @@ impl Device for WgpuDevice {
     }
 
     fn upload(&self, dst: &WgpuBuffer, offset: u64, src: &[u8]) -> Result<(), DeviceError> {
-        check_range("upload", dst, offset, src.len() as u64)?;
+        dst.check("upload", offset, src.len() as u64)?;
         let mut pending = lock(&self.pending);
         self.flush(&mut pending);
         for (part, at, len) in dst.spans(offset, src.len() as u64) {
@@ -452,7 +380,7 @@ impl Device for WgpuDevice {
     }
 
     fn download(&self, src: &WgpuBuffer, offset: u64, dst: &mut [u8]) -> Result<(), DeviceError> {
-        check_range("download", src, offset, dst.len() as u64)?;
+        src.check("download", offset, dst.len() as u64)?;
         let staging = lock(&self.staging);
         {
             let mut pending = lock(&self.pending);
@@ -470,22 +398,16 @@ impl Device for WgpuDevice {
                     let _ = tx.send(r);
                 });
                 self.wait()?;
-                let mapped = rx.recv().map_err(|_| DeviceError::Backend {
-                    backend: BackendKind::Wgpu,
-                    message: "the download's map callback never ran".into(),
-                })?;
-                mapped.map_err(|e| DeviceError::Backend {
-                    backend: BackendKind::Wgpu,
-                    message: e.to_string(),
-                })?;
+                let mapped = rx
+                    .recv()
+                    .map_err(|_| backend_error("the download's map callback never ran"))?;
+                mapped.map_err(backend_error)?;
                 let from = (part.first + at + done - offset) as usize;
                 {
-                    let view = staging.slice(..n).get_mapped_range().map_err(|e| {
-                        DeviceError::Backend {
-                            backend: BackendKind::Wgpu,
-                            message: e.to_string(),
-                        }
-                    })?;
+                    let view = staging
+                        .slice(..n)
+                        .get_mapped_range()
+                        .map_err(backend_error)?;
                     dst[from..from + n as usize].copy_from_slice(&view);
                 }
                 staging.unmap();
@@ -504,15 +426,10 @@ impl Device for WgpuDevice {
         bytes: u64,
     ) -> Result<(), DeviceError> {
         super::kernels::distinct("copy_buffer", dst, &[src])?;
-        check_range("copy_buffer", src, src_offset, bytes)?;
-        check_range("copy_buffer", dst, dst_offset, bytes)?;
+        src.check("copy_buffer", src_offset, bytes)?;
+        dst.check("copy_buffer", dst_offset, bytes)?;
         let mut pending = lock(&self.pending);
-        let encoder = pending.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("rowflow"),
-                })
-        });
+        let encoder = self.encoder(&mut pending);
         for (sp, s_at, s_len) in src.spans(src_offset, bytes) {
             let logical = sp.first + s_at - src_offset; // offset within the copied range
             for (dp, d_at, d_len) in dst.spans(dst_offset + logical, s_len) {
@@ -531,62 +448,5 @@ impl Device for WgpuDevice {
         self.wait()
     }
 
-    fn bag_forward(&self, args: &BagForward<'_, WgpuBuffer>) -> Result<(), DeviceError> {
-        launch::bag_forward(self, args)
-    }
-
-    fn bag_backward_sgd(&self, args: &BagBackward<'_, WgpuBuffer>) -> Result<(), DeviceError> {
-        launch::bag_backward(self, args, None)
-    }
-
-    fn bag_backward_adagrad(
-        &self,
-        args: &BagBackward<'_, WgpuBuffer>,
-        state: &WgpuBuffer,
-        eps: f32,
-    ) -> Result<(), DeviceError> {
-        launch::bag_backward(self, args, Some((state, eps)))
-    }
-
-    fn dequantize_rows(&self, args: &DequantizeRows<'_, WgpuBuffer>) -> Result<(), DeviceError> {
-        launch::dequantize_rows(self, args)
-    }
-
-    fn quantize_rows(&self, args: &QuantizeRows<'_, WgpuBuffer>) -> Result<(), DeviceError> {
-        launch::quantize_rows(self, args)
-    }
-
-    fn gemm(&self, args: &Gemm<'_, WgpuBuffer>) -> Result<(), DeviceError> {
-        launch::gemm(self, args)
-    }
-
-    fn bias_act_forward(&self, args: &BiasActForward<'_, WgpuBuffer>) -> Result<(), DeviceError> {
-        launch::bias_act_forward(self, args)
-    }
-
-    fn bias_act_backward(&self, args: &BiasActBackward<'_, WgpuBuffer>) -> Result<(), DeviceError> {
-        launch::bias_act_backward(self, args)
-    }
-
-    fn interaction_forward(
-        &self,
-        args: &InteractionForward<'_, WgpuBuffer>,
-    ) -> Result<(), DeviceError> {
-        launch::interaction_forward(self, args)
-    }
-
-    fn interaction_backward(
-        &self,
-        args: &InteractionBackward<'_, WgpuBuffer>,
-    ) -> Result<(), DeviceError> {
-        launch::interaction_backward(self, args)
-    }
-
-    fn bce_loss(&self, args: &BceLoss<'_, WgpuBuffer>) -> Result<(), DeviceError> {
-        launch::bce_loss(self, args)
-    }
-
-    fn dense_update(&self, args: &DenseUpdate<'_, WgpuBuffer>) -> Result<(), DeviceError> {
-        launch::dense_update(self, args)
-    }
+    super::forward_kernels!(embedding: embedding, dense: dense, quantize: quantize);
 }

@@ -1,8 +1,8 @@
-//! The WGSL kernels: sources embedded from `shaders/NAME.wgsl`, validated by naga (so a broken
-//! shader is reported with its file name and naga's diagnostic, never a panic), compiled into one
-//! compute pipeline each when the device is created.
+//! The WGSL kernels: sources embedded from `shaders/NAME.wgsl` ([`KernelId::wgsl`]), validated
+//! by naga (so a broken shader is reported with its file name and naga's diagnostic, never a
+//! panic), compiled into one compute pipeline each when the device is created.
 
-use crate::device::DeviceError;
+use crate::device::{DeviceError, KernelId};
 use std::collections::HashMap;
 
 /// Bytes per uniform slot: every kernel's parameters fit, and it is a multiple of every
@@ -18,110 +18,24 @@ pub enum Access {
     ReadWrite,
 }
 
-/// One WGSL kernel: its name is the shader's file name and the CPU function's name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    /// `shaders/bag_forward.wgsl`.
-    BagForward,
-    /// `shaders/bag_backward_sgd.wgsl`.
-    BagBackwardSgd,
-    /// `shaders/bag_backward_adagrad.wgsl`.
-    BagBackwardAdagrad,
-    /// `shaders/gemm.wgsl`.
-    Gemm,
-    /// `shaders/bias_act_forward.wgsl`.
-    BiasActForward,
-    /// `shaders/bias_act_backward.wgsl`.
-    BiasActBackward,
-    /// `shaders/interaction_forward.wgsl`.
-    InteractionForward,
-    /// `shaders/interaction_backward.wgsl`.
-    InteractionBackward,
-    /// `shaders/bce_loss.wgsl`.
-    BceLoss,
-    /// `shaders/dense_update.wgsl`.
-    DenseUpdate,
-    /// `shaders/dequantize_rows.wgsl`.
-    DequantizeRows,
-    /// `shaders/quantize_rows.wgsl`.
-    QuantizeRows,
-}
-
 use Access::{Read as R, ReadWrite as W};
 
-impl Kernel {
-    /// Every kernel.
-    pub const ALL: [Kernel; 12] = [
-        Kernel::BagForward,
-        Kernel::BagBackwardSgd,
-        Kernel::BagBackwardAdagrad,
-        Kernel::Gemm,
-        Kernel::BiasActForward,
-        Kernel::BiasActBackward,
-        Kernel::InteractionForward,
-        Kernel::InteractionBackward,
-        Kernel::BceLoss,
-        Kernel::DenseUpdate,
-        Kernel::DequantizeRows,
-        Kernel::QuantizeRows,
-    ];
-
-    /// The kernel's name (shader file stem).
-    pub fn name(self) -> &'static str {
-        match self {
-            Kernel::BagForward => "bag_forward",
-            Kernel::BagBackwardSgd => "bag_backward_sgd",
-            Kernel::BagBackwardAdagrad => "bag_backward_adagrad",
-            Kernel::Gemm => "gemm",
-            Kernel::BiasActForward => "bias_act_forward",
-            Kernel::BiasActBackward => "bias_act_backward",
-            Kernel::InteractionForward => "interaction_forward",
-            Kernel::InteractionBackward => "interaction_backward",
-            Kernel::BceLoss => "bce_loss",
-            Kernel::DenseUpdate => "dense_update",
-            Kernel::DequantizeRows => "dequantize_rows",
-            Kernel::QuantizeRows => "quantize_rows",
-        }
-    }
-
-    /// The WGSL source, embedded at build time.
-    pub fn source(self) -> &'static str {
-        match self {
-            Kernel::BagForward => include_str!("../../../shaders/bag_forward.wgsl"),
-            Kernel::BagBackwardSgd => include_str!("../../../shaders/bag_backward_sgd.wgsl"),
-            Kernel::BagBackwardAdagrad => {
-                include_str!("../../../shaders/bag_backward_adagrad.wgsl")
-            }
-            Kernel::Gemm => include_str!("../../../shaders/gemm.wgsl"),
-            Kernel::BiasActForward => include_str!("../../../shaders/bias_act_forward.wgsl"),
-            Kernel::BiasActBackward => include_str!("../../../shaders/bias_act_backward.wgsl"),
-            Kernel::InteractionForward => include_str!("../../../shaders/interaction_forward.wgsl"),
-            Kernel::InteractionBackward => {
-                include_str!("../../../shaders/interaction_backward.wgsl")
-            }
-            Kernel::BceLoss => include_str!("../../../shaders/bce_loss.wgsl"),
-            Kernel::DenseUpdate => include_str!("../../../shaders/dense_update.wgsl"),
-            Kernel::DequantizeRows => include_str!("../../../shaders/dequantize_rows.wgsl"),
-            Kernel::QuantizeRows => include_str!("../../../shaders/quantize_rows.wgsl"),
-        }
-    }
-
-    /// Storage bindings 1, 2, … in order (binding 0 is the parameter uniform).
-    pub fn storage(self) -> &'static [Access] {
-        match self {
-            Kernel::BagForward => &[R, R, R, W],
-            Kernel::BagBackwardSgd => &[W, R, R, R, R, R],
-            Kernel::BagBackwardAdagrad => &[W, R, R, R, R, R, W],
-            Kernel::Gemm => &[R, R, W],
-            Kernel::BiasActForward => &[W, R],
-            Kernel::BiasActBackward => &[R, W, W],
-            Kernel::InteractionForward => &[R, R, W],
-            Kernel::InteractionBackward => &[R, R, R, W, W],
-            Kernel::BceLoss => &[R, R, W, W],
-            Kernel::DenseUpdate => &[W, R, W],
-            Kernel::DequantizeRows => &[R, R, W, R, W],
-            Kernel::QuantizeRows => &[R, R, R, W, R, W],
-        }
+/// The storage bindings of `kernel`'s shader, 1, 2, … in order (binding 0 is the parameter
+/// uniform): what its bind-group layout declares.
+pub fn storage(kernel: KernelId) -> &'static [Access] {
+    match kernel {
+        KernelId::BagForward => &[R, R, R, W],
+        KernelId::BagBackwardSgd => &[W, R, R, R, R, R],
+        KernelId::BagBackwardAdagrad => &[W, R, R, R, R, R, W],
+        KernelId::Gemm => &[R, R, W],
+        KernelId::BiasActForward => &[W, R],
+        KernelId::BiasActBackward => &[R, W, W],
+        KernelId::InteractionForward => &[R, R, W],
+        KernelId::InteractionBackward => &[R, R, R, W, W],
+        KernelId::BceLoss => &[R, R, W, W],
+        KernelId::DenseUpdate => &[W, R, W],
+        KernelId::DequantizeRows => &[R, R, W, R, W],
+        KernelId::QuantizeRows => &[R, R, R, W, R, W],
     }
 }
 
@@ -153,21 +67,21 @@ pub struct Compiled {
 
 /// Every kernel, compiled for one device.
 pub struct Pipelines {
-    compiled: HashMap<Kernel, Compiled>,
+    compiled: HashMap<KernelId, Compiled>,
 }
 
 impl Pipelines {
     /// Validates and compiles every kernel for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self, DeviceError> {
         let mut compiled = HashMap::new();
-        for kernel in Kernel::ALL {
-            compiled.insert(kernel, compile(device, kernel, kernel.source())?);
+        for kernel in KernelId::ALL {
+            compiled.insert(kernel, compile(device, kernel, kernel.wgsl())?);
         }
         Ok(Pipelines { compiled })
     }
 
     /// The compiled `kernel`.
-    pub fn get(&self, kernel: Kernel) -> &Compiled {
+    pub fn get(&self, kernel: KernelId) -> &Compiled {
         // Every kernel was inserted by `new`.
         &self.compiled[&kernel]
     }
@@ -176,10 +90,10 @@ impl Pipelines {
 /// Compiles `source` as `kernel` (exposed so tests can feed a broken shader).
 pub fn compile(
     device: &wgpu::Device,
-    kernel: Kernel,
+    kernel: KernelId,
     source: &str,
 ) -> Result<Compiled, DeviceError> {
-    let file = format!("shaders/{}.wgsl", kernel.name());
+    let file = kernel.wgsl_file();
     validate_wgsl(&file, source)?;
     let mut entries = vec![wgpu::BindGroupLayoutEntry {
         binding: 0,
@@ -191,7 +105,7 @@ pub fn compile(
         },
         count: None,
     }];
-    for (i, access) in kernel.storage().iter().enumerate() {
+    for (i, access) in storage(kernel).iter().enumerate() {
         entries.push(wgpu::BindGroupLayoutEntry {
             binding: i as u32 + 1,
             visibility: wgpu::ShaderStages::COMPUTE,

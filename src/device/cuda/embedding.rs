@@ -1,0 +1,56 @@
+//! Host side of `kernels/bag_forward.cu` and `kernels/bag_backward_{sgd,adagrad}.cu`: one warp
+//! per bag (forward) or per unique row (backward), arguments in the order of each kernel's C
+//! signature.
+
+use super::launch::{Word::*, Work};
+use super::{CudaBuffer, CudaDevice};
+use crate::device::{BagBackward, BagForward, DeviceError, KernelId, Pooling};
+
+pub(super) fn bag_forward(
+    dev: &CudaDevice,
+    a: &BagForward<'_, CudaBuffer>,
+) -> Result<(), DeviceError> {
+    let bufs = [a.table, a.indices, a.offsets, a.out];
+    let mean = (a.pooling == Pooling::Mean) as u32;
+    let words = [a.dim, a.bags, a.out_stride, a.out_offset, mean, a.rows].map(U32);
+    let work = Work::Warps(a.bags as u64);
+    dev.launch(KernelId::BagForward, work, &bufs, &words)
+}
+
+/// `bag_backward_sgd` (`adagrad` is `None`) or `bag_backward_adagrad` (Adagrad's per-row state
+/// and `eps`).
+pub(super) fn bag_backward(
+    dev: &CudaDevice,
+    a: &BagBackward<'_, CudaBuffer>,
+    adagrad: Option<(&CudaBuffer, f32)>,
+) -> Result<(), DeviceError> {
+    if a.updates_nothing() {
+        return Ok(());
+    }
+    let m = &a.map;
+    let mut bufs = vec![
+        a.table,
+        m.unique_rows,
+        m.row_starts,
+        m.bag_ids,
+        a.offsets,
+        a.grad,
+    ];
+    // Adagrad's kernel takes the state right after the buffers SGD's takes.
+    bufs.extend(adagrad.map(|(state, _)| state));
+    let mean = (a.pooling == Pooling::Mean) as u32;
+    let eps = adagrad.map_or(0.0, |(_, eps)| eps);
+    let words = [
+        U32(a.dim),
+        U32(m.unique),
+        U32(a.grad_stride),
+        U32(a.grad_offset),
+        U32(mean),
+        F32(a.lr),
+        F32(eps),
+        U32(a.rows),
+        U32(a.bags),
+    ];
+    let kernel = KernelId::bag_backward(adagrad.is_some());
+    dev.launch(kernel, Work::Warps(m.unique as u64), &bufs, &words)
+}
