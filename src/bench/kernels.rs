@@ -46,26 +46,6 @@ impl Default for KernelBenchOptions {
     }
 }
 
-/// Runs `f` twice to warm up, then `reps` times; returns the median seconds.
-pub(super) fn time<D: Device>(
-    dev: &D,
-    reps: usize,
-    mut f: impl FnMut(usize) -> Result<(), DeviceError>,
-) -> Result<f64, DeviceError> {
-    for i in 0..2 {
-        f(i)?;
-    }
-    dev.synchronize()?;
-    let mut times = Vec::with_capacity(reps);
-    for i in 0..reps {
-        let t = Instant::now();
-        f(i)?;
-        dev.synchronize()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    Ok(median(&mut times))
-}
-
 /// Validates the options, with messages naming the flag.
 fn check(args: &KernelBenchOptions) -> Result<(), anyhow::Error> {
     args.workload.check()?;
@@ -280,7 +260,7 @@ pub fn run_kernel_bench<D: Device>(
     );
     drop(ada);
 
-    dense_rows(dev, args, &pooled, &mut push)?;
+    dense_rows(dev, &args.workload, args.reps, &pooled, &mut push)?;
 
     print_rows(&rows, args.json);
     Ok(rows)

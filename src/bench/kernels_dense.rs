@@ -1,7 +1,7 @@
 //! The dense and row-moving rows of `rowflow bench kernels`: GEMM, bias + activation,
 //! interaction, loss and optimizer at DLRM sizes, and (de)quantization of cache rows.
 
-use super::kernels::{KernelBenchOptions, time};
+use super::{Workload, time};
 use crate::device::kernels::interaction_width;
 use crate::device::{
     Activation, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, DequantizeRows, Device,
@@ -9,15 +9,16 @@ use crate::device::{
 };
 use crate::precision::{Precision, Rounding};
 
-/// Times the dense kernels and the row moves; `pooled` is the embedding rows' pooled output
+/// Times the dense kernels and the row moves (`reps` timed runs each) at the sizes of `w`;
+/// `pooled` is the embedding rows' pooled output
 /// (`[B, T, D]`) the interaction reads. Each row goes to `push(kernel, seconds, bytes)`.
 pub(super) fn dense_rows<D: Device>(
     dev: &D,
-    args: &KernelBenchOptions,
+    w: &Workload,
+    reps: usize,
     pooled: &D::Buffer,
     push: &mut impl FnMut(&str, f64, f64),
 ) -> Result<(), DeviceError> {
-    let w = &args.workload;
     let (t, d, b) = (w.tables, w.dim, w.batch_size);
     // Dense kernels at DLRM sizes: a 512 → 256 layer over the batch, the interaction of
     // T + 1 vectors of D, the loss over the batch, an Adagrad step over 1M parameters.
@@ -25,7 +26,7 @@ pub(super) fn dense_rows<D: Device>(
     let x = dev.buffer_from_f32(&vec![0.5f32; b * k])?;
     let w = dev.buffer_from_f32(&vec![0.01f32; nn * k])?;
     let y = dev.alloc_elems(b * nn)?;
-    let secs = time(dev, args.reps, |_| {
+    let secs = time(dev, reps, |_| {
         dev.gemm(&Gemm {
             a: &x,
             b: &w,
@@ -41,7 +42,7 @@ pub(super) fn dense_rows<D: Device>(
     })?;
     push("gemm", secs, 4.0 * (b * k + nn * k + b * nn) as f64);
     let bias = dev.buffer_from_f32(&vec![0.1f32; nn])?;
-    let secs = time(dev, args.reps, |_| {
+    let secs = time(dev, reps, |_| {
         dev.bias_act_forward(&BiasActForward {
             x: &y,
             bias: &bias,
@@ -53,7 +54,7 @@ pub(super) fn dense_rows<D: Device>(
     push("bias_act_forward", secs, 4.0 * (2 * b * nn + nn) as f64);
     let dy = dev.buffer_from_f32(&vec![0.1f32; b * nn])?;
     let db = dev.alloc_elems(nn)?;
-    let secs = time(dev, args.reps, |_| {
+    let secs = time(dev, reps, |_| {
         dev.bias_act_backward(&BiasActBackward {
             y: &y,
             dy: &dy,
@@ -69,7 +70,7 @@ pub(super) fn dense_rows<D: Device>(
     let dense = dev.buffer_from_f32(&vec![0.1f32; b * d])?;
     let inter = dev.alloc_elems(b * width)?;
     let (tu, du, bu) = (t as u32, d as u32, b as u32);
-    let secs = time(dev, args.reps, |_| {
+    let secs = time(dev, reps, |_| {
         dev.interaction_forward(&InteractionForward {
             dense: &dense,
             emb: pooled,
@@ -87,7 +88,7 @@ pub(super) fn dense_rows<D: Device>(
     let dinter = dev.buffer_from_f32(&vec![0.01f32; b * width])?;
     let ddense = dev.alloc_elems(b * d)?;
     let demb = dev.alloc_elems(b * t * d)?;
-    let secs = time(dev, args.reps, |_| {
+    let secs = time(dev, reps, |_| {
         dev.interaction_backward(&InteractionBackward {
             dense: &dense,
             emb: pooled,
@@ -108,7 +109,7 @@ pub(super) fn dense_rows<D: Device>(
     let logits = dev.buffer_from_f32(&(0..b).map(|i| (i % 7) as f32 - 3.0).collect::<Vec<_>>())?;
     let labels = dev.buffer_from_f32(&(0..b).map(|i| (i % 2) as f32).collect::<Vec<_>>())?;
     let (loss, dlogits) = (dev.alloc_elems(b)?, dev.alloc_elems(b)?);
-    let secs = time(dev, args.reps, |_| {
+    let secs = time(dev, reps, |_| {
         dev.bce_loss(&BceLoss {
             logits: &logits,
             labels: &labels,
@@ -126,7 +127,7 @@ pub(super) fn dense_rows<D: Device>(
         dev.buffer_from_f32(&vec![1e-3f32; np])?,
         dev.alloc_elems(np)?,
     );
-    let secs = time(dev, args.reps, |_| {
+    let secs = time(dev, reps, |_| {
         dev.dense_update(&DenseUpdate {
             param: &param,
             grad: &pgrad,
@@ -152,7 +153,7 @@ pub(super) fn dense_rows<D: Device>(
     let slots = dev.buffer_from_u32(&(0..n as u32).rev().collect::<Vec<_>>())?;
     let ids = dev.buffer_from_u32(&(0..n as u32).collect::<Vec<_>>())?;
     let packed = dev.alloc_elems(n * words)?;
-    let secs = time(dev, args.reps, |i| {
+    let secs = time(dev, reps, |i| {
         dev.quantize_rows(&QuantizeRows {
             cache: &cache,
             cache_rows: n as u32,
@@ -173,7 +174,7 @@ pub(super) fn dense_rows<D: Device>(
         secs,
         4.0 * (n * d + n * words + 2 * n) as f64,
     );
-    let secs = time(dev, args.reps, |_| {
+    let secs = time(dev, reps, |_| {
         dev.dequantize_rows(&DequantizeRows {
             packed: &packed,
             slots: &slots,

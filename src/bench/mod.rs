@@ -8,8 +8,9 @@ pub mod pipeline;
 
 use crate::data::DataError;
 use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
-use crate::device::BackendKind;
+use crate::device::{BackendKind, Device, DeviceError};
 use serde::Serialize;
+use std::time::Instant;
 
 /// The synthetic workload a benchmark runs: `tables` tables (T) of `rows` rows (E) with
 /// `dim`-wide rows (D), batches of `batch_size` samples (B) whose bags read `pooling` rows (L)
@@ -123,6 +124,26 @@ pub fn median(v: &mut [f64]) -> f64 {
     } else {
         (v[m - 1] + v[m]) / 2.0
     }
+}
+
+/// Runs `f` twice to warm up, then `reps` times; returns the median seconds.
+pub(crate) fn time<D: Device>(
+    dev: &D,
+    reps: usize,
+    mut f: impl FnMut(usize) -> Result<(), DeviceError>,
+) -> Result<f64, DeviceError> {
+    for i in 0..2 {
+        f(i)?;
+    }
+    dev.synchronize()?;
+    let mut times = Vec::with_capacity(reps);
+    for i in 0..reps {
+        let t = Instant::now();
+        f(i)?;
+        dev.synchronize()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(&mut times))
 }
 
 /// Prints rows as an aligned table, or as JSON lines.
