@@ -122,3 +122,42 @@ fn memory_that_grows_says_more_not_less() {
     let line = out.lines().find(|l| l.starts_with("embeddings:")).unwrap();
     assert!(line.contains("x less than"), "{line}");
 }
+
+#[test]
+fn flags_override_the_config_file_and_clear_what_they_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        "batch_size = 64\neval_every = 0\nsteps = 7\nlr = 0.2\ntable_rows = 1000\npolicy = \"lru\"\n\
+         cache_rows = 500\n[synthetic]\ntrain_samples = 640\ntest_samples = 200\n",
+    )
+    .unwrap();
+    let summary = dir.path().join("s.json");
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--epochs",
+        "2",
+        "--cache-fraction",
+        "0.25",
+        "--seed",
+        "9",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    // --epochs replaced the file's `steps`: 2 epochs of 640 / 64 batches.
+    assert_eq!(s["steps"], 20, "{s}");
+    // --cache-fraction replaced the file's `cache_rows`.
+    assert_eq!(s["cache_fraction"], 0.25, "{s}");
+    // Flags win, the file's other keys stay.
+    assert_eq!((s["seed"].as_u64(), s["lr"].as_f64()), (Some(9), Some(0.2)));
+    assert_eq!(s["policy"], "lru");
+}

@@ -15,7 +15,8 @@ use rayon::prelude::*;
 use std::time::Instant;
 
 /// Options of `rowflow bench kernels`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KernelBenchOptions {
     /// One JSON line per kernel instead of a table.
     pub json: bool,

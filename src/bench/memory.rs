@@ -14,7 +14,8 @@ use crate::train::{TrainSummary, open_dataset, train};
 use serde::Serialize;
 
 /// Options of `rowflow bench memory`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MemoryBenchOptions {
     /// `synthetic` or the path of a Criteo TSV file.
     pub data: String,

@@ -16,7 +16,8 @@ use std::time::Instant;
 /// `dim`-wide rows (D), batches of `batch_size` samples (B) whose bags read `pooling` rows (L)
 /// drawn Zipf(`alpha`), from `seed`. The hot set does not drift, so every configuration of a
 /// benchmark meets the same skew.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Workload {
     /// Embedding tables (T).
     pub tables: usize,

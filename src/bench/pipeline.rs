@@ -21,7 +21,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Options of `rowflow bench pipeline`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PipelineBenchOptions {
     /// One JSON line per configuration instead of a table.
     pub json: bool,

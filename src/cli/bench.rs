@@ -1,16 +1,16 @@
 //! `rowflow bench kernels | memory | pipeline`: flags for the library's benchmarks. Defaults
 //! come from the library's option structs, so `--help` and a library caller agree.
 
-use super::{choice, on_device, select};
+use super::{choice, on_device, overlay, select};
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use rowflow::bench::Workload;
 use rowflow::bench::kernels::{KernelBenchOptions, run_kernel_bench};
 use rowflow::bench::memory::{MemoryBenchOptions, run_memory_bench};
 use rowflow::bench::pipeline::{PipelineBenchOptions, run_pipeline_bench};
 use rowflow::device::{BackendChoice, Optimizer};
 use rowflow::embedding::Policy;
 use rowflow::precision::{Precision, Rounding};
+use serde::Serialize;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -26,16 +26,16 @@ pub enum BenchCommand {
 pub fn run(which: BenchCommand) -> Result<()> {
     match which {
         BenchCommand::Kernels(a) => {
-            let (backend, options) = (select(a.backend)?, a.into_options());
-            on_device!(backend, |dev| run_kernel_bench(dev, &options)?);
+            let options = overlay(&KernelBenchOptions::default(), &a)?;
+            on_device!(select(a.backend)?, |dev| run_kernel_bench(dev, &options)?);
         }
         BenchCommand::Memory(a) => {
-            let (backend, options) = (select(a.backend)?, a.into_options());
-            on_device!(backend, |dev| run_memory_bench(dev, &options)?);
+            let options = overlay(&MemoryBenchOptions::default(), &a)?;
+            on_device!(select(a.backend)?, |dev| run_memory_bench(dev, &options)?);
         }
         BenchCommand::Pipeline(a) => {
-            let (backend, options) = (select(a.backend)?, a.into_options());
-            on_device!(backend, |dev| run_pipeline_bench(dev, &options)?);
+            let options = overlay(&PipelineBenchOptions::default(), &a)?;
+            on_device!(select(a.backend)?, |dev| run_pipeline_bench(dev, &options)?);
         }
     }
     Ok(())
@@ -43,7 +43,8 @@ pub fn run(which: BenchCommand) -> Result<()> {
 
 /// The workload flags of `bench kernels` and `bench pipeline`; each defaults to its bench's own
 /// workload (`--rows` is 1,000,000 for kernels, 5,000,000 for pipeline).
-#[derive(Args)]
+#[serde_with::skip_serializing_none]
+#[derive(Args, Serialize)]
 pub struct WorkloadArgs {
     /// Embedding tables (T) [default: 8].
     #[arg(long)]
@@ -68,30 +69,16 @@ pub struct WorkloadArgs {
     seed: Option<u64>,
 }
 
-impl WorkloadArgs {
-    /// `w` with the flags given laid over it.
-    fn over(self, w: Workload) -> Workload {
-        Workload {
-            tables: self.tables.unwrap_or(w.tables),
-            rows: self.rows.unwrap_or(w.rows),
-            dim: self.dim.unwrap_or(w.dim),
-            batch_size: self.batch_size.unwrap_or(w.batch_size),
-            pooling: self.pooling.unwrap_or(w.pooling),
-            alpha: self.alpha.unwrap_or(w.alpha),
-            seed: self.seed.unwrap_or(w.seed),
-        }
-    }
-}
-
 fn kernels() -> KernelBenchOptions {
     KernelBenchOptions::default()
 }
 
 /// `rowflow bench kernels`.
-#[derive(Args)]
+#[derive(Args, Serialize)]
 pub struct KernelBenchArgs {
     /// Backend to measure.
     #[arg(long, value_parser = choice::<BackendChoice>(), default_value_t = BackendChoice::Auto)]
+    #[serde(skip)]
     backend: BackendChoice,
     /// One JSON line per kernel instead of a table.
     #[arg(long)]
@@ -106,26 +93,16 @@ pub struct KernelBenchArgs {
     copy_mib: usize,
 }
 
-impl KernelBenchArgs {
-    fn into_options(self) -> KernelBenchOptions {
-        KernelBenchOptions {
-            json: self.json,
-            workload: self.workload.over(kernels().workload),
-            reps: self.reps,
-            copy_mib: self.copy_mib,
-        }
-    }
-}
-
 fn memory() -> MemoryBenchOptions {
     MemoryBenchOptions::default()
 }
 
 /// `rowflow bench memory`.
-#[derive(Args)]
+#[derive(Args, Serialize)]
 pub struct MemoryBenchArgs {
     /// Backend to train on.
     #[arg(long, value_parser = choice::<BackendChoice>(), default_value_t = BackendChoice::Auto)]
+    #[serde(skip)]
     backend: BackendChoice,
     /// `synthetic` or the path of a Criteo TSV file.
     #[arg(long, default_value_t = memory().data)]
@@ -176,37 +153,16 @@ pub struct MemoryBenchArgs {
     test_samples: Option<u64>,
 }
 
-impl MemoryBenchArgs {
-    fn into_options(self) -> MemoryBenchOptions {
-        MemoryBenchOptions {
-            data: self.data,
-            json: self.json,
-            dims: self.dims,
-            precisions: self.precisions,
-            fractions: self.fractions,
-            roundings: self.roundings,
-            extras: self.extras,
-            optimizer: self.optimizer,
-            embedding_lr: self.embedding_lr,
-            batch_size: self.batch_size,
-            epochs: self.epochs,
-            seed: self.seed,
-            table_rows: self.table_rows,
-            train_samples: self.train_samples,
-            test_samples: self.test_samples,
-        }
-    }
-}
-
 fn pipeline() -> PipelineBenchOptions {
     PipelineBenchOptions::default()
 }
 
 /// `rowflow bench pipeline`.
-#[derive(Args)]
+#[derive(Args, Serialize)]
 pub struct PipelineBenchArgs {
     /// Backend to train on.
     #[arg(long, value_parser = choice::<BackendChoice>(), default_value_t = BackendChoice::Auto)]
+    #[serde(skip)]
     backend: BackendChoice,
     /// One JSON line per configuration instead of a table.
     #[arg(long)]
@@ -235,20 +191,4 @@ pub struct PipelineBenchArgs {
     /// Steps left out of the means (the cache fills).
     #[arg(long, default_value_t = pipeline().warmup)]
     warmup: u64,
-}
-
-impl PipelineBenchArgs {
-    fn into_options(self) -> PipelineBenchOptions {
-        PipelineBenchOptions {
-            json: self.json,
-            workload: self.workload.over(pipeline().workload),
-            precision: self.precision,
-            fractions: self.fractions,
-            windows: self.windows,
-            policies: self.policies,
-            link_gbps: self.link_gbps,
-            steps: self.steps,
-            warmup: self.warmup,
-        }
-    }
 }

@@ -9,6 +9,9 @@ mod train;
 use anyhow::Result;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::process::ExitCode;
 use std::str::FromStr;
 
@@ -53,6 +56,25 @@ where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
     PossibleValuesParser::new(T::VARIANTS).try_map(|s| s.parse::<T>())
+}
+
+/// `base` with the flags the user gave laid over it: `flags` serializes (flags not given left
+/// out) under the names of `base`'s fields, nested structs merged field by field. A flag whose
+/// name is not a field is an error (`T` refuses unknown fields), which the CLI tests would meet.
+pub fn overlay<T: Serialize + DeserializeOwned>(base: &T, flags: &impl Serialize) -> Result<T> {
+    fn merge(into: &mut Value, from: Value) {
+        match (into, from) {
+            (Value::Object(into), Value::Object(from)) => {
+                for (key, value) in from {
+                    merge(into.entry(key).or_insert(Value::Null), value);
+                }
+            }
+            (slot, value) => *slot = value,
+        }
+    }
+    let mut merged = serde_json::to_value(base)?;
+    merge(&mut merged, serde_json::to_value(flags)?);
+    Ok(serde_json::from_value(merged)?)
 }
 
 /// Runs `$body` with `$dev` bound to a device of backend `$kind` (a `BackendKind`).

@@ -1,12 +1,13 @@
 //! `rowflow shard plan`: flags for the sharding planners and the traffic simulator. Defaults come
 //! from the library's [`ShardPlanOptions`].
 
-use super::choice;
+use super::{choice, overlay};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use rowflow::data::sequence::LengthDistribution;
 use rowflow::shard::compare::{ShardPlanOptions, run_shard_plan};
 use rowflow::shard::{Objective, PlannerKind};
+use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -18,7 +19,7 @@ pub enum ShardCommand {
 /// Runs the shard subcommand.
 pub fn run(which: ShardCommand) -> Result<()> {
     match which {
-        ShardCommand::Plan(a) => run_shard_plan(&a.into_options())?,
+        ShardCommand::Plan(a) => run_shard_plan(&overlay(&ShardPlanOptions::default(), &a)?)?,
     };
     Ok(())
 }
@@ -29,7 +30,7 @@ fn d() -> ShardPlanOptions {
 
 /// `rowflow shard plan`. The defaults are the skewed sequence workload: 4 tables × 1,000,000
 /// rows, D=64, Zipf α=1.05, mean length 100, 512 samples per device per step.
-#[derive(Args)]
+#[derive(Args, Serialize)]
 pub struct ShardPlanArgs {
     /// Hosts in the cluster.
     #[arg(long, default_value_t = d().hosts)]
@@ -118,39 +119,4 @@ pub struct ShardPlanArgs {
     /// Heavy-hitter candidates kept per sketched table.
     #[arg(long, default_value_t = d().heavy_rows)]
     heavy_rows: usize,
-}
-
-impl ShardPlanArgs {
-    fn into_options(self) -> ShardPlanOptions {
-        ShardPlanOptions {
-            hosts: self.hosts,
-            devices_per_host: self.devices_per_host,
-            json: self.json,
-            memory_budget_factor: self.memory_budget_factor,
-            dedup: self.dedup,
-            save: self.save,
-            save_planner: self.save_planner,
-            objective: self.objective,
-            planners: self.planners,
-            tables: self.tables,
-            rows: self.rows,
-            dim: self.dim,
-            alpha: self.alpha,
-            uniform: self.uniform,
-            mean_length: self.mean_length,
-            lengths: self.lengths,
-            samples_per_device: self.samples_per_device,
-            steps: self.steps,
-            profile_steps: self.profile_steps,
-            seed: self.seed,
-            intra_host_gbps: self.intra_host_gbps,
-            intra_host_latency_us: self.intra_host_latency_us,
-            inter_host_gbps: self.inter_host_gbps,
-            inter_host_latency_us: self.inter_host_latency_us,
-            device_memory_gib: self.device_memory_gib,
-            exact_rows_limit: self.exact_rows_limit,
-            sketch_width: self.sketch_width,
-            heavy_rows: self.heavy_rows,
-        }
-    }
 }

@@ -1,6 +1,6 @@
 //! `rowflow train`: flags over a config file, the run, and its summary.
 
-use super::{choice, on_device};
+use super::{choice, on_device, overlay};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -10,13 +10,17 @@ use rowflow::embedding::Policy;
 use rowflow::precision::{Precision, Rounding};
 use rowflow::telemetry::{Snapshot, TelemetryWriter};
 use rowflow::train::{TrainSummary, open_dataset, planned_steps, train};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// `rowflow train`: a config file plus flags that override its keys.
-#[derive(Args)]
+/// `rowflow train`: a config file plus flags that override its keys (each flag is named after
+/// its key; the flags not given are left out of the overlay).
+#[serde_with::skip_serializing_none]
+#[derive(Args, Serialize)]
 pub struct TrainArgs {
     /// TOML config file (see assets/default.toml); flags override its values.
     #[arg(long, value_name = "FILE.toml")]
+    #[serde(skip)]
     config: Option<PathBuf>,
     /// Backend to train on.
     #[arg(long, value_parser = choice::<BackendChoice>())]
@@ -56,6 +60,7 @@ pub struct TrainArgs {
     summary_json: Option<PathBuf>,
     /// Skip and count malformed data lines instead of failing.
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     skip_bad_lines: bool,
     /// Criteo fields holding comma-separated lists of values (multi-hot), e.g. `C3,C12`.
     #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
@@ -84,79 +89,26 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// The config file (or the defaults) with the flags given laid over its keys, validated.
     fn into_config(self) -> Result<RunConfig> {
-        let mut c = match &self.config {
+        let mut base = match &self.config {
             Some(path) => RunConfig::from_file(path)?,
             None => RunConfig::default(),
         };
-        if let Some(v) = self.backend {
-            c.backend = v;
+        // An explicit --epochs replaces a config file's `steps`; a cache size in rows replaces
+        // one in fractions, and the other way round.
+        if self.epochs.is_some() {
+            base.steps = None;
         }
-        if let Some(v) = self.data {
-            c.data = v;
+        if self.cache_fraction.is_some() {
+            base.cache_rows = None;
         }
-        if let Some(v) = self.epochs {
-            c.epochs = v;
-            c.steps = None; // an explicit --epochs replaces a config file's `steps`
+        if self.cache_rows.is_some() {
+            base.cache_fraction = None;
         }
-        if let Some(v) = self.steps {
-            c.steps = Some(v);
-        }
-        if let Some(v) = self.batch_size {
-            c.batch_size = v;
-        }
-        if let Some(v) = self.lr {
-            c.lr = v;
-        }
-        if let Some(v) = self.seed {
-            c.seed = v;
-        }
-        if let Some(v) = self.eval_every {
-            c.eval_every = v;
-        }
-        if let Some(v) = self.table_rows {
-            c.table_rows = v;
-        }
-        if let Some(v) = self.test_fraction {
-            c.test_fraction = v;
-        }
-        if let Some(v) = self.telemetry {
-            c.telemetry = Some(v);
-        }
-        if let Some(v) = self.summary_json {
-            c.summary_json = Some(v);
-        }
-        if self.skip_bad_lines {
-            c.skip_bad_lines = true;
-        }
-        if let Some(v) = self.multi_hot {
-            c.multi_hot = v;
-        }
-        if let Some(v) = self.policy {
-            c.policy = v;
-        }
-        if let Some(v) = self.precision {
-            c.precision = v;
-        }
-        if let Some(v) = self.rounding {
-            c.rounding = v;
-        }
-        if let Some(v) = self.cache_fraction {
-            c.cache_fraction = Some(v);
-            c.cache_rows = None;
-        }
-        if let Some(v) = self.cache_rows {
-            c.cache_rows = Some(v);
-            c.cache_fraction = None;
-        }
-        if let Some(v) = self.lookahead {
-            c.lookahead = v;
-        }
-        if let Some(v) = self.link_gbps {
-            c.link_gbps = Some(v);
-        }
-        c.validate()?;
-        Ok(c)
+        let cfg: RunConfig = overlay(&base, &self)?;
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 

@@ -18,7 +18,8 @@ const PROFILE_STREAM: u64 = 1 << 48;
 
 /// Options of `rowflow shard plan`. The defaults are the skewed sequence workload: 4 tables ×
 /// 1,000,000 rows, D=64, Zipf α=1.05, mean length 100, 512 samples per device per step.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShardPlanOptions {
     /// Hosts in the cluster.
     pub hosts: usize,
