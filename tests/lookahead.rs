@@ -15,7 +15,7 @@ use rowflow::device::{Device, DeviceExt};
 use rowflow::embedding::{EmbeddingError, Policy};
 use rowflow::pipeline::PipelineError;
 use rowflow::precision::{Precision, Rounding};
-use rowflow::train::{Faults, TrainError, TrainSummary, train_with_faults};
+use rowflow::train::{Faults, TrainError, TrainSummary, train_model};
 
 /// Given batches, replayed to the run, kept at hand to work out cache sizes from.
 struct Scripted {
@@ -109,7 +109,7 @@ fn run<D: Device>(
     cfg: &RunConfig,
     faults: &Faults,
 ) -> (TrainSummary, Vec<f32>) {
-    let (summary, model) = train_with_faults(dev, cfg, &data.data, faults, &mut |_| {}).unwrap();
+    let (summary, model) = train_model(dev, cfg, &data.data, faults, &mut |_| {}).unwrap();
     let mut w = Vec::new();
     for t in 0..data.tables {
         w.extend(model.embeddings().read_table(dev, t).unwrap());
@@ -303,7 +303,7 @@ fn an_undersized_cache_is_a_named_error<D: Device>(dev: &D) {
         4,
         Optimizer::Sgd,
     );
-    let e = train_with_faults(dev, &cfg, &data.data, &Faults::default(), &mut |_| {})
+    let e = train_model(dev, &cfg, &data.data, &Faults::default(), &mut |_| {})
         .err()
         .expect("too small");
     let text = e.to_string();

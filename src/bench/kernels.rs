@@ -6,7 +6,7 @@
 //! so `gbps = bytes / seconds / 1e9` compares kernels with the copy.
 
 use super::kernels_dense::dense_rows;
-use super::{BenchRow, Workload, median, print_rows};
+use super::{BenchRow, Workload, median, print_rows, time_with};
 use crate::data::RowMap;
 use crate::data::{Batch, Dataset};
 use crate::device::{Device, DeviceError, DeviceExt, Optimizer, OptimizerRule, Pooling};
@@ -197,44 +197,37 @@ pub fn run_kernel_bench<D: Device>(
     drop((packed, upload_dst));
     push("bag_forward", median(&mut fwd_times), fwd_bytes);
 
-    let mut bwd_times = Vec::new();
-    for i in 0..args.reps + 2 {
-        stage(&mut sgd, i, &mut staged)?;
-        let t0 = Instant::now();
-        sgd.backward(dev, &grad, 0.01)?;
-        dev.synchronize()?;
-        if i >= 2 {
-            bwd_times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    push("bag_backward_sgd", median(&mut bwd_times), bwd_bytes);
+    let sgd = std::cell::RefCell::new(sgd);
+    let secs = time_with(
+        dev,
+        args.reps,
+        |i| stage(&mut sgd.borrow_mut(), i, &mut staged),
+        |_| sgd.borrow().backward(dev, &grad, 0.01),
+    )?;
+    push("bag_backward_sgd", secs, bwd_bytes);
+    let mut sgd = sgd.into_inner();
 
     // The embedding part of a training step as training runs it: build the unique-row maps,
     // upload the batch, forward, fused backward + SGD.
     let mut maps: Vec<RowMap> = vec![RowMap::new(); t];
-    let mut step_times = Vec::new();
-    for i in 0..args.reps + 2 {
+    let step = |i: usize| -> Result<(), EmbeddingError> {
         let (batch, _) = pick(i);
-        let t0 = Instant::now();
         maps.par_iter_mut()
             .zip(&batch.sparse)
             .for_each(|(m, bags)| m.build(bags));
         sgd.prepare_batch(dev, &batch.sparse, &maps, Residency::OnDemand)?;
         sgd.forward(dev, &pooled)?;
-        sgd.backward(dev, &grad, 0.01)?;
-        dev.synchronize()?;
-        if i >= 2 {
-            step_times.push(t0.elapsed().as_secs_f64());
-        }
-    }
+        sgd.backward(dev, &grad, 0.01)
+    };
+    let secs = time_with(dev, args.reps, |_| Ok(()), step)?;
     push(
         "embedding_step_sgd",
-        median(&mut step_times),
+        secs,
         fwd_bytes + bwd_bytes + index_bytes,
     );
     drop(sgd);
 
-    let mut ada = EmbeddingTables::new(
+    let ada = EmbeddingTables::new(
         dev,
         &vec![e; t],
         settings(Optimizer::Adagrad),
@@ -243,22 +236,15 @@ pub fn run_kernel_bench<D: Device>(
         w.seed,
     )?;
     let mut staged = usize::MAX;
-    let mut ada_times = Vec::new();
-    for i in 0..args.reps + 2 {
-        stage(&mut ada, i, &mut staged)?;
-        let t0 = Instant::now();
-        ada.backward(dev, &grad, 0.01)?;
-        dev.synchronize()?;
-        if i >= 2 {
-            ada_times.push(t0.elapsed().as_secs_f64());
-        }
-    }
+    let ada = std::cell::RefCell::new(ada);
+    let secs = time_with(
+        dev,
+        args.reps,
+        |i| stage(&mut ada.borrow_mut(), i, &mut staged),
+        |_| ada.borrow().backward(dev, &grad, 0.01),
+    )?;
     // Adagrad also reads and writes one f32 of state per unique row.
-    push(
-        "bag_backward_adagrad",
-        median(&mut ada_times),
-        bwd_bytes + 8.0 * unique,
-    );
+    push("bag_backward_adagrad", secs, bwd_bytes + 8.0 * unique);
     drop(ada);
 
     dense_rows(dev, &args.workload, args.reps, &pooled, &mut push)?;

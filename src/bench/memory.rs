@@ -13,12 +13,11 @@ use crate::precision::{Precision, Rounding};
 use crate::train::{TrainSummary, open_dataset, train};
 use serde::Serialize;
 
-/// Options of `rowflow bench memory`.
+/// Options of `rowflow bench memory`: the axes it sweeps, and the run every configuration
+/// trains.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryBenchOptions {
-    /// `synthetic` or the path of a Criteo TSV file.
-    pub data: String,
     /// One JSON line per configuration instead of a table.
     pub json: bool,
     /// Embedding dimensions to compare at.
@@ -31,42 +30,31 @@ pub struct MemoryBenchOptions {
     pub roundings: Vec<Rounding>,
     /// Also run FP16 and a 10% cache (stochastic rounding) at each dimension.
     pub extras: bool,
-    /// Optimizer of the embeddings.
-    pub optimizer: Optimizer,
-    /// Learning rate of the embeddings.
-    pub embedding_lr: f32,
-    /// Samples per step.
-    pub batch_size: usize,
-    /// Passes over the training data.
-    pub epochs: u64,
-    /// Seed of the data and of the initial weights.
-    pub seed: u64,
-    /// Rows per table (default: the run's default, 100,000).
-    pub table_rows: Option<u32>,
-    /// Synthetic training samples (default 1,000,000).
-    pub train_samples: Option<u64>,
-    /// Synthetic test samples (default 100,000).
-    pub test_samples: Option<u64>,
+    /// The run every configuration trains (data, sizes, seed, the embeddings' optimizer and
+    /// learning rate); each configuration sets the dimension, policy, store and cache.
+    pub run: RunConfig,
 }
 
 impl Default for MemoryBenchOptions {
     fn default() -> Self {
+        let mut run = RunConfig {
+            batch_size: 256,
+            epochs: 1,
+            seed: 1,
+            eval_every: 0,
+            hotness_every: 0,
+            ..Default::default()
+        };
+        run.model.embedding_optimizer = Optimizer::Sgd;
+        run.model.embedding_lr = Some(2.0);
         MemoryBenchOptions {
-            data: "synthetic".into(),
             json: false,
             dims: vec![128, 256],
             precisions: vec![Precision::Int8, Precision::Int4],
             fractions: vec![0.01, 0.05],
             roundings: vec![Rounding::Nearest, Rounding::Stochastic],
             extras: true,
-            optimizer: Optimizer::Sgd,
-            embedding_lr: 2.0,
-            batch_size: 256,
-            epochs: 1,
-            seed: 1,
-            table_rows: None,
-            train_samples: None,
-            test_samples: None,
+            run,
         }
     }
 }
@@ -84,61 +72,30 @@ impl MemoryBenchOptions {
         rounding: Option<Rounding>,
     ) -> RunConfig {
         let mut cfg = RunConfig {
-            data: self.data.clone(),
-            batch_size: self.batch_size,
-            epochs: self.epochs,
-            seed: self.seed,
-            eval_every: 0,
-            hotness_every: 0,
             policy,
             precision,
             rounding: rounding.unwrap_or_default(),
             cache_fraction: fraction.map(Fractions::One),
-            ..Default::default()
+            cache_rows: None,
+            ..self.run.clone()
         };
-        if let Some(r) = self.table_rows {
-            cfg.table_rows = crate::config::TableRows::One(r);
-        }
-        if let Some(n) = self.train_samples {
-            cfg.synthetic.train_samples = n;
-        }
-        if let Some(n) = self.test_samples {
-            cfg.synthetic.test_samples = n;
-        }
         cfg.model.dim = dim;
-        cfg.model.embedding_optimizer = self.optimizer;
-        cfg.model.embedding_lr = Some(self.embedding_lr);
         cfg
     }
 }
 
-/// One configuration's outcome.
+/// One configuration's outcome: its dimension, its AUC against the FP32 baseline's, and the
+/// run's summary (store precision, cache, rounding, memory reduction, AUC, hit rate, bytes per
+/// sample, …).
 #[derive(Clone, Debug, Serialize)]
 pub struct MemoryRow {
-    /// `synthetic` or the data file.
-    pub data: String,
     /// Embedding dimension.
     pub dim: usize,
-    /// Store precision (`fp32` for the baseline).
-    pub precision: Precision,
-    /// Cache size as a fraction of each table (`null` for the all-on-device baseline).
-    pub cache_fraction: Option<f64>,
-    /// Rounding (`null` for the baseline).
-    pub rounding: Option<Rounding>,
-    /// FP32 bytes over the bytes allocated.
-    pub memory_reduction: f64,
-    /// Test AUC.
-    pub test_auc: Option<f64>,
     /// Test AUC minus the FP32 baseline's at the same dimension.
     pub delta_auc: Option<f64>,
-    /// Test log loss.
-    pub test_logloss: Option<f64>,
-    /// Unique rows found in the cache, over training.
-    pub hit_rate: f64,
-    /// Embedding bytes moved per training sample, both ways.
-    pub bytes_per_sample: f64,
-    /// Seconds of training.
-    pub train_seconds: f64,
+    /// The run.
+    #[serde(flatten)]
+    pub summary: TrainSummary,
 }
 
 /// One configuration: dimension, policy, store precision, cache fraction, rounding.
@@ -198,11 +155,6 @@ pub fn run_memory_bench<D: Device>(
             "B/sample"
         );
     }
-    let data_name = if args.data == "synthetic" {
-        "synthetic".to_string()
-    } else {
-        args.data.clone()
-    };
     for (dim, policy, precision, fraction, rounding) in plan(args) {
         let cfg = args.run_config(dim, policy, precision, fraction, rounding);
         let data = open_dataset(&cfg)?;
@@ -211,25 +163,18 @@ pub fn run_memory_bench<D: Device>(
             s.test_auc
         } else {
             rows.iter()
-                .find(|r| r.dim == dim && r.cache_fraction.is_none())
-                .and_then(|r| r.test_auc)
+                .find(|r| r.dim == dim && r.summary.cache_fraction.is_none())
+                .and_then(|r| r.summary.test_auc)
         };
         let row = MemoryRow {
-            data: data_name.clone(),
             dim,
-            precision,
-            cache_fraction: fraction,
-            rounding,
-            memory_reduction: s.memory_reduction,
-            test_auc: s.test_auc,
-            delta_auc: match (s.test_auc, baseline) {
-                (Some(a), Some(b)) => Some(a - b),
-                _ => None,
+            delta_auc: s.test_auc.zip(baseline).map(|(a, b)| a - b),
+            // The precision compared: FP32 for the all-on-device baseline, whose rows have no
+            // store.
+            summary: TrainSummary {
+                precision: Some(precision),
+                ..s
             },
-            test_logloss: s.test_logloss,
-            hit_rate: s.hit_rate,
-            bytes_per_sample: s.bytes_per_sample,
-            train_seconds: s.train_seconds,
         };
         print_row(&row, args.json)?;
         rows.push(row);
@@ -243,25 +188,25 @@ fn print_row(r: &MemoryRow, json: bool) -> Result<(), anyhow::Error> {
         return Ok(());
     }
     let f = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
+    let (s, data) = (&r.summary, &r.summary.data);
     println!(
         "{:<10} {:>4} {:>6} {:>6} {:>10} {:>9.2} {:>8} {:>8} {:>8} {:>7.3} {:>10.0}",
-        if r.data.len() > 10 {
-            &r.data[r.data.len() - 10..]
+        if data.len() > 10 {
+            &data[data.len() - 10..]
         } else {
-            &r.data
+            data
         },
         r.dim,
-        r.precision.name(),
-        r.cache_fraction
+        s.precision.map_or("-", Precision::name),
+        s.cache_fraction
             .map_or("-".into(), |c| format!("{:.0}%", 100.0 * c)),
-        r.rounding
-            .map_or("-".into(), |x| format!("{x:?}").to_lowercase()),
-        r.memory_reduction,
-        f(r.test_auc, 4),
+        s.rounding.map_or("-", Rounding::name),
+        s.memory_reduction,
+        f(s.test_auc, 4),
         f(r.delta_auc, 4),
-        f(r.test_logloss, 4),
-        r.hit_rate,
-        r.bytes_per_sample
+        f(s.test_logloss, 4),
+        s.hit_rate,
+        s.bytes_per_sample
     );
     Ok(())
 }

@@ -131,18 +131,29 @@ pub fn median(v: &mut [f64]) -> f64 {
 pub(crate) fn time<D: Device>(
     dev: &D,
     reps: usize,
-    mut f: impl FnMut(usize) -> Result<(), DeviceError>,
+    f: impl FnMut(usize) -> Result<(), DeviceError>,
 ) -> Result<f64, DeviceError> {
-    for i in 0..2 {
-        f(i)?;
-    }
-    dev.synchronize()?;
+    time_with(dev, reps, |_| Ok(()), f)
+}
+
+/// Runs `prepare(i)` then `f(i)` for runs `i = 0 .. reps + 2`, timing `f` up to a
+/// synchronize; the first two runs warm up. Returns the median seconds of the others.
+pub(crate) fn time_with<D: Device, E: From<DeviceError>>(
+    dev: &D,
+    reps: usize,
+    mut prepare: impl FnMut(usize) -> Result<(), E>,
+    mut f: impl FnMut(usize) -> Result<(), E>,
+) -> Result<f64, E> {
     let mut times = Vec::with_capacity(reps);
-    for i in 0..reps {
+    for i in 0..reps + 2 {
+        prepare(i)?;
+        dev.synchronize()?;
         let t = Instant::now();
         f(i)?;
         dev.synchronize()?;
-        times.push(t.elapsed().as_secs_f64());
+        if i >= 2 {
+            times.push(t.elapsed().as_secs_f64());
+        }
     }
     Ok(median(&mut times))
 }

@@ -15,7 +15,7 @@ use crate::device::{Device, Optimizer};
 use crate::embedding::Policy;
 use crate::precision::{Precision, Rounding};
 use crate::telemetry::Snapshot;
-use crate::train::train_model;
+use crate::train::{TrainSummary, train};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -74,28 +74,14 @@ impl Default for PipelineBenchOptions {
     }
 }
 
-/// One configuration's outcome.
+/// One configuration's outcome: the run's summary (policy, cache, window, link, hit rates,
+/// window shrinks, …), whose speed and idle fraction are measured after the warm-up steps, and
+/// how the step's time splits over the stages.
 #[derive(Clone, Debug, Serialize)]
 pub struct PipelineRow {
-    /// The placement policy.
-    pub policy: Policy,
-    /// Cache size over table size (`null` without a cache).
-    pub cache_fraction: Option<f64>,
-    /// The lookahead window (`null` for other policies).
-    pub lookahead: Option<usize>,
-    /// The modelled link (`null`: none).
-    pub link_gbps: Option<f64>,
-    /// Training samples per second after warm-up.
-    pub samples_per_sec: f64,
-    /// Unique rows resident at the training step.
-    pub train_hit_rate: f64,
-    /// Unique rows the cache already held (when planned, for lookahead): what decides the
-    /// rows moved.
-    pub hit_rate: f64,
-    /// Fraction of the device stage's time spent waiting for input.
-    pub device_idle_fraction: f64,
-    /// Batches for which the planner shortened its window (`null` without a planner).
-    pub window_shrinks: Option<u64>,
+    /// The run, `samples_per_sec` and `device_idle_fraction` after warm-up.
+    #[serde(flatten)]
+    pub summary: TrainSummary,
     /// Mean seconds per step (the device stage's busy + waiting time).
     pub step_seconds_mean: f64,
     /// The stage with the largest mean busy time.
@@ -231,12 +217,11 @@ pub fn run_pipeline_bench<D: Device>(
         cfg.model.dim = args.workload.dim;
         cfg.model.embedding_optimizer = Optimizer::Sgd;
         let mut snaps: Vec<Snapshot> = Vec::new();
-        let (summary, model) = train_model(dev, &cfg, &data, &mut |s| {
+        let summary = train(dev, &cfg, &data, &mut |s| {
             if s.step > args.warmup {
                 snaps.push(s.clone());
             }
         })?;
-        drop(model);
         let n = snaps.len() as f64;
         let mut busy: BTreeMap<String, f64> = BTreeMap::new();
         let mut cycle = 0.0;
@@ -259,15 +244,11 @@ pub fn run_pipeline_bench<D: Device>(
             .sum::<f64>()
             / n;
         let row = PipelineRow {
-            policy,
-            cache_fraction: fraction,
-            lookahead: window,
-            link_gbps: link,
-            samples_per_sec: n * args.workload.batch_size as f64 / cycle.max(1e-12),
-            train_hit_rate: summary.train_hit_rate,
-            hit_rate: summary.hit_rate,
-            device_idle_fraction: idle,
-            window_shrinks: summary.window_shrinks,
+            summary: TrainSummary {
+                samples_per_sec: n * args.workload.batch_size as f64 / cycle.max(1e-12),
+                device_idle_fraction: idle,
+                ..summary
+            },
             step_seconds_mean: cycle / n,
             busiest_stage: busiest,
             busiest_stage_seconds_mean: busiest_s,
@@ -284,22 +265,23 @@ fn print_row(r: &PipelineRow, json: bool) -> Result<(), anyhow::Error> {
         println!("{}", serde_json::to_string(r)?);
         return Ok(());
     }
-    let link = r.link_gbps.map_or("-".into(), |g| format!("{g}G"));
+    let s = &r.summary;
+    let link = s.link_gbps.map_or("-".into(), |g| format!("{g}G"));
     println!(
         "{:<13} {:>6} {:>3} {:>6} {:>10.0} {:>8.4} {:>6.3} {:>7} {:>9.2} {:>9} {:>9.2}{}",
-        r.policy.name(),
-        r.cache_fraction
+        s.policy.name(),
+        s.cache_fraction
             .map_or("-".into(), |c| format!("{:.0}%", 100.0 * c)),
-        r.lookahead.map_or("-".into(), |w| w.to_string()),
+        s.lookahead.map_or("-".into(), |w| w.to_string()),
         link,
-        r.samples_per_sec,
-        r.train_hit_rate,
-        r.device_idle_fraction,
-        r.window_shrinks.map_or("-".into(), |w| w.to_string()),
+        s.samples_per_sec,
+        s.train_hit_rate,
+        s.device_idle_fraction,
+        s.window_shrinks.map_or("-".into(), |w| w.to_string()),
         r.step_seconds_mean * 1e3,
         r.busiest_stage,
         r.busiest_stage_seconds_mean * 1e3,
-        r.link_gbps
+        s.link_gbps
             .map_or(String::new(), |g| format!("  (simulated link {g} GB/s)")),
     );
     Ok(())

@@ -27,18 +27,36 @@ pub fn run(which: BenchCommand) -> Result<()> {
     match which {
         BenchCommand::Kernels(a) => {
             let options = overlay(&KernelBenchOptions::default(), &a)?;
-            on_device!(select(a.backend)?, |dev| run_kernel_bench(dev, &options)?);
+            on_device!(select(a.target.backend)?, |dev| run_kernel_bench(
+                dev, &options
+            )?);
         }
         BenchCommand::Memory(a) => {
             let options = overlay(&MemoryBenchOptions::default(), &a)?;
-            on_device!(select(a.backend)?, |dev| run_memory_bench(dev, &options)?);
+            on_device!(select(a.target.backend)?, |dev| run_memory_bench(
+                dev, &options
+            )?);
         }
         BenchCommand::Pipeline(a) => {
             let options = overlay(&PipelineBenchOptions::default(), &a)?;
-            on_device!(select(a.backend)?, |dev| run_pipeline_bench(dev, &options)?);
+            on_device!(select(a.target.backend)?, |dev| run_pipeline_bench(
+                dev, &options
+            )?);
         }
     }
     Ok(())
+}
+
+/// Where a benchmark runs and how it reports.
+#[derive(Args, Serialize)]
+pub struct Target {
+    /// Backend to run on.
+    #[arg(long, value_parser = choice::<BackendChoice>(), default_value_t = BackendChoice::Auto)]
+    #[serde(skip)]
+    backend: BackendChoice,
+    /// One JSON line per row (kernel, configuration) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The workload flags of `bench kernels` and `bench pipeline`; each defaults to its bench's own
@@ -76,13 +94,9 @@ fn kernels() -> KernelBenchOptions {
 /// `rowflow bench kernels`.
 #[derive(Args, Serialize)]
 pub struct KernelBenchArgs {
-    /// Backend to measure.
-    #[arg(long, value_parser = choice::<BackendChoice>(), default_value_t = BackendChoice::Auto)]
-    #[serde(skip)]
-    backend: BackendChoice,
-    /// One JSON line per kernel instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    target: Target,
     #[command(flatten)]
     workload: WorkloadArgs,
     /// Timed runs per kernel (the median is reported).
@@ -100,16 +114,9 @@ fn memory() -> MemoryBenchOptions {
 /// `rowflow bench memory`.
 #[derive(Args, Serialize)]
 pub struct MemoryBenchArgs {
-    /// Backend to train on.
-    #[arg(long, value_parser = choice::<BackendChoice>(), default_value_t = BackendChoice::Auto)]
-    #[serde(skip)]
-    backend: BackendChoice,
-    /// `synthetic` or the path of a Criteo TSV file.
-    #[arg(long, default_value_t = memory().data)]
-    data: String,
-    /// One JSON line per configuration instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    target: Target,
     /// Embedding dimensions to compare at.
     #[arg(long, value_delimiter = ',', default_values_t = memory().dims)]
     dims: Vec<usize>,
@@ -127,30 +134,57 @@ pub struct MemoryBenchArgs {
     /// Also run FP16 and a 10% cache (stochastic rounding) at each dimension.
     #[arg(long, default_value_t = memory().extras, action = clap::ArgAction::Set)]
     extras: bool,
-    /// Optimizer of the embeddings.
-    #[arg(long, value_parser = choice::<Optimizer>(), default_value_t = memory().optimizer)]
-    optimizer: Optimizer,
-    /// Learning rate of the embeddings.
-    #[arg(long, default_value_t = memory().embedding_lr)]
-    embedding_lr: f32,
-    /// Samples per step.
-    #[arg(long, default_value_t = memory().batch_size)]
-    batch_size: usize,
-    /// Passes over the training data.
-    #[arg(long, default_value_t = memory().epochs)]
-    epochs: u64,
-    /// Seed of the data and of the initial weights.
-    #[arg(long, default_value_t = memory().seed)]
-    seed: u64,
-    /// Rows per table (default: the run's default, 100,000).
+    #[command(flatten)]
+    run: MemoryRunArgs,
+}
+
+/// The run every configuration of `bench memory` trains (keys of the run config).
+#[serde_with::skip_serializing_none]
+#[derive(Args, Serialize)]
+struct MemoryRunArgs {
+    /// `synthetic` or the path of a Criteo TSV file [default: synthetic].
+    #[arg(long)]
+    data: Option<String>,
+    /// Samples per step [default: 256].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Passes over the training data [default: 1].
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Seed of the data and of the initial weights [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Rows per table [default: 100000].
     #[arg(long)]
     table_rows: Option<u32>,
-    /// Synthetic training samples (default 1,000,000).
+    #[command(flatten)]
+    synthetic: SyntheticSizeArgs,
+    #[command(flatten)]
+    model: EmbeddingRuleArgs,
+}
+
+/// The synthetic splits' sizes (keys of `[synthetic]`).
+#[serde_with::skip_serializing_none]
+#[derive(Args, Serialize)]
+struct SyntheticSizeArgs {
+    /// Synthetic training samples [default: 1000000].
     #[arg(long)]
     train_samples: Option<u64>,
-    /// Synthetic test samples (default 100,000).
+    /// Synthetic test samples [default: 100000].
     #[arg(long)]
     test_samples: Option<u64>,
+}
+
+/// How the embeddings learn (keys of `[model]`).
+#[serde_with::skip_serializing_none]
+#[derive(Args, Serialize)]
+struct EmbeddingRuleArgs {
+    /// Optimizer of the embeddings [default: sgd].
+    #[arg(long = "optimizer", value_parser = choice::<Optimizer>())]
+    embedding_optimizer: Option<Optimizer>,
+    /// Learning rate of the embeddings [default: 2].
+    #[arg(long)]
+    embedding_lr: Option<f32>,
 }
 
 fn pipeline() -> PipelineBenchOptions {
@@ -160,13 +194,9 @@ fn pipeline() -> PipelineBenchOptions {
 /// `rowflow bench pipeline`.
 #[derive(Args, Serialize)]
 pub struct PipelineBenchArgs {
-    /// Backend to train on.
-    #[arg(long, value_parser = choice::<BackendChoice>(), default_value_t = BackendChoice::Auto)]
-    #[serde(skip)]
-    backend: BackendChoice,
-    /// One JSON line per configuration instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    target: Target,
     #[command(flatten)]
     workload: WorkloadArgs,
     /// Host store precision of the cached policies.

@@ -10,7 +10,7 @@ mod tests;
 mod validate;
 mod values;
 
-pub use values::{Fractions, TableRows};
+pub use values::{Fractions, PerTable, TableRows};
 
 use crate::data::synthetic::SyntheticOptions;
 use crate::device::BackendChoice;

@@ -1,7 +1,7 @@
 //! From a config to where the rows live: the placement policy's cache sizes, and the Criteo
 //! fields read as multi-hot.
 
-use super::{ConfigError, Fractions, RunConfig, TableRows};
+use super::{ConfigError, RunConfig, TableRows};
 use crate::embedding::{Placement, Policy};
 use crate::precision::Precision;
 
@@ -104,22 +104,11 @@ impl RunConfig {
                     })
                     .collect()
             }
-            (Some(rows @ TableRows::Each(_)), _) => rows.expand(n)?,
+            (Some(rows @ TableRows::Each(_)), _) => rows.expand(n, "cache_rows", "--cache-rows")?,
             (None, fractions) => {
                 let f = match fractions {
                     None => vec![0.05; n],
-                    Some(Fractions::One(f)) => vec![*f; n],
-                    Some(Fractions::Each(v)) if v.len() == n => v.clone(),
-                    Some(Fractions::Each(v)) => {
-                        return Err(bad(
-                            "cache_fraction",
-                            "--cache-fraction",
-                            format!(
-                                "{} values given for {n} tables; give one value or {n}",
-                                v.len()
-                            ),
-                        ));
-                    }
+                    Some(f) => f.expand(n, "cache_fraction", "--cache-fraction")?,
                 };
                 for &x in &f {
                     if !(x > 0.0 && x <= 1.0) {

@@ -36,7 +36,7 @@ fn toml_sets_nested_keys_and_keeps_defaults() {
     assert_eq!(c.lr, 0.1);
     assert_eq!(c.model.dim, 8);
     assert_eq!(c.model.top_mlp, ModelConfig::default().top_mlp);
-    assert_eq!(c.table_rows.expand(2).unwrap(), vec![10, 20]);
+    assert_eq!(c.table_rows.per_table(2).unwrap(), vec![10, 20]);
     c.validate().unwrap();
 }
 

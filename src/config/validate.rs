@@ -65,10 +65,7 @@ impl RunConfig {
             });
         }
         let min_rows = if self.is_synthetic() { 1 } else { 2 };
-        let rows = match &self.table_rows {
-            TableRows::One(n) => vec![*n],
-            TableRows::Each(v) => v.clone(),
-        };
+        let rows = self.table_rows.values();
         if rows.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "table_rows",
@@ -119,11 +116,10 @@ impl RunConfig {
             true,
             1e3,
         )?;
-        let cache_rows = match &self.cache_rows {
-            Some(TableRows::One(n)) => vec![*n],
-            Some(TableRows::Each(v)) => v.clone(),
-            None => Vec::new(),
-        };
+        let cache_rows = self
+            .cache_rows
+            .as_ref()
+            .map_or(Vec::new(), TableRows::values);
         for v in cache_rows {
             int("cache_rows", Some("--cache-rows"), v as u64, 1, 1 << 31)?;
         }
@@ -140,7 +136,7 @@ impl RunConfig {
         }
         if self.is_synthetic() {
             int("synthetic.tables", None, s.tables as u64, 1, 1024)?;
-            let rows = self.table_rows.expand(s.tables)?;
+            let rows = self.table_rows.per_table(s.tables)?;
             // Per-table cache sizes are checked against the data's own tables when training
             // starts (a run may bring its own dataset).
             if !matches!(self.cache_rows, Some(TableRows::Each(_)))
@@ -189,7 +185,7 @@ impl RunConfig {
                 1e3,
             )?;
         } else {
-            let rows = self.table_rows.expand(crate::data::criteo::NUM_SPARSE)?;
+            let rows = self.table_rows.per_table(crate::data::criteo::NUM_SPARSE)?;
             self.placement(&rows)?;
         }
         Ok(())

@@ -12,7 +12,7 @@ use super::policy::Policy;
 use super::tables::{EmbeddingTables, Table};
 use super::transfer::{DeviceRows, Evicted, FetchedRows};
 use crate::data::{Bags, RowMap};
-use crate::device::{BagBackward, BagForward, Device, DeviceError, RowGradMap};
+use crate::device::{BagBackward, Device, DeviceError, RowGradMap};
 use crate::telemetry::TableStats;
 
 /// How a training batch's rows become resident on the device.
@@ -245,19 +245,8 @@ impl<D: Device> EmbeddingTables<D> {
                 (slots.weights, table_slots)
             }
         };
-        let inputs = &self.inputs[t];
-        dev.bag_forward(&BagForward {
-            table: source,
-            rows,
-            dim,
-            indices: inputs.indices.buffer(),
-            offsets: inputs.offsets.buffer(),
-            bags: inputs.bags as u32,
-            pooling: self.settings.pooling,
-            out,
-            out_stride: stride,
-            out_offset: t as u32 * dim,
-        })?;
+        let pooling = self.settings.pooling;
+        self.inputs[t].pool(dev, (source, rows), dim, pooling, out, stride, t)?;
         self.stats[t] = stats;
         Ok(())
     }
@@ -304,20 +293,11 @@ impl<D: Device> EmbeddingTables<D> {
 
     /// Pooled lookups of the prepared training batch into `out`, laid out `[bags, tables, dim]`.
     pub fn forward(&self, dev: &D, out: &D::Buffer) -> Result<(), DeviceError> {
-        let (dim, t_count) = (self.settings.dim as u32, self.tables.len() as u32);
+        let (dim, pooling) = (self.settings.dim as u32, self.settings.pooling);
+        let stride = self.tables.len() as u32 * dim;
         for (t, (table, inputs)) in self.tables.iter().zip(&self.inputs).enumerate() {
-            dev.bag_forward(&BagForward {
-                table: &table.weights,
-                rows: table.slots,
-                dim,
-                indices: inputs.indices.buffer(),
-                offsets: inputs.offsets.buffer(),
-                bags: inputs.bags as u32,
-                pooling: self.settings.pooling,
-                out,
-                out_stride: t_count * dim,
-                out_offset: t as u32 * dim,
-            })?;
+            let source = (&table.weights, table.slots);
+            inputs.pool(dev, source, dim, pooling, out, stride, t)?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! in buffers reused batch after batch.
 
 use crate::data::{Bags, RowMap};
-use crate::device::{Device, DeviceError, DeviceVec};
+use crate::device::{BagForward, Device, DeviceError, DeviceVec, Pooling};
 
 /// One table's inputs for the current batch, on the device.
 pub(super) struct BatchInputs<D: Device> {
@@ -63,5 +63,32 @@ impl<D: Device> BatchInputs<D> {
         self.unique = m.unique();
         self.has_map = true;
         Ok(())
+    }
+
+    /// Pools the uploaded lookups of table `t` from `table` (`rows` rows of `dim`) into `out`,
+    /// laid out `[bags, tables, dim]` (`stride = tables · dim`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn pool(
+        &self,
+        dev: &D,
+        (table, rows): (&D::Buffer, u32),
+        dim: u32,
+        pooling: Pooling,
+        out: &D::Buffer,
+        stride: u32,
+        t: usize,
+    ) -> Result<(), DeviceError> {
+        dev.bag_forward(&BagForward {
+            table,
+            rows,
+            dim,
+            indices: self.indices.buffer(),
+            offsets: self.offsets.buffer(),
+            bags: self.bags as u32,
+            pooling,
+            out,
+            out_stride: stride,
+            out_offset: t as u32 * dim,
+        })
     }
 }

@@ -81,8 +81,10 @@ struct DeviceSide<D: Device> {
     lookahead: Option<Lookahead<D>>,
 }
 
-/// Wires the stages the policy needs around the device loop and runs them (see the module docs
-/// of [`super`]).
+/// Trains `model` on `data` for `settings.steps` steps, calling `on_step` with each step's
+/// snapshot, and returns the run's totals: wires the stages the policy needs around the device
+/// loop and runs them (see the module docs of [`super`]). `model` was built for the run's
+/// placement policy; with `settings.lookahead` it must be `lookahead`.
 pub fn run<D: Device>(
     dev: &D,
     model: &mut Dlrm<D>,
@@ -90,8 +92,8 @@ pub fn run<D: Device>(
     settings: &Settings,
     evaluate: &mut Evaluate<'_, D>,
     on_step: &mut dyn FnMut(&Snapshot),
-    faults: &Faults,
 ) -> Result<RunTotals, PipelineError> {
+    let faults = &settings.faults;
     let schema = data.schema();
     let tables = schema.table_rows.len();
     let stream = data.open_train()?;

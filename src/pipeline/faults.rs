@@ -1,7 +1,6 @@
 //! Fault injection for the pipeline's hazard tests (cargo feature `fault-injection`, which the
 //! crate's own tests turn on): random delays in every stage and a dropped prefetch. Results must
-//! not change under either. Without the feature the faults are a zero-sized no-op and are not
-//! part of the public API.
+//! not change under either. Without the feature [`Faults`] has no fields: a run has no faults.
 
 /// The stages a delay can hit, as numbered in the delay's seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,21 +12,18 @@ pub(crate) enum DelayedStage {
     Writeback = 4,
 }
 
-/// Faults to inject into a lookahead run.
-#[cfg(feature = "fault-injection")]
+/// Faults to inject into a lookahead run: none by default, and none can be asked for unless
+/// the feature `fault-injection` is on.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     /// `(seed, max µs)`: every stage sleeps a seeded random time up to `max µs` per batch.
+    #[cfg(feature = "fault-injection")]
     pub delays: Option<(u64, u64)>,
     /// `(step, table)`: the stager drops the first planned fetch of that table at that step, so
     /// the device stage meets a miss it must fetch itself.
+    #[cfg(feature = "fault-injection")]
     pub drop_prefetch: Option<(u64, usize)>,
 }
-
-/// No faults (the feature `fault-injection` is off).
-#[cfg(not(feature = "fault-injection"))]
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Faults;
 
 impl Faults {
     /// Sleeps the seeded delay of `stage` at `step`, if delays are on.

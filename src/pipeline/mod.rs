@@ -47,20 +47,17 @@ mod stager;
 mod window;
 mod writeback;
 
-#[cfg(feature = "fault-injection")]
+pub use device::run;
 pub use faults::Faults;
-#[cfg(not(feature = "fault-injection"))]
-pub(crate) use faults::Faults;
 pub use link::Link;
 pub use loader::Prepared;
 pub use recorder::{EvalPoint, EvalScore, RunTotals};
 
-use crate::data::{DataError, Dataset};
+use crate::data::DataError;
 use crate::device::{Device, DeviceError};
 use crate::embedding::EmbeddingError;
 use crate::embedding::transfer::{DeviceRows, FetchedRows, SlotPlan};
 use crate::model::{Dlrm, ModelError};
-use crate::telemetry::Snapshot;
 
 /// What stops a pipeline, naming the stage where it could not be said better by the error
 /// itself.
@@ -112,6 +109,8 @@ pub struct Settings {
     pub eval_every: u64,
     /// The modelled host↔device link.
     pub link: Link,
+    /// Faults to inject (tests of the lookahead hazards; none by default).
+    pub faults: Faults,
 }
 
 impl Settings {
@@ -149,39 +148,3 @@ pub struct Placed<D: Device> {
 /// Evaluates a model on the test split (the run's business): called at the steps
 /// [`Settings::evaluates`] names, after every write-back so far has landed.
 pub type Evaluate<'a, D> = dyn FnMut(&D, &mut Dlrm<D>) -> Result<EvalScore, ModelError> + 'a;
-
-/// Trains `model` on `data` for `settings.steps` steps, calling `on_step` with each step's
-/// snapshot; returns the run's totals. `model` was built for the run's placement policy; with
-/// `settings.lookahead` it must be `lookahead`.
-pub fn run<D: Device>(
-    dev: &D,
-    model: &mut Dlrm<D>,
-    data: &dyn Dataset,
-    settings: &Settings,
-    evaluate: &mut Evaluate<'_, D>,
-    on_step: &mut dyn FnMut(&Snapshot),
-) -> Result<RunTotals, PipelineError> {
-    device::run(
-        dev,
-        model,
-        data,
-        settings,
-        evaluate,
-        on_step,
-        &Faults::default(),
-    )
-}
-
-/// [`run`] with faults injected (tests of the lookahead hazards).
-#[cfg(feature = "fault-injection")]
-pub fn run_with_faults<D: Device>(
-    dev: &D,
-    model: &mut Dlrm<D>,
-    data: &dyn Dataset,
-    settings: &Settings,
-    evaluate: &mut Evaluate<'_, D>,
-    on_step: &mut dyn FnMut(&Snapshot),
-    faults: &Faults,
-) -> Result<RunTotals, PipelineError> {
-    device::run(dev, model, data, settings, evaluate, on_step, faults)
-}

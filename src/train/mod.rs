@@ -7,9 +7,7 @@
 
 mod summary;
 
-pub use crate::pipeline::EvalPoint;
-#[cfg(feature = "fault-injection")]
-pub use crate::pipeline::Faults;
+pub use crate::pipeline::{EvalPoint, Faults};
 pub use summary::TrainSummary;
 
 use crate::config::{ConfigError, RunConfig};
@@ -57,62 +55,18 @@ pub fn train<D: Device>(
     data: &dyn Dataset,
     on_step: &mut dyn FnMut(&Snapshot),
 ) -> Result<TrainSummary, TrainError> {
-    train_model(dev, cfg, data, on_step).map(|(summary, _)| summary)
+    train_model(dev, cfg, data, &Faults::default(), on_step).map(|(summary, _)| summary)
 }
 
-/// [`train`], also returning the trained model (its host stores hold every write-back).
+/// [`train`], also returning the trained model (its host stores hold every write-back), with
+/// `faults` injected into the lookahead pipeline (none by default; the hazard tests turn the
+/// feature `fault-injection` on to ask for some).
 pub fn train_model<D: Device>(
-    dev: &D,
-    cfg: &RunConfig,
-    data: &dyn Dataset,
-    on_step: &mut dyn FnMut(&Snapshot),
-) -> Result<(TrainSummary, Dlrm<D>), TrainError> {
-    run(
-        dev,
-        cfg,
-        data,
-        on_step,
-        |dev, model, data, settings, evaluate, on_step| {
-            crate::pipeline::run(dev, model, data, settings, evaluate, on_step)
-        },
-    )
-}
-
-/// [`train_model`] with faults injected into the lookahead pipeline (its hazard tests).
-#[cfg(feature = "fault-injection")]
-pub fn train_with_faults<D: Device>(
     dev: &D,
     cfg: &RunConfig,
     data: &dyn Dataset,
     faults: &Faults,
     on_step: &mut dyn FnMut(&Snapshot),
-) -> Result<(TrainSummary, Dlrm<D>), TrainError> {
-    run(
-        dev,
-        cfg,
-        data,
-        on_step,
-        |dev, model, data, settings, evaluate, on_step| {
-            crate::pipeline::run_with_faults(dev, model, data, settings, evaluate, on_step, faults)
-        },
-    )
-}
-
-/// Builds the model and the pipeline's settings from `cfg`, trains through `pipeline`, and sums
-/// the run up.
-fn run<D: Device>(
-    dev: &D,
-    cfg: &RunConfig,
-    data: &dyn Dataset,
-    on_step: &mut dyn FnMut(&Snapshot),
-    pipeline: impl FnOnce(
-        &D,
-        &mut Dlrm<D>,
-        &dyn Dataset,
-        &Settings,
-        &mut crate::pipeline::Evaluate<'_, D>,
-        &mut dyn FnMut(&Snapshot),
-    ) -> Result<crate::pipeline::RunTotals, PipelineError>,
 ) -> Result<(TrainSummary, Dlrm<D>), TrainError> {
     cfg.validate()?;
     let steps = planned_steps(cfg, data.train_samples())?;
@@ -134,6 +88,7 @@ fn run<D: Device>(
         hotness_every: cfg.hotness_every,
         eval_every: cfg.eval_every,
         link: Link::new(cfg.link_gbps),
+        faults: faults.clone(),
     };
     // A cache must hold one batch's rows, so cached runs evaluate in training-sized batches,
     // which are known to fit.
@@ -151,7 +106,7 @@ fn run<D: Device>(
         let (a, l) = evaluate(dev, model, test, eval_batch, &mut scratch)?;
         Ok((a, l, t0.elapsed().as_secs_f64()))
     };
-    let totals = pipeline(dev, &mut model, data, &settings, &mut evaluate, on_step)?;
+    let totals = crate::pipeline::run(dev, &mut model, data, &settings, &mut evaluate, on_step)?;
     let summary = TrainSummary::new(dev, cfg, data, &model, steps, totals);
     Ok((summary, model))
 }
@@ -183,11 +138,11 @@ pub fn evaluate<D: Device>(
 pub fn open_dataset(cfg: &RunConfig) -> Result<Box<dyn Dataset>, TrainError> {
     cfg.validate()?;
     if cfg.is_synthetic() {
-        let rows = cfg.table_rows.expand(cfg.synthetic.tables)?;
+        let rows = cfg.table_rows.per_table(cfg.synthetic.tables)?;
         let ds = crate::data::synthetic::SyntheticDataset::new(&cfg.synthetic, &rows, cfg.seed)?;
         Ok(Box::new(ds))
     } else {
-        let rows = cfg.table_rows.expand(crate::data::criteo::NUM_SPARSE)?;
+        let rows = cfg.table_rows.per_table(crate::data::criteo::NUM_SPARSE)?;
         let ds = crate::data::criteo::CriteoDataset::open(crate::data::criteo::CriteoOptions {
             path: cfg.data.clone().into(),
             table_rows: rows,

@@ -11,6 +11,13 @@ fn maps(rows: &[&[u32]]) -> Vec<RowMap> {
         .collect()
 }
 
+/// Three one-table batches of the given rows, all pinned (in the window) in `p`.
+fn pinned(p: &mut Planner, rows: [&[u32]; 3]) -> [Vec<RowMap>; 3] {
+    let batches = rows.map(|r| maps(&[r]));
+    batches.iter().for_each(|b| p.pin(b));
+    batches
+}
+
 fn done(a: Attempt) -> (Vec<SlotPlan>, usize, u64) {
     match a {
         Attempt::Done(p, s, d) => (p, s, d),
@@ -21,10 +28,7 @@ fn done(a: Attempt) -> (Vec<SlotPlan>, usize, u64) {
 #[test]
 fn pinned_rows_are_hits_and_never_victims() {
     let mut p = Planner::new(&[100], &[3]);
-    let (b1, b2, b3) = (maps(&[&[1, 2]]), maps(&[&[2, 3]]), maps(&[&[4]]));
-    for b in [&b1, &b2, &b3] {
-        p.pin(b);
-    }
+    let [b1, b2, b3] = pinned(&mut p, [&[1, 2], &[2, 3], &[4]]);
     let (p1, ..) = done(p.plan(1, &b1, &[&b2, &b3], false).unwrap());
     assert_eq!(p1[0].fetch_rows, vec![1, 2]);
     let (p2, ..) = done(p.plan(2, &b2, &[&b3], true).unwrap());
@@ -46,10 +50,7 @@ fn pinned_rows_are_hits_and_never_victims() {
 #[test]
 fn a_full_window_is_shortened_farthest_first_and_counted() {
     let mut p = Planner::new(&[100], &[2]);
-    let (b1, b2, b3) = (maps(&[&[1]]), maps(&[&[2]]), maps(&[&[3, 4]]));
-    for b in [&b1, &b2, &b3] {
-        p.pin(b);
-    }
+    let [b1, b2, b3] = pinned(&mut p, [&[1], &[2], &[3, 4]]);
     let (_, shrunk, _) = done(p.plan(1, &b1, &[&b2, &b3], false).unwrap());
     assert_eq!(shrunk, 0);
     p.unpin(&b1);
@@ -63,10 +64,7 @@ fn a_full_window_is_shortened_farthest_first_and_counted() {
 #[test]
 fn a_window_that_does_not_fit_leaves_its_farthest_batch_out() {
     let mut p = Planner::new(&[100], &[2]);
-    let (b1, b2, b3) = (maps(&[&[1, 2]]), maps(&[&[3, 4]]), maps(&[&[1]]));
-    for b in [&b1, &b2, &b3] {
-        p.pin(b);
-    }
+    let [b1, b2, b3] = pinned(&mut p, [&[1, 2], &[3, 4], &[1]]);
     let (_, shrunk, _) = done(p.plan(1, &b1, &[&b2, &b3], false).unwrap());
     assert_eq!(shrunk, 0);
     p.unpin(&b1); // row 1 stays pinned by batch 3
