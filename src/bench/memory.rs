@@ -20,6 +20,18 @@ use serde::Serialize;
 pub struct MemoryBenchOptions {
     /// One JSON line per configuration instead of a table.
     pub json: bool,
+    /// The configurations compared.
+    pub sweep: MemorySweep,
+    /// The run every configuration trains (data, sizes, seed, the embeddings' optimizer and
+    /// learning rate); each configuration sets the dimension, policy, store and cache.
+    pub run: RunConfig,
+}
+
+/// The axes `bench memory` sweeps: per dimension, every store precision × cache fraction ×
+/// rounding (after the FP32 all-on-device baseline).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySweep {
     /// Embedding dimensions to compare at.
     pub dims: Vec<usize>,
     /// Store precisions (each compared with FP32 all-on-device).
@@ -30,9 +42,6 @@ pub struct MemoryBenchOptions {
     pub roundings: Vec<Rounding>,
     /// Also run FP16 and a 10% cache (stochastic rounding) at each dimension.
     pub extras: bool,
-    /// The run every configuration trains (data, sizes, seed, the embeddings' optimizer and
-    /// learning rate); each configuration sets the dimension, policy, store and cache.
-    pub run: RunConfig,
 }
 
 impl Default for MemoryBenchOptions {
@@ -49,11 +58,13 @@ impl Default for MemoryBenchOptions {
         run.model.embedding_lr = Some(2.0);
         MemoryBenchOptions {
             json: false,
-            dims: vec![128, 256],
-            precisions: vec![Precision::Int8, Precision::Int4],
-            fractions: vec![0.01, 0.05],
-            roundings: vec![Rounding::Nearest, Rounding::Stochastic],
-            extras: true,
+            sweep: MemorySweep {
+                dims: vec![128, 256],
+                precisions: vec![Precision::Int8, Precision::Int4],
+                fractions: vec![0.01, 0.05],
+                roundings: vec![Rounding::Nearest, Rounding::Stochastic],
+                extras: true,
+            },
             run,
         }
     }
@@ -104,16 +115,16 @@ type Config = (usize, Policy, Precision, Option<f64>, Option<Rounding>);
 /// The configurations of a run: per dimension, the baseline first.
 fn plan(args: &MemoryBenchOptions) -> Vec<Config> {
     let mut out = Vec::new();
-    for &dim in &args.dims {
+    for &dim in &args.sweep.dims {
         out.push((dim, Policy::AllOnDevice, Precision::Fp32, None, None));
-        for &p in &args.precisions {
-            for &f in &args.fractions {
-                for &r in &args.roundings {
+        for &p in &args.sweep.precisions {
+            for &f in &args.sweep.fractions {
+                for &r in &args.sweep.roundings {
                     out.push((dim, Policy::Lru, p, Some(f), Some(r)));
                 }
             }
         }
-        if args.extras {
+        if args.sweep.extras {
             out.push((
                 dim,
                 Policy::Lru,

@@ -30,18 +30,27 @@ pub struct PipelineBenchOptions {
     pub workload: Workload,
     /// Host store precision of the cached policies.
     pub precision: Precision,
-    /// Cache sizes, as fractions of each table.
-    pub fractions: Vec<f64>,
-    /// Lookahead windows.
-    pub windows: Vec<usize>,
-    /// Policies to compare.
-    pub policies: Vec<Policy>,
-    /// The modelled link each configuration also runs with (GB/s; 0 = only without).
-    pub link_gbps: f64,
+    /// The configurations compared.
+    pub sweep: PipelineSweep,
     /// Training steps per configuration.
     pub steps: u64,
     /// Steps left out of the means (the cache fills).
     pub warmup: u64,
+}
+
+/// The axes `bench pipeline` sweeps: per link setting, every policy × cache fraction ×
+/// lookahead window.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSweep {
+    /// Policies to compare.
+    pub policies: Vec<Policy>,
+    /// Cache sizes, as fractions of each table.
+    pub fractions: Vec<f64>,
+    /// Lookahead windows.
+    pub windows: Vec<usize>,
+    /// The modelled link each configuration also runs with (GB/s; 0 = only without).
+    pub link_gbps: f64,
 }
 
 impl Default for PipelineBenchOptions {
@@ -58,16 +67,18 @@ impl Default for PipelineBenchOptions {
                 seed: 1,
             },
             precision: Precision::Int8,
-            fractions: vec![0.01, 0.05, 0.1],
-            windows: vec![1, 2, 4, 8, 16],
-            policies: vec![
-                Policy::Lookahead,
-                Policy::Lru,
-                Policy::Lfu,
-                Policy::HostOnly,
-                Policy::AllOnDevice,
-            ],
-            link_gbps: 16.0,
+            sweep: PipelineSweep {
+                policies: vec![
+                    Policy::Lookahead,
+                    Policy::Lru,
+                    Policy::Lfu,
+                    Policy::HostOnly,
+                    Policy::AllOnDevice,
+                ],
+                fractions: vec![0.01, 0.05, 0.1],
+                windows: vec![1, 2, 4, 8, 16],
+                link_gbps: 16.0,
+            },
             steps: 40,
             warmup: 10,
         }
@@ -102,15 +113,15 @@ fn check(args: &PipelineBenchOptions) -> Result<(), anyhow::Error> {
     );
     args.workload.check()?;
     anyhow::ensure!(
-        args.fractions.iter().all(|f| *f > 0.0 && *f <= 1.0),
+        args.sweep.fractions.iter().all(|f| *f > 0.0 && *f <= 1.0),
         "--fractions must be in (0, 1]"
     );
     anyhow::ensure!(
-        args.windows.iter().all(|w| (1..=1024).contains(w)),
+        args.sweep.windows.iter().all(|w| (1..=1024).contains(w)),
         "--windows must be in 1..=1024"
     );
     anyhow::ensure!(
-        args.link_gbps >= 0.0 && args.link_gbps.is_finite(),
+        args.sweep.link_gbps >= 0.0 && args.sweep.link_gbps.is_finite(),
         "--link-gbps must be >= 0"
     );
     Ok(())
@@ -144,23 +155,25 @@ type Config = (Policy, Option<f64>, Option<usize>, Option<f64>);
 
 /// The configurations: per link setting, every policy × cache × window.
 fn plan(args: &PipelineBenchOptions) -> Vec<Config> {
-    let links: Vec<Option<f64>> = if args.link_gbps > 0.0 {
-        vec![None, Some(args.link_gbps)]
+    let links: Vec<Option<f64>> = if args.sweep.link_gbps > 0.0 {
+        vec![None, Some(args.sweep.link_gbps)]
     } else {
         vec![None]
     };
     let mut out = Vec::new();
     for &link in &links {
-        for &policy in &args.policies {
+        for &policy in &args.sweep.policies {
             match policy {
                 Policy::AllOnDevice | Policy::HostOnly => out.push((policy, None, None, link)),
                 Policy::Lru | Policy::Lfu => args
+                    .sweep
                     .fractions
                     .iter()
                     .for_each(|&f| out.push((policy, Some(f), None, link))),
                 Policy::Lookahead => {
-                    for &f in &args.fractions {
-                        args.windows
+                    for &f in &args.sweep.fractions {
+                        args.sweep
+                            .windows
                             .iter()
                             .for_each(|&w| out.push((policy, Some(f), Some(w), link)));
                     }

@@ -117,25 +117,32 @@ pub struct MemoryBenchArgs {
     #[command(flatten)]
     #[serde(flatten)]
     target: Target,
+    #[command(flatten)]
+    sweep: MemorySweepArgs,
+    #[command(flatten)]
+    run: MemoryRunArgs,
+}
+
+/// The axes `bench memory` sweeps.
+#[derive(Args, Serialize)]
+struct MemorySweepArgs {
     /// Embedding dimensions to compare at.
-    #[arg(long, value_delimiter = ',', default_values_t = memory().dims)]
+    #[arg(long, value_delimiter = ',', default_values_t = memory().sweep.dims)]
     dims: Vec<usize>,
     /// Store precisions (each compared with FP32 all-on-device).
     #[arg(long, value_parser = choice::<Precision>(), value_delimiter = ',',
-          default_values_t = memory().precisions)]
+          default_values_t = memory().sweep.precisions)]
     precisions: Vec<Precision>,
     /// Cache sizes, as fractions of each table.
-    #[arg(long, value_delimiter = ',', default_values_t = memory().fractions)]
+    #[arg(long, value_delimiter = ',', default_values_t = memory().sweep.fractions)]
     fractions: Vec<f64>,
     /// Roundings.
     #[arg(long, value_parser = choice::<Rounding>(), value_delimiter = ',',
-          default_values_t = memory().roundings)]
+          default_values_t = memory().sweep.roundings)]
     roundings: Vec<Rounding>,
     /// Also run FP16 and a 10% cache (stochastic rounding) at each dimension.
-    #[arg(long, default_value_t = memory().extras, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = memory().sweep.extras, action = clap::ArgAction::Set)]
     extras: bool,
-    #[command(flatten)]
-    run: MemoryRunArgs,
 }
 
 /// The run every configuration of `bench memory` trains (keys of the run config).
@@ -202,23 +209,30 @@ pub struct PipelineBenchArgs {
     /// Host store precision of the cached policies.
     #[arg(long, value_parser = choice::<Precision>(), default_value_t = pipeline().precision)]
     precision: Precision,
-    /// Cache sizes, as fractions of each table.
-    #[arg(long, value_delimiter = ',', default_values_t = pipeline().fractions)]
-    fractions: Vec<f64>,
-    /// Lookahead windows.
-    #[arg(long, value_delimiter = ',', default_values_t = pipeline().windows)]
-    windows: Vec<usize>,
-    /// Policies to compare.
-    #[arg(long, value_parser = choice::<Policy>(), value_delimiter = ',',
-          default_values_t = pipeline().policies)]
-    policies: Vec<Policy>,
-    /// The modelled link each configuration also runs with (GB/s; 0 = only without).
-    #[arg(long, default_value_t = pipeline().link_gbps)]
-    link_gbps: f64,
+    #[command(flatten)]
+    sweep: PipelineSweepArgs,
     /// Training steps per configuration.
     #[arg(long, default_value_t = pipeline().steps)]
     steps: u64,
     /// Steps left out of the means (the cache fills).
     #[arg(long, default_value_t = pipeline().warmup)]
     warmup: u64,
+}
+
+/// The axes `bench pipeline` sweeps.
+#[derive(Args, Serialize)]
+struct PipelineSweepArgs {
+    /// Cache sizes, as fractions of each table.
+    #[arg(long, value_delimiter = ',', default_values_t = pipeline().sweep.fractions)]
+    fractions: Vec<f64>,
+    /// Lookahead windows.
+    #[arg(long, value_delimiter = ',', default_values_t = pipeline().sweep.windows)]
+    windows: Vec<usize>,
+    /// Policies to compare.
+    #[arg(long, value_parser = choice::<Policy>(), value_delimiter = ',',
+          default_values_t = pipeline().sweep.policies)]
+    policies: Vec<Policy>,
+    /// The modelled link each configuration also runs with (GB/s; 0 = only without).
+    #[arg(long, default_value_t = pipeline().sweep.link_gbps)]
+    link_gbps: f64,
 }

@@ -6,7 +6,7 @@
 //! renamed to cache slots in its lookups and unique-row map, so the same kernels run on the slots
 //! with the same sums in the same order, and a cached run trains exactly like an uncached one.
 
-use super::cache::{DeviceCache, Slots, Transfer};
+use super::cache::{Access, DeviceCache, Noise, Transfer};
 use super::error::EmbeddingError;
 use super::policy::Policy;
 use super::tables::{EmbeddingTables, Table};
@@ -136,18 +136,14 @@ impl<D: Device> EmbeddingTables<D> {
             }
             match (fetched, uploads) {
                 (Some(fetched), Some(uploads)) => {
-                    let (io, slots, cache) = cache_parts(&mut self.io, &mut self.tables[t], t)?;
+                    let (mut at, cache) = cache_parts(dev, &mut self.io, &mut self.tables[t], t)?;
+                    let noise = Noise::at(self.noise_seed, step);
                     evicted.push(cache.apply_plan(
-                        dev,
-                        io,
-                        &slots,
-                        t,
-                        &fetched[t],
-                        &uploads[t],
+                        &mut at,
+                        (&fetched[t], &uploads[t]),
                         &mut victims[t],
                         &map.unique_rows,
-                        step as u32,
-                        self.noise_seed,
+                        noise,
                         &mut stats,
                     )?);
                     let inputs = &mut self.inputs[t];
@@ -157,19 +153,10 @@ impl<D: Device> EmbeddingTables<D> {
                 _ => {
                     self.grow_host_only(dev, t, map.unique())?;
                     let (tick, seed) = (self.tick, self.noise_seed);
-                    let (io, slots, cache) = cache_parts(&mut self.io, &mut self.tables[t], t)?;
+                    let (mut at, cache) = cache_parts(dev, &mut self.io, &mut self.tables[t], t)?;
                     let unique = &map.unique_rows;
-                    cache.prepare(
-                        dev,
-                        io,
-                        &slots,
-                        t,
-                        unique,
-                        &mut self.slot_of,
-                        tick,
-                        seed,
-                        &mut stats,
-                    )?;
+                    let noise = (tick, seed);
+                    cache.prepare(&mut at, unique, &mut self.slot_of, noise, &mut stats)?;
                     map.rename_lookups(&self.slot_of, &mut self.remapped);
                     map.rename_into(&self.slot_of, &mut self.renamed);
                     let inputs = &mut self.inputs[t];
@@ -223,26 +210,18 @@ impl<D: Device> EmbeddingTables<D> {
         stride: u32,
     ) -> Result<(), EmbeddingError> {
         let mut stats = check_rows(t, self.tables[t].rows, bags, map)?;
-        let table = &mut self.tables[t];
-        let table_slots = table.slots;
-        let (slots, cache) = table.split();
-        let (source, rows) = match (cache, self.io.as_mut()) {
-            (Some(cache), Some(io)) => {
-                cache.read_only(
-                    dev,
-                    io,
-                    &slots,
-                    &map.unique_rows,
-                    &mut self.slot_of,
-                    &mut stats,
-                )?;
+        let (source, rows) = match cache_parts(dev, &mut self.io, &mut self.tables[t], t) {
+            Ok((mut at, cache)) => {
+                let unique = &map.unique_rows;
+                cache.read_only(&mut at, unique, &mut self.slot_of, &mut stats)?;
                 map.rename_lookups(&self.slot_of, &mut self.remapped);
                 self.inputs[t].upload_lookups(dev, &self.remapped, bags)?;
-                (io.eval_rows.buffer(), map.unique() as u32)
+                (at.io.eval_rows.buffer(), map.unique() as u32)
             }
-            _ => {
+            Err(_) => {
+                let table = &self.tables[t];
                 self.inputs[t].upload_lookups(dev, &bags.indices, bags)?;
-                (slots.weights, table_slots)
+                (&table.weights, table.slots)
             }
         };
         let pooling = self.settings.pooling;
@@ -279,13 +258,12 @@ impl<D: Device> EmbeddingTables<D> {
 
     /// Ends a training step: host-only tables write every row back and empty their slots.
     pub fn finish_step(&mut self, dev: &D) -> Result<(), EmbeddingError> {
-        let (tick, seed) = (self.tick, self.noise_seed);
+        let noise = Noise::at(self.noise_seed, self.tick);
         for (t, table) in self.tables.iter_mut().enumerate() {
-            let (slots, cache) = table.split();
-            if let (Some(cache), Some(io)) = (cache, self.io.as_mut())
+            if let Ok((mut at, cache)) = cache_parts(dev, &mut self.io, table, t)
                 && cache.policy() == Policy::HostOnly
             {
-                cache.flush(dev, io, &slots, tick, seed, &mut self.stats[t])?;
+                cache.flush(&mut at, noise, &mut self.stats[t])?;
             }
         }
         Ok(())
@@ -342,13 +320,22 @@ impl<D: Device> EmbeddingTables<D> {
 
 /// The shared transfer buffers, the slot buffers and the cache of cached table `t`.
 fn cache_parts<'a, D: Device>(
+    dev: &'a D,
     io: &'a mut Option<Transfer<D>>,
     table: &'a mut Table<D>,
     t: usize,
-) -> Result<(&'a mut Transfer<D>, Slots<'a, D>, &'a mut DeviceCache), EmbeddingError> {
+) -> Result<(Access<'a, D>, &'a mut DeviceCache), EmbeddingError> {
     let (slots, cache) = table.split();
     match (io.as_mut(), cache) {
-        (Some(io), Some(cache)) => Ok((io, slots, cache)),
+        (Some(io), Some(cache)) => Ok((
+            Access {
+                dev,
+                io,
+                slots,
+                table: t,
+            },
+            cache,
+        )),
         _ => Err(EmbeddingError::Inconsistent {
             table: t,
             message: "a cached table without its cache machinery".into(),

@@ -4,7 +4,7 @@
 use super::faults::{DelayedStage, Faults};
 use super::loader::{LoadJob, Prepared, load};
 use super::planner::Planner;
-use super::recorder::{Recorder, RunTotals, StepRecord};
+use super::recorder::{Recorder, StepRecord};
 use super::stage::{Clock, Ports, Stages};
 use super::stager::{StagerJob, UploadBytes, upload_sets};
 use super::writeback::{Progress, write_back};
@@ -82,7 +82,7 @@ struct DeviceSide<D: Device> {
 }
 
 /// Trains `model` on `data` for `settings.steps` steps, calling `on_step` with each step's
-/// snapshot, and returns the run's totals: wires the stages the policy needs around the device
+/// snapshot, and returns the run's record: wires the stages the policy needs around the device
 /// loop and runs them (see the module docs of [`super`]). `model` was built for the run's
 /// placement policy; with `settings.lookahead` it must be `lookahead`.
 pub fn run<D: Device>(
@@ -92,7 +92,7 @@ pub fn run<D: Device>(
     settings: &Settings,
     evaluate: &mut Evaluate<'_, D>,
     on_step: &mut dyn FnMut(&Snapshot),
-) -> Result<RunTotals, PipelineError> {
+) -> Result<Recorder, PipelineError> {
     let faults = &settings.faults;
     let schema = data.schema();
     let tables = schema.table_rows.len();
@@ -215,9 +215,8 @@ pub fn run<D: Device>(
             })),
         }
     })?;
-    let mut totals = recorder.totals();
-    totals.transfer_bytes = transfer_bytes;
-    Ok(totals)
+    recorder.transfer_bytes = transfer_bytes;
+    Ok(recorder)
 }
 
 /// Why the device loop stopped before its last step.

@@ -51,7 +51,7 @@ pub use device::run;
 pub use faults::Faults;
 pub use link::Link;
 pub use loader::Prepared;
-pub use recorder::{EvalPoint, EvalScore, RunTotals};
+pub use recorder::{EvalPoint, EvalScore, Recorder};
 
 use crate::data::DataError;
 use crate::device::{Device, DeviceError};

@@ -40,8 +40,9 @@ pub(crate) struct StepRecord {
     pub window_shrunk: Option<bool>,
 }
 
-/// Accumulates a run's steps.
-pub(crate) struct Recorder {
+/// A run's record: accumulates its steps, makes each step's snapshot, and holds the totals the
+/// run's summary is made of.
+pub struct Recorder {
     started: Instant,
     batch_size: u64,
     link_gbps: Option<f64>,
@@ -52,10 +53,12 @@ pub(crate) struct Recorder {
     wait_total: f64,
     eval_seconds: f64,
     window_shrinks: Option<u64>,
+    pub(super) transfer_bytes: u64,
 }
 
 impl Recorder {
-    pub fn new(batch_size: usize, link_gbps: Option<f64>) -> Self {
+    /// An empty record of a run with batches of `batch_size` and the modelled link.
+    pub(super) fn new(batch_size: usize, link_gbps: Option<f64>) -> Self {
         Recorder {
             started: Instant::now(),
             batch_size: batch_size as u64,
@@ -67,11 +70,12 @@ impl Recorder {
             wait_total: 0.0,
             eval_seconds: 0.0,
             window_shrinks: None,
+            transfer_bytes: 0,
         }
     }
 
     /// Folds one step in and returns its snapshot.
-    pub fn record(&mut self, r: StepRecord) -> Snapshot {
+    pub(super) fn record(&mut self, r: StepRecord) -> Snapshot {
         self.busy_total += r.busy_s;
         self.wait_total += r.waiting_s;
         if self.losses.len() == LOSS_WINDOW {
@@ -127,43 +131,50 @@ impl Recorder {
         }
     }
 
-    /// The run's totals so far.
-    pub fn totals(&self) -> RunTotals {
-        RunTotals {
-            evals: self.evals.clone(),
-            cumulative: self.cumulative.clone(),
-            final_loss: (!self.losses.is_empty())
-                .then(|| self.losses.iter().sum::<f64>() / self.losses.len() as f64),
-            train_seconds: self.busy_total + self.wait_total,
-            idle_seconds: self.wait_total,
-            eval_seconds: self.eval_seconds,
-            window_shrinks: self.window_shrinks,
-            link_gbps: self.link_gbps,
-            transfer_bytes: 0,
-        }
-    }
-}
-
-/// A run's totals, for its summary.
-#[derive(Clone, Debug)]
-pub struct RunTotals {
     /// Every evaluation, in order.
-    pub evals: Vec<EvalPoint>,
+    pub fn evals(&self) -> &[EvalPoint] {
+        &self.evals
+    }
+
     /// Lookups, hits, misses and bytes over the run, all tables together.
-    pub cumulative: TableStats,
+    pub fn cumulative(&self) -> &TableStats {
+        &self.cumulative
+    }
+
     /// Mean training loss over the last steps (up to 100).
-    pub final_loss: Option<f64>,
+    pub fn final_loss(&self) -> Option<f64> {
+        (!self.losses.is_empty())
+            .then(|| self.losses.iter().sum::<f64>() / self.losses.len() as f64)
+    }
+
     /// Seconds spent training (waiting for data included, evaluation excluded).
-    pub train_seconds: f64,
+    pub fn train_seconds(&self) -> f64 {
+        self.busy_total + self.wait_total
+    }
+
     /// Of those, seconds the device stage waited for its input.
-    pub idle_seconds: f64,
+    pub fn idle_seconds(&self) -> f64 {
+        self.wait_total
+    }
+
     /// Seconds spent evaluating.
-    pub eval_seconds: f64,
+    pub fn eval_seconds(&self) -> f64 {
+        self.eval_seconds
+    }
+
     /// Batches for which the lookahead planner shortened its window (`None` without one).
-    pub window_shrinks: Option<u64>,
+    pub fn window_shrinks(&self) -> Option<u64> {
+        self.window_shrinks
+    }
+
     /// The modelled host↔device link, GB/s.
-    pub link_gbps: Option<f64>,
+    pub fn link_gbps(&self) -> Option<f64> {
+        self.link_gbps
+    }
+
     /// Device bytes of the pipeline's own transfer buffers (lookahead: upload sets and victim
     /// buffers), which carry embedding rows and count as embedding memory.
-    pub transfer_bytes: u64,
+    pub fn transfer_bytes(&self) -> u64 {
+        self.transfer_bytes
+    }
 }

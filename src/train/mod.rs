@@ -106,8 +106,8 @@ pub fn train_model<D: Device>(
         let (a, l) = evaluate(dev, model, test, eval_batch, &mut scratch)?;
         Ok((a, l, t0.elapsed().as_secs_f64()))
     };
-    let totals = crate::pipeline::run(dev, &mut model, data, &settings, &mut evaluate, on_step)?;
-    let summary = TrainSummary::new(dev, cfg, data, &model, steps, totals);
+    let record = crate::pipeline::run(dev, &mut model, data, &settings, &mut evaluate, on_step)?;
+    let summary = TrainSummary::new(dev, cfg, data, &model, steps, record);
     Ok((summary, model))
 }
 

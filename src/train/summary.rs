@@ -5,7 +5,7 @@ use crate::data::Dataset;
 use crate::device::{BackendKind, Device};
 use crate::embedding::Policy;
 use crate::model::Dlrm;
-use crate::pipeline::{EvalPoint, RunTotals};
+use crate::pipeline::{EvalPoint, Recorder};
 use crate::precision::{Precision, Rounding};
 use serde::Serialize;
 
@@ -86,14 +86,14 @@ pub struct TrainSummary {
 
 impl TrainSummary {
     /// The summary of a run of `cfg` on `data` that trained `model` for `steps` steps, with the
-    /// pipeline's `totals`.
+    /// pipeline's `record`.
     pub fn new<D: Device>(
         dev: &D,
         cfg: &RunConfig,
         data: &dyn Dataset,
         model: &Dlrm<D>,
         steps: u64,
-        totals: RunTotals,
+        record: Recorder,
     ) -> Self {
         let samples = steps * cfg.batch_size as u64;
         let emb = model.embeddings();
@@ -107,11 +107,11 @@ impl TrainSummary {
                     / rows.max(1) as f64,
             ),
         };
-        let embedding_bytes = emb.embedding_bytes(dev) + totals.transfer_bytes;
+        let embedding_bytes = emb.embedding_bytes(dev) + record.transfer_bytes();
         let fp32_embedding_bytes = emb.fp32_bytes();
         let per_second = |n: f64, s: f64| if s > 0.0 { n / s } else { 0.0 };
-        let c = &totals.cumulative;
-        let last = totals.evals.last();
+        let c = record.cumulative();
+        let last = record.evals().last();
         TrainSummary {
             backend: dev.info().backend,
             device: dev.info().name.clone(),
@@ -122,16 +122,16 @@ impl TrainSummary {
             batch_size: cfg.batch_size,
             lr: cfg.lr,
             seed: cfg.seed,
-            samples_per_sec: per_second(samples as f64, totals.train_seconds),
-            train_seconds: totals.train_seconds,
-            eval_seconds: totals.eval_seconds,
+            samples_per_sec: per_second(samples as f64, record.train_seconds()),
+            train_seconds: record.train_seconds(),
+            eval_seconds: record.eval_seconds(),
             test_auc: last.and_then(|e| e.test_auc),
             test_logloss: last.and_then(|e| e.test_logloss),
             teacher_auc: data.teacher_auc(),
             skipped_lines: data.skipped_lines(),
             test_samples: data.test().len(),
-            final_train_loss: totals.final_loss,
-            device_idle_fraction: per_second(totals.idle_seconds, totals.train_seconds),
+            final_train_loss: record.final_loss(),
+            device_idle_fraction: per_second(record.idle_seconds(), record.train_seconds()),
             policy: placement.policy,
             lookahead: (placement.policy == Policy::Lookahead).then_some(cfg.lookahead),
             precision: cached.then_some(placement.precision),
@@ -147,12 +147,12 @@ impl TrainSummary {
                 _ => c.hit_rate(),
             },
             train_hit_rate: c.hit_rate(),
-            window_shrinks: totals.window_shrinks,
-            link_gbps: totals.link_gbps,
+            window_shrinks: record.window_shrinks(),
+            link_gbps: record.link_gbps(),
             bytes_h2d: c.bytes_h2d,
             bytes_d2h: c.bytes_d2h,
             bytes_per_sample: (c.bytes_h2d + c.bytes_d2h) as f64 / samples.max(1) as f64,
-            evals: totals.evals,
+            evals: record.evals().to_vec(),
         }
     }
 }

@@ -43,6 +43,49 @@ pub struct Slots<'a, D: Device> {
     pub state: Option<&'a D::Buffer>,
 }
 
+/// What a cache operation works with: the device, the transfer buffers the caches share, the
+/// table's slot buffers, and the table's index (errors name it).
+pub struct Access<'a, D: Device> {
+    /// The device.
+    pub dev: &'a D,
+    /// The shared transfer buffers.
+    pub io: &'a mut Transfer<D>,
+    /// The table's slot buffers.
+    pub slots: Slots<'a, D>,
+    /// The table.
+    pub table: usize,
+}
+
+impl<D: Device> Access<'_, D> {
+    /// A plan or cache that does not fit: a bug in rowflow, named with the table.
+    fn inconsistent(&self, message: impl Into<String>) -> EmbeddingError {
+        EmbeddingError::Inconsistent {
+            table: self.table,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where the rounding noise of rows written back comes from: the run's seed and the step (the
+/// key the quantize kernels hash with each row and column).
+#[derive(Clone, Copy, Debug)]
+pub struct Noise {
+    /// Run seed (low 32 bits).
+    pub seed: u32,
+    /// Training step (or the on-demand caches' tick).
+    pub step: u32,
+}
+
+impl Noise {
+    /// The noise of step (or tick) `step` under `seed`.
+    pub fn at(seed: u32, step: u64) -> Self {
+        Noise {
+            seed,
+            step: step as u32,
+        }
+    }
+}
+
 /// Transfer buffers shared by every table's cache (see the module docs): device staging for
 /// packed rows, slot and row ids, state and offsets; the FP32 rows an evaluation batch reads;
 /// and the host scratch the packed rows pass through.
@@ -93,6 +136,22 @@ impl<D: Device> Transfer<D> {
             + self.state_host.capacity()
             + self.rows.capacity()
             + self.slots.capacity()) as u64
+    }
+
+    /// The row and slot scratch lists, emptied, lent out while the transfer buffers are in use.
+    fn take_lists(&mut self) -> (Vec<u32>, Vec<u32>) {
+        let (mut rows, mut slots) = (
+            std::mem::take(&mut self.rows),
+            std::mem::take(&mut self.slots),
+        );
+        rows.clear();
+        slots.clear();
+        (rows, slots)
+    }
+
+    /// Returns the lists [`Transfer::take_lists`] lent.
+    fn put_lists(&mut self, rows: Vec<u32>, slots: Vec<u32>) {
+        (self.rows, self.slots) = (rows, slots);
     }
 }
 
@@ -150,24 +209,19 @@ impl DeviceCache {
 
     /// On demand: makes every row of `unique` (sorted, distinct) resident and pinned for this
     /// step, writing back victims and fetching misses; writes each row's slot into `slot_of`.
-    /// `tick` orders uses (LRU, LFU) and keys the rounding noise of write-backs. Counts hits,
-    /// misses, evictions and bytes. `table` names the table in errors.
-    #[allow(clippy::too_many_arguments)]
+    /// `tick` orders uses (LRU, LFU) and is the step of the write-backs' rounding noise. Counts
+    /// hits, misses, evictions and bytes.
     pub fn prepare<D: Device>(
         &mut self,
-        dev: &D,
-        io: &mut Transfer<D>,
-        slots: &Slots<'_, D>,
-        table: usize,
+        at: &mut Access<'_, D>,
         unique: &[u32],
         slot_of: &mut Vec<u32>,
-        tick: u64,
-        seed: u32,
+        (tick, seed): (u64, u32),
         stats: &mut TableStats,
     ) -> Result<(), EmbeddingError> {
         if unique.len() > self.dir.slots() as usize {
             return Err(EmbeddingError::CacheTooSmall {
-                table,
+                table: at.table,
                 needed: unique.len(),
                 slots: self.dir.slots(),
             });
@@ -190,27 +244,22 @@ impl DeviceCache {
         let need = misses.len().saturating_sub(self.dir.free_slots());
         let mut victims = Vec::with_capacity(need);
         choose_victims(self.policy, &self.dir, need, &mut victims);
-        self.evict(dev, io, slots, &victims, tick as u32, seed, stats)?;
+        self.evict(at, &victims, Noise::at(seed, tick), stats)?;
 
         // Fetch the misses into the slots just freed.
-        io.rows.clear();
-        io.slots.clear();
+        let (mut rows, mut fetch_slots) = at.io.take_lists();
         for &u in &misses {
-            let slot = self
-                .dir
-                .insert(unique[u])
-                .ok_or_else(|| EmbeddingError::Inconsistent {
-                    table,
-                    message: "no free cache slot after eviction".into(),
-                })?;
+            let Some(slot) = self.dir.insert(unique[u]) else {
+                at.io.put_lists(rows, fetch_slots);
+                return Err(at.inconsistent("no free cache slot after eviction"));
+            };
             self.dir.touch(slot, tick);
             slot_of[u] = slot;
-            io.rows.push(unique[u]);
-            io.slots.push(slot);
+            rows.push(unique[u]);
+            fetch_slots.push(slot);
         }
-        let (rows, fetch_slots) = (std::mem::take(&mut io.rows), std::mem::take(&mut io.slots));
-        let fetched = self.fetch(dev, io, slots, &rows, &fetch_slots, stats);
-        (io.rows, io.slots) = (rows, fetch_slots);
+        let fetched = self.fetch(at, &rows, &fetch_slots, stats);
+        at.io.put_lists(rows, fetch_slots);
         fetched?;
         // The step updates every row it reads: each is written back when evicted.
         slot_of.iter().for_each(|&s| self.dir.mark_dirty(s));
@@ -222,20 +271,17 @@ impl DeviceCache {
 
     /// Evicts `victims`: dirty ones are quantized on the device, downloaded packed and scattered
     /// into the store (so a later fetch of the same row reads the written-back value).
-    #[allow(clippy::too_many_arguments)]
     fn evict<D: Device>(
         &mut self,
-        dev: &D,
-        io: &mut Transfer<D>,
-        slots: &Slots<'_, D>,
+        at: &mut Access<'_, D>,
         victims: &[u32],
-        step: u32,
-        seed: u32,
+        noise: Noise,
         stats: &mut TableStats,
     ) -> Result<(), EmbeddingError> {
         if victims.is_empty() {
             return Ok(());
         }
+        let io = &mut *at.io;
         io.rows.clear();
         io.slots.clear();
         for &slot in victims {
@@ -250,10 +296,10 @@ impl DeviceCache {
         if n == 0 {
             return Ok(());
         }
-        let words = self.words;
+        let (dev, words) = (at.dev, self.words);
         let ids = (&mut io.slot_ids, &mut io.row_ids);
         let out = (&mut io.packed, &mut io.staged_state);
-        self.pack(dev, slots, (&io.slots, &io.rows), ids, out, step, seed)?;
+        self.pack(dev, &at.slots, (&io.slots, &io.rows), ids, out, noise)?;
         io.packed_host.resize(n * words, 0);
         dev.download(
             io.packed.buffer(),
@@ -261,7 +307,7 @@ impl DeviceCache {
             bytemuck::cast_slice_mut(&mut io.packed_host[..n * words]),
         )?;
         io.state_host.clear();
-        if slots.state.is_some() {
+        if at.slots.state.is_some() {
             io.state_host.resize(n, 0.0);
             dev.download_f32(io.staged_state.buffer(), 0, &mut io.state_host)?;
         }
@@ -273,8 +319,7 @@ impl DeviceCache {
 
     /// Packs the slots `slot_list` (holding rows `rows`) for the host store: uploads both lists
     /// into `ids`, then launches `quantize_rows` into `out` (packed words, and optimizer state),
-    /// which grow to fit, with rounding noise keyed by `(seed, step, row id)`.
-    #[allow(clippy::too_many_arguments)]
+    /// which grow to fit, rounding with `noise`.
     fn pack<D: Device>(
         &self,
         dev: &D,
@@ -282,8 +327,7 @@ impl DeviceCache {
         (slot_list, rows): (&[u32], &[u32]),
         (slot_ids, row_ids): (&mut DeviceVec<D>, &mut DeviceVec<D>),
         (packed, staged_state): (&mut DeviceVec<D>, &mut DeviceVec<D>),
-        step: u32,
-        seed: u32,
+        noise: Noise,
     ) -> Result<(), DeviceError> {
         let rows_n = rows.len();
         slot_ids.upload_u32(dev, slot_list)?;
@@ -299,8 +343,8 @@ impl DeviceCache {
             dim: self.dim as u32,
             precision: self.precision,
             rounding: self.rounding,
-            seed,
-            step,
+            seed: noise.seed,
+            step: noise.step,
             packed: packed.buffer(),
             state: slots.state.map(|cache_state| StateRows {
                 cache_state,
@@ -313,9 +357,7 @@ impl DeviceCache {
     /// (whose residency the caller records). Counts the bytes moved.
     fn fetch<D: Device>(
         &self,
-        dev: &D,
-        io: &mut Transfer<D>,
-        slots: &Slots<'_, D>,
+        at: &mut Access<'_, D>,
         rows: &[u32],
         slot_list: &[u32],
         stats: &mut TableStats,
@@ -323,20 +365,17 @@ impl DeviceCache {
         if rows.is_empty() {
             return Ok(());
         }
+        let (dev, io) = (at.dev, &mut *at.io);
         io.packed_host.clear();
         io.state_host.clear();
         lock_store(&self.store).gather(rows, &mut io.packed_host, &mut io.state_host);
         io.packed.upload_u32(dev, &io.packed_host)?;
         io.slot_ids.upload_u32(dev, slot_list)?;
-        if slots.state.is_some() {
+        if at.slots.state.is_some() {
             io.staged_state.upload_f32(dev, &io.state_host)?;
         }
-        self.expand(
-            dev,
-            slots,
-            rows.len(),
-            (&io.packed, &io.slot_ids, &io.staged_state),
-        )?;
+        let staged = (&io.packed, &io.slot_ids, &io.staged_state);
+        self.expand(dev, &at.slots, rows.len(), staged)?;
         stats.bytes_h2d +=
             4 * (io.packed_host.len() + io.state_host.len() + slot_list.len()) as u64;
         Ok(())
@@ -372,16 +411,13 @@ impl DeviceCache {
     /// Writes back and empties every slot (host-only policy after each step, or a final flush).
     pub fn flush<D: Device>(
         &mut self,
-        dev: &D,
-        io: &mut Transfer<D>,
-        slots: &Slots<'_, D>,
-        tick: u64,
-        seed: u32,
+        at: &mut Access<'_, D>,
+        noise: Noise,
         stats: &mut TableStats,
     ) -> Result<(), EmbeddingError> {
         self.dir.begin_step();
         let all: Vec<u32> = self.dir.resident().map(|(s, _)| s).collect();
-        self.evict(dev, io, slots, &all, tick as u32, seed, stats)
+        self.evict(at, &all, noise, stats)
     }
 
     /// Takes back buffers of rows already written back, to reuse for later evictions.

@@ -2,7 +2,7 @@
 //! planned victims into this step's victim buffers, expand the rows the stager fetched, then
 //! count, as the training step sees it, whether every row is where the plan put it.
 
-use super::{DeviceCache, Slots, Transfer};
+use super::{Access, DeviceCache, Noise};
 use crate::device::Device;
 use crate::embedding::error::EmbeddingError;
 use crate::embedding::transfer::{DeviceRows, EvictedRows, FetchedRows};
@@ -15,19 +15,13 @@ impl DeviceCache {
     /// fetched rows are expanded into their slots; then every row of the batch (`unique`) is
     /// checked at its planned slot, and a row that is not there (a dropped prefetch) is a
     /// train-stage miss, fetched here synchronously. `step` keys the rounding noise.
-    #[allow(clippy::too_many_arguments)]
     pub fn apply_plan<D: Device>(
         &mut self,
-        dev: &D,
-        io: &mut Transfer<D>,
-        slots: &Slots<'_, D>,
-        table: usize,
-        fetched: &FetchedRows,
-        uploaded: &DeviceRows<D>,
+        at: &mut Access<'_, D>,
+        (fetched, uploaded): (&FetchedRows, &DeviceRows<D>),
         victims: &mut DeviceRows<D>,
         unique: &[u32],
-        step: u32,
-        seed: u32,
+        noise: Noise,
         stats: &mut TableStats,
     ) -> Result<EvictedRows, EmbeddingError> {
         let plan = &fetched.plan;
@@ -39,16 +33,17 @@ impl DeviceCache {
             }
             // Packed into this step's victim buffers; the write-back stage downloads them, so
             // the device stage never waits for a device-to-host copy.
+            let io = &mut *at.io;
             let ids = (&mut io.slot_ids, &mut io.row_ids);
             let out = (&mut victims.packed, &mut victims.state);
             let victims_list = (plan.evict_slots.as_slice(), plan.evict_rows.as_slice());
-            self.pack(dev, slots, victims_list, ids, out, step, seed)?;
+            self.pack(at.dev, &at.slots, victims_list, ids, out, noise)?;
             // Sized here, filled by the write-back stage.
             let (mut words, mut state) = self.spare.pop().unwrap_or_default();
             words.clear();
             words.resize(n * self.words, 0);
             state.clear();
-            if slots.state.is_some() {
+            if at.slots.state.is_some() {
                 state.resize(n, 0.0);
             }
             stats.bytes_d2h += 4 * (words.len() + state.len()) as u64;
@@ -62,31 +57,27 @@ impl DeviceCache {
         *stats.evictions.get_or_insert(0) += n as u64;
         // The stager uploaded the rows already; only their expansion is left.
         let staged = (&uploaded.packed, &uploaded.slots, &uploaded.state);
-        self.expand(dev, slots, fetched.rows.len(), staged)?;
-        self.place_all(table, &fetched.rows, &fetched.slots)?;
+        self.expand(at.dev, &at.slots, fetched.rows.len(), staged)?;
+        self.place_all(at, &fetched.rows, &fetched.slots)?;
         stats.bytes_h2d += fetched.bytes();
         // The train stage's own count: is every row where the plan says?
-        io.rows.clear();
-        io.slots.clear();
+        let (mut rows, mut slot_list) = at.io.take_lists();
         let mut hits = 0;
         for (u, &row) in unique.iter().enumerate() {
             let slot = plan.slot_of[u];
             if self.dir.row_in(slot) == Some(row) {
                 hits += 1;
             } else {
-                io.rows.push(row);
-                io.slots.push(slot);
+                rows.push(row);
+                slot_list.push(slot);
             }
         }
-        let missing = io.rows.len();
-        if missing > 0 {
-            let (rows, slot_list) = (std::mem::take(&mut io.rows), std::mem::take(&mut io.slots));
-            let filled = self
-                .fetch(dev, io, slots, &rows, &slot_list, stats)
-                .and_then(|()| self.place_all(table, &rows, &slot_list));
-            (io.rows, io.slots) = (rows, slot_list);
-            filled?;
-        }
+        let missing = rows.len();
+        let filled = self
+            .fetch(at, &rows, &slot_list, stats)
+            .and_then(|()| self.place_all(at, &rows, &slot_list));
+        at.io.put_lists(rows, slot_list);
+        filled?;
         stats.hits += hits;
         stats.misses += missing as u64;
         *stats.planner_misses.get_or_insert(0) += plan.fetch_rows.len() as u64;
@@ -95,16 +86,14 @@ impl DeviceCache {
     }
 
     /// Records `rows` resident in the empty slots `slot_list` the plan chose for them.
-    fn place_all(
+    fn place_all<D: Device>(
         &mut self,
-        table: usize,
+        at: &Access<'_, D>,
         rows: &[u32],
         slot_list: &[u32],
     ) -> Result<(), EmbeddingError> {
         for (&r, &s) in rows.iter().zip(slot_list) {
-            self.dir
-                .place(r, s)
-                .map_err(|message| EmbeddingError::Inconsistent { table, message })?;
+            self.dir.place(r, s).map_err(|m| at.inconsistent(m))?;
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Reading rows through a cache without changing it: evaluation must measure a model without
 //! perturbing what training caches (no fetch, no eviction, no use counted).
 
-use super::{DeviceCache, Slots, Transfer, lock_store};
+use super::{Access, DeviceCache, lock_store};
 use crate::device::{BagForward, DequantizeRows, Device, DeviceError, Pooling};
 use crate::telemetry::TableStats;
 
@@ -12,13 +12,12 @@ impl DeviceCache {
     /// `position[u]`. Counts hits, misses and the bytes fetched.
     pub fn read_only<D: Device>(
         &self,
-        dev: &D,
-        io: &mut Transfer<D>,
-        slots: &Slots<'_, D>,
+        at: &mut Access<'_, D>,
         unique: &[u32],
         position: &mut Vec<u32>,
         stats: &mut TableStats,
     ) -> Result<(), DeviceError> {
+        let (dev, io, slots) = (at.dev, &mut *at.io, &at.slots);
         io.eval_rows.reserve(dev, unique.len() * self.dim)?;
         position.clear();
         position.resize(unique.len(), 0);
