@@ -93,7 +93,8 @@ fn check(pooling: Pooling) {
             let value =
                 |m: &Dlrm<CpuDevice>| dev.read_f32(m.dense_params()[pi].value, i, 1).unwrap()[0];
             let set = |m: &Dlrm<CpuDevice>, v: f32| {
-                dev.upload_f32(m.dense_params()[pi].value, i, &[v]).unwrap()
+                dev.upload_elems(m.dense_params()[pi].value, i, &[v])
+                    .unwrap()
             };
             let w = value(&model);
             set(&model, w + h);

@@ -408,7 +408,7 @@ fn transfers_are_exact<D: Device>(dev: &D) {
     let mut r = rng(seed("transfers"));
     let data = uniform(&mut r, 50_001);
     let b = dev.alloc_elems(60_000).unwrap();
-    dev.upload_f32(&b, 3, &data).unwrap();
+    dev.upload_elems(&b, 3, &data).unwrap();
     assert_eq!(dev.read_f32(&b, 3, data.len()).unwrap(), data);
     assert_eq!(dev.read_f32(&b, 1000, 7).unwrap(), data[997..1004]);
     let c = dev.alloc_elems(60_000).unwrap();

@@ -288,21 +288,12 @@ pub trait DeviceExt: Device {
     fn alloc_elems(&self, len: usize) -> Result<Self::Buffer, DeviceError> {
         self.alloc(4 * len.max(1) as u64)
     }
-    /// Uploads `f32`s at element offset `offset`.
-    fn upload_f32(
+    /// Uploads 32-bit elements (`f32` or `u32`) at element offset `offset`.
+    fn upload_elems<T: Elem>(
         &self,
         dst: &Self::Buffer,
         offset: usize,
-        src: &[f32],
-    ) -> Result<(), DeviceError> {
-        self.upload(dst, 4 * offset as u64, bytemuck::cast_slice(src))
-    }
-    /// Uploads `u32`s at element offset `offset`.
-    fn upload_u32(
-        &self,
-        dst: &Self::Buffer,
-        offset: usize,
-        src: &[u32],
+        src: &[T],
     ) -> Result<(), DeviceError> {
         self.upload(dst, 4 * offset as u64, bytemuck::cast_slice(src))
     }
@@ -328,16 +319,23 @@ pub trait DeviceExt: Device {
     }
     /// Allocates a buffer holding `data`.
     fn buffer_from_f32(&self, data: &[f32]) -> Result<Self::Buffer, DeviceError> {
-        let buffer = self.alloc_elems(data.len())?;
-        self.upload_f32(&buffer, 0, data)?;
-        Ok(buffer)
+        self.buffer_from(data)
     }
     /// Allocates a buffer holding `data`.
     fn buffer_from_u32(&self, data: &[u32]) -> Result<Self::Buffer, DeviceError> {
+        self.buffer_from(data)
+    }
+    /// Allocates a buffer holding `data`.
+    fn buffer_from<T: Elem>(&self, data: &[T]) -> Result<Self::Buffer, DeviceError> {
         let buffer = self.alloc_elems(data.len())?;
-        self.upload_u32(&buffer, 0, data)?;
+        self.upload_elems(&buffer, 0, data)?;
         Ok(buffer)
     }
 }
+
+/// A 32-bit element the kernels take: `f32` or `u32` (every buffer's unit is 4 bytes).
+pub trait Elem: bytemuck::Pod {}
+impl Elem for f32 {}
+impl Elem for u32 {}
 
 impl<D: Device> DeviceExt for D {}

@@ -1,6 +1,6 @@
 //! Device buffers for per-batch inputs that grow on demand.
 
-use super::{Device, DeviceError, DeviceExt};
+use super::{Device, DeviceError, DeviceExt, Elem};
 
 /// A device buffer of 32-bit elements that is reused batch after batch and reallocated only
 /// when an upload does not fit, so steady-state training allocates nothing. It grows to what
@@ -34,17 +34,10 @@ impl<D: Device> DeviceVec<D> {
     }
 
     /// Replaces the contents with `data`.
-    pub fn upload_u32(&mut self, dev: &D, data: &[u32]) -> Result<(), DeviceError> {
+    pub fn upload_elems<T: Elem>(&mut self, dev: &D, data: &[T]) -> Result<(), DeviceError> {
         self.reserve(dev, data.len())?;
         self.len = data.len();
-        dev.upload_u32(&self.buffer, 0, data)
-    }
-
-    /// Replaces the contents with `data`.
-    pub fn upload_f32(&mut self, dev: &D, data: &[f32]) -> Result<(), DeviceError> {
-        self.reserve(dev, data.len())?;
-        self.len = data.len();
-        dev.upload_f32(&self.buffer, 0, data)
+        dev.upload_elems(&self.buffer, 0, data)
     }
 
     /// The device buffer.

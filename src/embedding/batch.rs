@@ -246,7 +246,7 @@ impl<D: Device> EmbeddingTables<D> {
         let state = match table.state {
             Some(_) => {
                 let s = dev.alloc_rows(slots.max(1) as u64, 4)?;
-                crate::device::DeviceExt::upload_f32(dev, &s, 0, &vec![init; slots as usize])?;
+                crate::device::DeviceExt::upload_elems(dev, &s, 0, &vec![init; slots as usize])?;
                 Some(s)
             }
             None => None,

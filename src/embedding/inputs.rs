@@ -48,8 +48,8 @@ impl<D: Device> BatchInputs<D> {
         indices: &[u32],
         bags: &Bags,
     ) -> Result<(), DeviceError> {
-        self.indices.upload_u32(dev, indices)?;
-        self.offsets.upload_u32(dev, &bags.offsets)?;
+        self.indices.upload_elems(dev, indices)?;
+        self.offsets.upload_elems(dev, &bags.offsets)?;
         self.bags = bags.len();
         self.has_map = false;
         Ok(())
@@ -57,9 +57,9 @@ impl<D: Device> BatchInputs<D> {
 
     /// Uploads the unique-row map the fused backward walks.
     pub fn upload_map(&mut self, dev: &D, m: &RowMap) -> Result<(), DeviceError> {
-        self.unique_rows.upload_u32(dev, &m.unique_rows)?;
-        self.row_starts.upload_u32(dev, &m.row_starts)?;
-        self.bag_ids.upload_u32(dev, &m.bag_ids)?;
+        self.unique_rows.upload_elems(dev, &m.unique_rows)?;
+        self.row_starts.upload_elems(dev, &m.row_starts)?;
+        self.bag_ids.upload_elems(dev, &m.bag_ids)?;
         self.unique = m.unique();
         self.has_map = true;
         Ok(())

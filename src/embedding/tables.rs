@@ -84,7 +84,7 @@ fn alloc_slots<D: Device>(
     let state = match state {
         Some(init) => {
             let s = dev.alloc_rows(slots.max(1) as u64, 4)?;
-            dev.upload_f32(&s, 0, &vec![init; slots as usize])?;
+            dev.upload_elems(&s, 0, &vec![init; slots as usize])?;
             Some(s)
         }
         None => None,
@@ -115,7 +115,7 @@ impl<D: Device> EmbeddingTables<D> {
                     let len = INIT_CHUNK_ROWS.min(n as usize - first) * dim;
                     let values = &mut chunk[..len];
                     fill_uniform(values, settings.init_scale, seed, t as u64, c as u64);
-                    dev.upload_f32(&weights, first * dim, values)?;
+                    dev.upload_elems(&weights, first * dim, values)?;
                 }
                 tables.push(Table {
                     rows: n,
@@ -244,7 +244,7 @@ impl<D: Device> EmbeddingTables<D> {
         if table.cache.is_some() {
             return Err(EmbeddingError::NotOnDevice { table: t });
         }
-        Ok(dev.upload_f32(&table.weights, 0, values)?)
+        Ok(dev.upload_elems(&table.weights, 0, values)?)
     }
 
     /// Whether row `row` of table `t` is on the device now.

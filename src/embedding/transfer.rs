@@ -87,10 +87,10 @@ impl<D: Device> DeviceRows<D> {
         if fetched.rows.is_empty() {
             return Ok(());
         }
-        self.packed.upload_u32(dev, &fetched.packed)?;
-        self.slots.upload_u32(dev, &fetched.slots)?;
+        self.packed.upload_elems(dev, &fetched.packed)?;
+        self.slots.upload_elems(dev, &fetched.slots)?;
         if !fetched.state.is_empty() {
-            self.state.upload_f32(dev, &fetched.state)?;
+            self.state.upload_elems(dev, &fetched.state)?;
         }
         Ok(())
     }

@@ -136,8 +136,8 @@ impl<D: Device> Dlrm<D> {
                 features: self.num_dense,
             });
         }
-        self.dense_in.upload_f32(dev, &batch.dense)?;
-        self.labels.upload_f32(dev, &batch.labels)?;
+        self.dense_in.upload_elems(dev, &batch.dense)?;
+        self.labels.upload_elems(dev, &batch.labels)?;
         Ok(n)
     }
 
@@ -185,16 +185,15 @@ impl<D: Device> Dlrm<D> {
     }
 
     /// Makes the batch's rows resident (as `residency` says), runs the forward, the loss and
-    /// the backward with the embeddings' fused update (which cannot be separated), leaving the
-    /// dense gradients in the MLPs' buffers. Returns the batch size and the rows a planned step
-    /// evicted.
+    /// the dense backward, leaving the dense gradients in the MLPs' buffers and the pooled
+    /// embeddings' gradient for [`Dlrm::update_embeddings`]. Returns the batch size and the rows
+    /// a planned step evicted.
     fn forward_backward(
         &mut self,
         dev: &D,
         batch: &Batch,
         maps: &[RowMap],
         residency: Residency<'_, D>,
-        lr: f32,
     ) -> Result<(usize, Option<Evicted<D>>), ModelError> {
         let n = self.upload_inputs(dev, batch)?;
         let evicted = self
@@ -215,10 +214,15 @@ impl<D: Device> Dlrm<D> {
             dim: self.dim as u32,
         })?;
         self.bottom.backward(dev, self.dense_in.buffer(), None, n)?;
-        let embedding_lr = self.embedding_lr.unwrap_or(lr);
-        self.embeddings.backward(dev, &self.dpooled, embedding_lr)?;
-        self.embeddings.finish_step(dev)?;
         Ok((n, evicted))
+    }
+
+    /// The embeddings' backward with their fused update at rate `lr` (gradient and update
+    /// cannot be separated), and the end of their step.
+    fn update_embeddings(&mut self, dev: &D, lr: f32) -> Result<(), ModelError> {
+        self.embeddings.backward(dev, &self.dpooled, lr)?;
+        self.embeddings.finish_step(dev)?;
+        Ok(())
     }
 
     /// One training step on `batch` (with one unique-row map per table, see
@@ -233,7 +237,8 @@ impl<D: Device> Dlrm<D> {
         residency: Residency<'_, D>,
         lr: f32,
     ) -> Result<Step<D>, ModelError> {
-        let (n, evicted) = self.forward_backward(dev, batch, maps, residency, lr)?;
+        let (n, evicted) = self.forward_backward(dev, batch, maps, residency)?;
+        self.update_embeddings(dev, self.embedding_lr.unwrap_or(lr))?;
         self.top.update(dev, lr)?;
         self.bottom.update(dev, lr)?;
         dev.download_f32(&self.loss, 0, &mut self.host_out[..n])?;
@@ -252,8 +257,8 @@ impl<D: Device> Dlrm<D> {
         maps: &[RowMap],
         embedding_lr: f32,
     ) -> Result<(), ModelError> {
-        self.forward_backward(dev, batch, maps, Residency::OnDemand, embedding_lr)
-            .map(|_| ())
+        self.forward_backward(dev, batch, maps, Residency::OnDemand)?;
+        self.update_embeddings(dev, embedding_lr)
     }
 
     /// Click probabilities for every sample of `batch`, appended to `out`.

@@ -276,7 +276,7 @@ fn device_loop<D: Device>(
                 // The stager already waited for these write-backs; a synchronous fetch of a
                 // dropped prefetch reads the store too, so the device makes sure as well.
                 let progress = &l.progress;
-                if !clock.wait(|| progress.wait_for(placed.depends_on)) {
+                if !clock.wait(|| progress.wait_for(placed.schedule.depends_on)) {
                     return Err(Stop::InputClosed);
                 }
                 let residency = Residency::Planned {
@@ -294,7 +294,7 @@ fn device_loop<D: Device>(
                 // finished: the stager may refill them.
                 let _ = l.sets.send(placed.uploads);
                 let _ = l.evicted.send((step, evicted));
-                shrunk = Some(placed.shrunk);
+                shrunk = Some(placed.schedule.shrunk);
                 out.loss
             }
             (Some(_), None) => return Err(Stop::InputClosed),

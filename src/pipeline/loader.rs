@@ -2,7 +2,7 @@
 //! hotness, ahead of the device. Batch buffers circulate between the loader and the device
 //! stage, so nothing is allocated per step.
 
-use super::stage::Ports;
+use super::stage::{Laps, Ports};
 use super::{PipelineError, Ready};
 use crate::data::{Batch, RowMap, SampleStream};
 use crate::device::Device;
@@ -31,6 +31,12 @@ impl Prepared {
             hotness: None,
             times: Vec::with_capacity(4),
         }
+    }
+}
+
+impl<D: Device> Laps for Ready<D> {
+    fn laps(&mut self) -> &mut Vec<StageTime> {
+        &mut self.prepared.times
     }
 }
 
@@ -70,13 +76,12 @@ pub fn load<D: Device>(
             _ => None,
         };
         p.times.clear();
-        p.times.push(ports.lap());
         let ready = Ready {
             step,
             prepared: p,
             placed: None,
         };
-        if !ports.send(ready) {
+        if !ports.finish(ready) {
             return Ok(());
         }
     }

@@ -131,6 +131,12 @@ pub struct Ready<D: Device> {
 pub struct Planned<D: Device> {
     ready: Ready<D>,
     plans: Vec<SlotPlan>,
+    schedule: Schedule,
+}
+
+/// What the planner says of a batch's place in time, carried to the device stage.
+#[derive(Clone, Copy)]
+struct Schedule {
     /// The latest step whose write-back the fetches depend on (0: none).
     depends_on: u64,
     /// Whether the planner had to shorten its window for this batch.
@@ -141,8 +147,7 @@ pub struct Planned<D: Device> {
 pub struct Placed<D: Device> {
     fetched: Vec<FetchedRows>,
     uploads: Vec<DeviceRows<D>>,
-    depends_on: u64,
-    shrunk: bool,
+    schedule: Schedule,
 }
 
 /// Evaluates a model on the test split (the run's business): called at the steps

@@ -101,6 +101,22 @@ impl<I, O> Ports<I, O> {
     }
 }
 
+/// Something that carries the laps of the stages it went through: a batch on its way.
+pub trait Laps {
+    /// The laps so far, in the data's order.
+    fn laps(&mut self) -> &mut Vec<StageTime>;
+}
+
+impl<I, O: Laps> Ports<I, O> {
+    /// Ends the stage's lap on `item` and sends it downstream; `false` when the stage after
+    /// has stopped.
+    pub fn finish(&mut self, mut item: O) -> bool {
+        let lap = self.lap();
+        item.laps().push(lap);
+        self.send(item)
+    }
+}
+
 /// The host stages of a run, on their own named threads.
 pub struct Stages<'scope> {
     running: Vec<(

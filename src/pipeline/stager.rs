@@ -78,10 +78,9 @@ pub fn stage<D: Device>(
         let Planned {
             mut ready,
             plans,
-            depends_on,
-            shrunk,
+            schedule,
         } = planned;
-        if !ports.wait(|| job.progress.wait_for(depends_on)) {
+        if !ports.wait(|| job.progress.wait_for(schedule.depends_on)) {
             return Ok(());
         }
         faults.delay(DelayedStage::Stager, ready.step);
@@ -126,14 +125,12 @@ pub fn stage<D: Device>(
             .0
             .fetch_add(after - before, Ordering::Relaxed);
         job.link.charge(bytes);
-        ready.prepared.times.push(ports.lap());
         ready.placed = Some(Placed {
             fetched,
             uploads,
-            depends_on,
-            shrunk,
+            schedule,
         });
-        if !ports.send(ready) {
+        if !ports.finish(ready) {
             return Ok(());
         }
     }

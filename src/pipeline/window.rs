@@ -3,10 +3,11 @@
 
 use super::faults::{DelayedStage, Faults};
 use super::planner::{Attempt, Planner};
-use super::stage::Ports;
-use super::{PipelineError, Planned, Ready};
+use super::stage::{Laps, Ports};
+use super::{PipelineError, Planned, Ready, Schedule};
 use crate::data::RowMap;
 use crate::device::Device;
+use crate::telemetry::StageTime;
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 
@@ -36,6 +37,12 @@ impl InFlight {
             r.extend_from_slice(&m.unique_rows);
         }
         self.batches.push_back(rows);
+    }
+}
+
+impl<D: Device> Laps for Planned<D> {
+    fn laps(&mut self) -> &mut Vec<StageTime> {
+        self.ready.laps()
     }
 }
 
@@ -108,15 +115,12 @@ pub fn plan<D: Device>(
             }
         };
         in_flight.start(&batch.prepared.maps);
-        let mut batch = batch;
-        batch.prepared.times.push(ports.lap());
         let planned = Planned {
             ready: batch,
             plans,
-            depends_on,
-            shrunk,
+            schedule: Schedule { depends_on, shrunk },
         };
-        if !ports.send(planned) {
+        if !ports.finish(planned) {
             return Ok(());
         }
     }

@@ -23,9 +23,9 @@ fn tables_in_windows(pooling: Pooling, adagrad: bool) {
         let grad = uniform(&mut r, bags * dim);
         let (got, want) = both!(&dev, &cpu, |d| {
             let t = d.alloc_rows(rows as u64, 4 * dim as u64).unwrap();
-            d.upload_f32(&t, 0, &table).unwrap();
+            d.upload_elems(&t, 0, &table).unwrap();
             let s = d.alloc_rows(rows as u64, 4).unwrap();
-            d.upload_f32(&s, 0, &state).unwrap();
+            d.upload_elems(&s, 0, &state).unwrap();
             let (idx, offs) = (
                 d.buffer_from_u32(&b.indices).unwrap(),
                 d.buffer_from_u32(&b.offsets).unwrap(),
@@ -166,9 +166,9 @@ fn caches_split_over_buffers_and_windows_quantize_like_cpu() {
         let words = precision.row_words(dim);
         let (got, want) = both!(&dev, &cpu, |d| {
             let cb = d.alloc_rows(slots as u64, 4 * dim as u64).unwrap();
-            d.upload_f32(&cb, 0, &cache).unwrap();
+            d.upload_elems(&cb, 0, &cache).unwrap();
             let csb = d.alloc_rows(slots as u64, 4).unwrap();
-            d.upload_f32(&csb, 0, &state).unwrap();
+            d.upload_elems(&csb, 0, &state).unwrap();
             let (sb, ib) = (
                 d.buffer_from_u32(&picked).unwrap(),
                 d.buffer_from_u32(&ids).unwrap(),

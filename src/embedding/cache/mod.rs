@@ -330,8 +330,8 @@ impl DeviceCache {
         noise: Noise,
     ) -> Result<(), DeviceError> {
         let rows_n = rows.len();
-        slot_ids.upload_u32(dev, slot_list)?;
-        row_ids.upload_u32(dev, rows)?;
+        slot_ids.upload_elems(dev, slot_list)?;
+        row_ids.upload_elems(dev, rows)?;
         packed.reserve(dev, rows_n * self.words)?;
         staged_state.reserve(dev, rows_n)?;
         dev.quantize_rows(&QuantizeRows {
@@ -369,10 +369,10 @@ impl DeviceCache {
         io.packed_host.clear();
         io.state_host.clear();
         lock_store(&self.store).gather(rows, &mut io.packed_host, &mut io.state_host);
-        io.packed.upload_u32(dev, &io.packed_host)?;
-        io.slot_ids.upload_u32(dev, slot_list)?;
+        io.packed.upload_elems(dev, &io.packed_host)?;
+        io.slot_ids.upload_elems(dev, slot_list)?;
         if at.slots.state.is_some() {
-            io.staged_state.upload_f32(dev, &io.state_host)?;
+            io.staged_state.upload_elems(dev, &io.state_host)?;
         }
         let staged = (&io.packed, &io.slot_ids, &io.staged_state);
         self.expand(dev, &at.slots, rows.len(), staged)?;

@@ -43,8 +43,8 @@ impl DeviceCache {
         let total = unique.len() as u32;
         if hits > 0 {
             let offsets: Vec<u32> = (0..=hits as u32).collect();
-            io.offsets.upload_u32(dev, &offsets)?;
-            io.slot_ids.upload_u32(dev, &io.slots)?;
+            io.offsets.upload_elems(dev, &offsets)?;
+            io.slot_ids.upload_elems(dev, &io.slots)?;
             dev.bag_forward(&BagForward {
                 table: slots.weights,
                 rows: self.dir.slots(),
@@ -62,9 +62,9 @@ impl DeviceCache {
             io.packed_host.clear();
             io.state_host.clear();
             lock_store(&self.store).gather(&io.rows, &mut io.packed_host, &mut io.state_host);
-            io.packed.upload_u32(dev, &io.packed_host)?;
+            io.packed.upload_elems(dev, &io.packed_host)?;
             let targets: Vec<u32> = (hits as u32..total).collect();
-            io.row_ids.upload_u32(dev, &targets)?;
+            io.row_ids.upload_elems(dev, &targets)?;
             dev.dequantize_rows(&DequantizeRows {
                 packed: io.packed.buffer(),
                 slots: io.row_ids.buffer(),
