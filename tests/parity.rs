@@ -21,12 +21,10 @@ use rowflow::data::RowMap;
 use rowflow::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use rowflow::data::{Bags, Batch, Dataset, Schema};
 use rowflow::device::cpu::CpuDevice;
-use rowflow::device::kernels::interaction_width;
 use rowflow::device::wgpu::WgpuOptions;
 use rowflow::device::{
-    Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    Device, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer, Pooling,
-    RowGradMap,
+    BagBackward, BagForward, BagShape, BceLoss, DenseUpdate, Device, DeviceExt, Gemm, Optimizer,
+    Pooling, RowGradMap, Strided,
 };
 use rowflow::embedding::{Placement, Residency};
 use rowflow::model::{Dlrm, ModelConfig};
@@ -99,15 +97,19 @@ fn bag_forward_parity<D: Device>(dev: &D, cpu: &CpuDevice, pooling: Pooling) {
             let out = d.alloc_elems(bags * 2 * dim).unwrap();
             d.bag_forward(&BagForward {
                 table: &d.buffer_from_f32(&table).unwrap(),
-                rows,
-                dim: dim as u32,
                 indices: &d.buffer_from_u32(&b.indices).unwrap(),
                 offsets: &d.buffer_from_u32(&b.offsets).unwrap(),
-                bags: bags as u32,
-                pooling,
-                out: &out,
-                out_stride: 2 * dim as u32,
-                out_offset: dim as u32,
+                shape: BagShape {
+                    rows,
+                    dim: dim as u32,
+                    bags: bags as u32,
+                    pooling,
+                },
+                out: Strided {
+                    buffer: &out,
+                    stride: 2 * dim as u32,
+                    offset: dim as u32,
+                },
             })
             .unwrap();
             d.read_f32(&out, 0, bags * 2 * dim).unwrap()
@@ -144,8 +146,6 @@ fn bag_backward_parity<D: Device>(dev: &D, cpu: &CpuDevice, pooling: Pooling, ad
             );
             let args = BagBackward {
                 table: &t,
-                rows,
-                dim: dim as u32,
                 map: RowGradMap {
                     unique_rows: &ur,
                     row_starts: &rs,
@@ -153,11 +153,17 @@ fn bag_backward_parity<D: Device>(dev: &D, cpu: &CpuDevice, pooling: Pooling, ad
                     unique: map.unique() as u32,
                 },
                 offsets: &o,
-                bags: bags as u32,
-                pooling,
-                grad: &g,
-                grad_stride: dim as u32,
-                grad_offset: 0,
+                shape: BagShape {
+                    rows,
+                    dim: dim as u32,
+                    bags: bags as u32,
+                    pooling,
+                },
+                grad: Strided {
+                    buffer: &g,
+                    stride: dim as u32,
+                    offset: 0,
+                },
                 lr: 0.25,
             };
             if adagrad {
@@ -220,122 +226,6 @@ fn gemm_parity<D: Device>(dev: &D, cpu: &CpuDevice, ta: bool, tb: bool) {
                 tol,
             );
         }
-    }
-}
-
-fn bias_act_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
-    let mut r = rng(seed("bias_act_parity"));
-    for (rows, cols) in [(1, 1), (63, 3), (64, 64), (65, 100), (1000, 17)] {
-        for act in [Activation::Relu, Activation::Identity] {
-            let (x, bias, dy) = (
-                uniform(&mut r, rows * cols),
-                uniform(&mut r, cols),
-                uniform(&mut r, rows * cols),
-            );
-            let (got, want) = both!(dev, cpu, |d| {
-                let xb = d.buffer_from_f32(&x).unwrap();
-                let bb = d.buffer_from_f32(&bias).unwrap();
-                let (r32, c32) = (rows as u32, cols as u32);
-                d.bias_act_forward(&BiasActForward {
-                    x: &xb,
-                    bias: &bb,
-                    rows: r32,
-                    cols: c32,
-                    act,
-                })
-                .unwrap();
-                let mut out = d.read_f32(&xb, 0, rows * cols).unwrap();
-                if backward {
-                    let (dyb, db) = (
-                        d.buffer_from_f32(&dy).unwrap(),
-                        d.alloc_elems(cols).unwrap(),
-                    );
-                    d.bias_act_backward(&BiasActBackward {
-                        y: &xb,
-                        dy: &dyb,
-                        dbias: &db,
-                        rows: r32,
-                        cols: c32,
-                        act,
-                    })
-                    .unwrap();
-                    out = d.read_f32(&dyb, 0, rows * cols).unwrap();
-                    out.extend(d.read_f32(&db, 0, cols).unwrap());
-                }
-                out
-            });
-            assert_parity(
-                &format!("bias_act backward={backward} {act:?} {rows}x{cols}"),
-                &got,
-                &want,
-                SUM,
-            );
-        }
-    }
-}
-
-fn interaction_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
-    let mut r = rng(seed("interaction_parity"));
-    for (batch, tables, dim) in [
-        (1, 1, 1),
-        (63, 3, 3),
-        (64, 8, 16),
-        (65, 2, 100),
-        (40, 26, 16),
-        (7, 4, 128),
-    ] {
-        let width = interaction_width(tables as u32, dim as u32) as usize;
-        let (dense, emb, dout) = (
-            uniform(&mut r, batch * dim),
-            uniform(&mut r, batch * tables * dim),
-            uniform(&mut r, batch * width),
-        );
-        let (got, want) = both!(dev, cpu, |d| {
-            let (db, eb) = (
-                d.buffer_from_f32(&dense).unwrap(),
-                d.buffer_from_f32(&emb).unwrap(),
-            );
-            let (b32, t32, d32) = (batch as u32, tables as u32, dim as u32);
-            if backward {
-                let (gb, ddb, deb) = (
-                    d.buffer_from_f32(&dout).unwrap(),
-                    d.alloc_elems(batch * dim).unwrap(),
-                    d.alloc_elems(batch * tables * dim).unwrap(),
-                );
-                d.interaction_backward(&InteractionBackward {
-                    dense: &db,
-                    emb: &eb,
-                    dout: &gb,
-                    ddense: &ddb,
-                    demb: &deb,
-                    batch: b32,
-                    tables: t32,
-                    dim: d32,
-                })
-                .unwrap();
-                let mut out = d.read_f32(&ddb, 0, batch * dim).unwrap();
-                out.extend(d.read_f32(&deb, 0, batch * tables * dim).unwrap());
-                out
-            } else {
-                let ob = d.alloc_elems(batch * width).unwrap();
-                d.interaction_forward(&InteractionForward {
-                    dense: &db,
-                    emb: &eb,
-                    out: &ob,
-                    batch: b32,
-                    tables: t32,
-                    dim: d32,
-                })
-                .unwrap();
-                d.read_f32(&ob, 0, batch * width).unwrap()
-            }
-        });
-        assert_parity(
-            &format!("interaction backward={backward} {batch}x{tables}x{dim}"),
-            &got,
-            &want,
-            SUM,
-        );
     }
 }
 
@@ -480,6 +370,9 @@ fn training_parity<D: Device>(dev: &D, cpu: &CpuDevice) {
 #[path = "parity/cache.rs"]
 mod cached;
 use cached::{cached_training_parity, quantize_parity};
+#[path = "parity/dense.rs"]
+mod dense;
+use dense::{bias_act_parity, interaction_parity};
 
 macro_rules! parity_tests {
     ($backend:ident, $make:expr) => {

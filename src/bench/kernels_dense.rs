@@ -2,10 +2,10 @@
 //! interaction, loss and optimizer at DLRM sizes, and (de)quantization of cache rows.
 
 use super::{Workload, time};
-use crate::device::kernels::interaction_width;
 use crate::device::{
-    Activation, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, DequantizeRows, Device,
-    DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward, Optimizer, QuantizeRows,
+    Activation, BceLoss, BiasActBackward, BiasActForward, BiasActShape, DenseUpdate,
+    DequantizeRows, Device, DeviceError, DeviceExt, Gemm, InteractionBackward, InteractionForward,
+    InteractionShape, Optimizer, QuantizeRows, RowMove,
 };
 use crate::precision::{Precision, Rounding};
 
@@ -42,13 +42,16 @@ pub(super) fn dense_rows<D: Device>(
     })?;
     push("gemm", secs, 4.0 * (b * k + nn * k + b * nn) as f64);
     let bias = dev.buffer_from_f32(&vec![0.1f32; nn])?;
+    let shape = BiasActShape {
+        rows: b as u32,
+        cols: nn as u32,
+        act: Activation::Relu,
+    };
     let secs = time(dev, reps, |_| {
         dev.bias_act_forward(&BiasActForward {
             x: &y,
             bias: &bias,
-            rows: b as u32,
-            cols: nn as u32,
-            act: Activation::Relu,
+            shape,
         })
     })?;
     push("bias_act_forward", secs, 4.0 * (2 * b * nn + nn) as f64);
@@ -59,25 +62,25 @@ pub(super) fn dense_rows<D: Device>(
             y: &y,
             dy: &dy,
             dbias: &db,
-            rows: b as u32,
-            cols: nn as u32,
-            act: Activation::Relu,
+            shape,
         })
     })?;
     push("bias_act_backward", secs, 4.0 * (3 * b * nn + nn) as f64);
 
-    let width = interaction_width(t as u32, d as u32) as usize;
+    let shape = InteractionShape {
+        batch: b as u32,
+        tables: t as u32,
+        dim: d as u32,
+    };
+    let width = shape.width() as usize;
     let dense = dev.buffer_from_f32(&vec![0.1f32; b * d])?;
     let inter = dev.alloc_elems(b * width)?;
-    let (tu, du, bu) = (t as u32, d as u32, b as u32);
     let secs = time(dev, reps, |_| {
         dev.interaction_forward(&InteractionForward {
             dense: &dense,
             emb: pooled,
             out: &inter,
-            batch: bu,
-            tables: tu,
-            dim: du,
+            shape,
         })
     })?;
     push(
@@ -95,9 +98,7 @@ pub(super) fn dense_rows<D: Device>(
             dout: &dinter,
             ddense: &ddense,
             demb: &demb,
-            batch: bu,
-            tables: tu,
-            dim: du,
+            shape,
         })
     })?;
     push(
@@ -115,7 +116,7 @@ pub(super) fn dense_rows<D: Device>(
             labels: &labels,
             loss: &loss,
             dlogits: &dlogits,
-            batch: bu,
+            batch: b as u32,
             scale: 1.0 / b as f32,
         })
     })?;
@@ -153,20 +154,24 @@ pub(super) fn dense_rows<D: Device>(
     let slots = dev.buffer_from_u32(&(0..n as u32).rev().collect::<Vec<_>>())?;
     let ids = dev.buffer_from_u32(&(0..n as u32).collect::<Vec<_>>())?;
     let packed = dev.alloc_elems(n * words)?;
+    // Both directions move the same rows between the same buffers.
+    let moved = || RowMove {
+        packed: &packed,
+        slots: &slots,
+        cache: &cache,
+        cache_rows: n as u32,
+        rows: n as u32,
+        dim: d as u32,
+        precision: Precision::Int8,
+        state: None,
+    };
     let secs = time(dev, reps, |i| {
         dev.quantize_rows(&QuantizeRows {
-            cache: &cache,
-            cache_rows: n as u32,
-            slots: &slots,
+            moved: moved(),
             row_ids: &ids,
-            rows: n as u32,
-            dim: d as u32,
-            precision: Precision::Int8,
             rounding: Rounding::Stochastic,
             seed: 1,
             step: i as u32,
-            packed: &packed,
-            state: None,
         })
     })?;
     push(
@@ -175,16 +180,7 @@ pub(super) fn dense_rows<D: Device>(
         4.0 * (n * d + n * words + 2 * n) as f64,
     );
     let secs = time(dev, reps, |_| {
-        dev.dequantize_rows(&DequantizeRows {
-            packed: &packed,
-            slots: &slots,
-            rows: n as u32,
-            dim: d as u32,
-            precision: Precision::Int8,
-            cache: &cache,
-            cache_rows: n as u32,
-            state: None,
-        })
+        dev.dequantize_rows(&DequantizeRows { moved: moved() })
     })?;
     push(
         "dequantize_rows",

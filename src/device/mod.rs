@@ -26,9 +26,10 @@ pub mod vec;
 pub mod wgpu;
 
 pub use kernels::{
-    Activation, BagBackward, BagForward, BceLoss, BiasActBackward, BiasActForward, DenseUpdate,
-    DequantizeRows, Gemm, InteractionBackward, InteractionForward, KernelId, Optimizer,
-    OptimizerRule, Pooling, QuantizeRows, RowGradMap, StateRows, sigmoid,
+    Activation, BagBackward, BagForward, BagShape, BceLoss, BiasActBackward, BiasActForward,
+    BiasActShape, DenseUpdate, DequantizeRows, Gemm, InteractionBackward, InteractionForward,
+    InteractionShape, KernelId, Optimizer, OptimizerRule, Pooling, QuantizeRows, RowGradMap,
+    RowMove, StateRows, Strided, sigmoid,
 };
 pub use select::{
     BackendChoice, BackendKind, BackendReport, Selection, probe_backends, select_backend,

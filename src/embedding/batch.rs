@@ -12,7 +12,7 @@ use super::policy::Policy;
 use super::tables::{EmbeddingTables, Table};
 use super::transfer::{DeviceRows, Evicted, FetchedRows};
 use crate::data::{Bags, RowMap};
-use crate::device::{BagBackward, Device, DeviceError, RowGradMap};
+use crate::device::{BagBackward, BagShape, Device, DeviceError, RowGradMap, Strided};
 use crate::telemetry::TableStats;
 
 /// How a training batch's rows become resident on the device.
@@ -293,8 +293,6 @@ impl<D: Device> EmbeddingTables<D> {
             }
             let args = BagBackward {
                 table: &table.weights,
-                rows: table.slots,
-                dim,
                 map: RowGradMap {
                     unique_rows: inputs.unique_rows.buffer(),
                     row_starts: inputs.row_starts.buffer(),
@@ -302,11 +300,17 @@ impl<D: Device> EmbeddingTables<D> {
                     unique: inputs.unique as u32,
                 },
                 offsets: inputs.offsets.buffer(),
-                bags: inputs.bags as u32,
-                pooling: self.settings.pooling,
-                grad,
-                grad_stride: t_count * dim,
-                grad_offset: t as u32 * dim,
+                shape: BagShape {
+                    rows: table.slots,
+                    dim,
+                    bags: inputs.bags as u32,
+                    pooling: self.settings.pooling,
+                },
+                grad: Strided {
+                    buffer: grad,
+                    stride: t_count * dim,
+                    offset: t as u32 * dim,
+                },
                 lr,
             };
             match &table.state {

@@ -2,7 +2,7 @@
 //! in buffers reused batch after batch.
 
 use crate::data::{Bags, RowMap};
-use crate::device::{BagForward, Device, DeviceError, DeviceVec, Pooling};
+use crate::device::{BagForward, BagShape, Device, DeviceError, DeviceVec, Pooling, Strided};
 
 /// One table's inputs for the current batch, on the device.
 pub(super) struct BatchInputs<D: Device> {
@@ -80,15 +80,19 @@ impl<D: Device> BatchInputs<D> {
     ) -> Result<(), DeviceError> {
         dev.bag_forward(&BagForward {
             table,
-            rows,
-            dim,
             indices: self.indices.buffer(),
             offsets: self.offsets.buffer(),
-            bags: self.bags as u32,
-            pooling,
-            out,
-            out_stride: stride,
-            out_offset: t as u32 * dim,
+            shape: BagShape {
+                rows,
+                dim,
+                bags: self.bags as u32,
+                pooling,
+            },
+            out: Strided {
+                buffer: out,
+                stride,
+                offset: t as u32 * dim,
+            },
         })
     }
 }

@@ -10,7 +10,7 @@ use crate::data::{Batch, Schema};
 use crate::device::kernels::interaction_width;
 use crate::device::{
     Activation, BceLoss, Device, DeviceError, DeviceExt, DeviceVec, InteractionBackward,
-    InteractionForward, sigmoid,
+    InteractionForward, InteractionShape, sigmoid,
 };
 use crate::embedding::transfer::Evicted;
 use crate::embedding::{EmbeddingSettings, EmbeddingTables, Placement, Residency};
@@ -149,9 +149,11 @@ impl<D: Device> Dlrm<D> {
             dense: self.bottom.output(),
             emb: &self.pooled,
             out: &self.inter,
-            batch: n as u32,
-            tables,
-            dim: self.dim as u32,
+            shape: InteractionShape {
+                batch: n as u32,
+                tables,
+                dim: self.dim as u32,
+            },
         })?;
         self.top.forward(dev, &self.inter, n)
     }
@@ -209,9 +211,11 @@ impl<D: Device> Dlrm<D> {
             dout: &self.dinter,
             ddense: self.bottom.output_grad(),
             demb: &self.dpooled,
-            batch: n as u32,
-            tables: self.embeddings.tables() as u32,
-            dim: self.dim as u32,
+            shape: InteractionShape {
+                batch: n as u32,
+                tables: self.embeddings.tables() as u32,
+                dim: self.dim as u32,
+            },
         })?;
         self.bottom.backward(dev, self.dense_in.buffer(), None, n)?;
         Ok((n, evicted))

@@ -2,8 +2,8 @@
 
 use super::ModelError;
 use crate::device::{
-    Activation, BiasActBackward, BiasActForward, DenseUpdate, Device, DeviceError, DeviceExt, Gemm,
-    OptimizerRule,
+    Activation, BiasActBackward, BiasActForward, BiasActShape, DenseUpdate, Device, DeviceError,
+    DeviceExt, Gemm, OptimizerRule,
 };
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
@@ -120,9 +120,11 @@ impl<D: Device> Mlp<D> {
             dev.bias_act_forward(&BiasActForward {
                 x: &layer.y,
                 bias: &layer.b,
-                rows: batch as u32,
-                cols: layer.output as u32,
-                act: layer.act,
+                shape: BiasActShape {
+                    rows: batch as u32,
+                    cols: layer.output as u32,
+                    act: layer.act,
+                },
             })?;
         }
         Ok(())
@@ -160,9 +162,11 @@ impl<D: Device> Mlp<D> {
                 y: &layer.y,
                 dy: &layer.dy,
                 dbias: &layer.db,
-                rows: batch as u32,
-                cols: layer.output as u32,
-                act: layer.act,
+                shape: BiasActShape {
+                    rows: batch as u32,
+                    cols: layer.output as u32,
+                    act: layer.act,
+                },
             })?;
             let input = if l == 0 { x } else { &self.layers[l - 1].y };
             // dW = dyᵀ · x

@@ -42,15 +42,19 @@ pub fn bag_forward_matches_naive<D: Device>(dev: &D) {
             let out = dev.alloc_elems(bags * stride).unwrap();
             dev.bag_forward(&BagForward {
                 table: &dev.buffer_from_f32(&table).unwrap(),
-                rows,
-                dim: dim as u32,
                 indices: &dev.buffer_from_u32(&b.indices).unwrap(),
                 offsets: &dev.buffer_from_u32(&b.offsets).unwrap(),
-                bags: bags as u32,
-                pooling,
-                out: &out,
-                out_stride: stride as u32,
-                out_offset: off as u32,
+                shape: BagShape {
+                    rows,
+                    dim: dim as u32,
+                    bags: bags as u32,
+                    pooling,
+                },
+                out: Strided {
+                    buffer: &out,
+                    stride: stride as u32,
+                    offset: off as u32,
+                },
             })
             .unwrap();
             let got = dev.read_f32(&out, 0, bags * stride).unwrap();
@@ -160,8 +164,6 @@ pub fn bag_backward_matches_naive<D: Device>(dev: &D) {
                 );
                 let args = BagBackward {
                     table: &table_buf,
-                    rows,
-                    dim: dim as u32,
                     map: RowGradMap {
                         unique_rows: &ur,
                         row_starts: &rs,
@@ -169,11 +171,17 @@ pub fn bag_backward_matches_naive<D: Device>(dev: &D) {
                         unique: map.unique() as u32,
                     },
                     offsets: &offs,
-                    bags: bags as u32,
-                    pooling,
-                    grad: &grad_buf,
-                    grad_stride: stride as u32,
-                    grad_offset: off as u32,
+                    shape: BagShape {
+                        rows,
+                        dim: dim as u32,
+                        bags: bags as u32,
+                        pooling,
+                    },
+                    grad: Strided {
+                        buffer: &grad_buf,
+                        stride: stride as u32,
+                        offset: off as u32,
+                    },
                     lr,
                 };
                 if adagrad {

@@ -4,7 +4,7 @@
 //! multiply-adds).
 
 use super::*;
-use rowflow::device::{BackendKind, DequantizeRows, QuantizeRows, StateRows};
+use rowflow::device::{BackendKind, DequantizeRows, QuantizeRows, RowMove, StateRows};
 use rowflow::precision::{NoiseKey, dequantize_row, quantize_row, row_step};
 use rowflow::precision::{Precision, Rounding};
 
@@ -61,21 +61,23 @@ pub fn quantize_rows_match_reference<D: Device>(dev: &D) {
                     dev.alloc_elems(n).unwrap(),
                 );
                 dev.quantize_rows(&QuantizeRows {
-                    cache: &cb,
-                    cache_rows: slots,
-                    slots: &sb,
+                    moved: RowMove {
+                        packed: &out,
+                        slots: &sb,
+                        cache: &cb,
+                        cache_rows: slots,
+                        rows: n as u32,
+                        dim: dim as u32,
+                        precision: p,
+                        state: Some(StateRows {
+                            cache_state: &csb,
+                            staged: &stb,
+                        }),
+                    },
                     row_ids: &ib,
-                    rows: n as u32,
-                    dim: dim as u32,
-                    precision: p,
                     rounding,
                     seed: 77,
                     step: 5,
-                    packed: &out,
-                    state: Some(StateRows {
-                        cache_state: &csb,
-                        staged: &stb,
-                    }),
                 })
                 .unwrap();
                 let mut got = vec![0u32; n * words];
@@ -150,17 +152,19 @@ pub fn dequantize_rows_match_reference<D: Device>(dev: &D) {
                 dev.buffer_from_f32(&staged).unwrap(),
             );
             dev.dequantize_rows(&DequantizeRows {
-                packed: &pb,
-                slots: &sb,
-                rows: n as u32,
-                dim: dim as u32,
-                precision: p,
-                cache: &cache,
-                cache_rows: slots,
-                state: Some(StateRows {
-                    cache_state: &cache_state,
-                    staged: &stb,
-                }),
+                moved: RowMove {
+                    packed: &pb,
+                    slots: &sb,
+                    cache: &cache,
+                    cache_rows: slots,
+                    rows: n as u32,
+                    dim: dim as u32,
+                    precision: p,
+                    state: Some(StateRows {
+                        cache_state: &cache_state,
+                        staged: &stb,
+                    }),
+                },
             })
             .unwrap();
             let got = dev.read_f32(&cache, 0, slots as usize * dim).unwrap();
@@ -197,14 +201,16 @@ pub fn dequantize_rows_match_reference<D: Device>(dev: &D) {
         for bad in [[3u32, 3], [0, 4]] {
             let sb = dev.buffer_from_u32(&bad).unwrap();
             let e = dev.dequantize_rows(&DequantizeRows {
-                packed: &pb,
-                slots: &sb,
-                rows: 2,
-                dim: 4,
-                precision: Precision::Fp32,
-                cache: &cache,
-                cache_rows: 4,
-                state: None,
+                moved: RowMove {
+                    packed: &pb,
+                    slots: &sb,
+                    cache: &cache,
+                    cache_rows: 4,
+                    rows: 2,
+                    dim: 4,
+                    precision: Precision::Fp32,
+                    state: None,
+                },
             });
             assert!(e.is_err(), "{bad:?}");
         }

@@ -3,7 +3,7 @@
 use super::*;
 
 pub fn quantize_parity<D: Device>(dev: &D, cpu: &CpuDevice, stochastic: bool) {
-    use rowflow::device::{DequantizeRows, QuantizeRows, StateRows};
+    use rowflow::device::{DequantizeRows, QuantizeRows, RowMove, StateRows};
     use rowflow::precision::{Precision, Rounding};
     let mut r = rng(seed("quantize_parity"));
     for dim in [1usize, 3, 16, 64, 100, 128] {
@@ -39,21 +39,23 @@ pub fn quantize_parity<D: Device>(dev: &D, cpu: &CpuDevice, stochastic: bool) {
                     d.alloc_elems(n).unwrap(),
                 );
                 d.quantize_rows(&QuantizeRows {
-                    cache: &cb,
-                    cache_rows: slots,
-                    slots: &sb,
+                    moved: RowMove {
+                        packed: &packed,
+                        slots: &sb,
+                        cache: &cb,
+                        cache_rows: slots,
+                        rows: n as u32,
+                        dim: dim as u32,
+                        precision,
+                        state: Some(StateRows {
+                            cache_state: &csb,
+                            staged: &stb,
+                        }),
+                    },
                     row_ids: &ib,
-                    rows: n as u32,
-                    dim: dim as u32,
-                    precision,
                     rounding,
                     seed: 3,
                     step: 9,
-                    packed: &packed,
-                    state: Some(StateRows {
-                        cache_state: &csb,
-                        staged: &stb,
-                    }),
                 })
                 .unwrap();
                 // Round trip into a second cache, at other slots.
@@ -62,17 +64,19 @@ pub fn quantize_parity<D: Device>(dev: &D, cpu: &CpuDevice, stochastic: bool) {
                 let ob = d.buffer_from_u32(&other).unwrap();
                 let state2 = d.alloc_elems(slots as usize).unwrap();
                 d.dequantize_rows(&DequantizeRows {
-                    packed: &packed,
-                    slots: &ob,
-                    rows: n as u32,
-                    dim: dim as u32,
-                    precision,
-                    cache: &back,
-                    cache_rows: slots,
-                    state: Some(StateRows {
-                        cache_state: &state2,
-                        staged: &stb,
-                    }),
+                    moved: RowMove {
+                        packed: &packed,
+                        slots: &ob,
+                        cache: &back,
+                        cache_rows: slots,
+                        rows: n as u32,
+                        dim: dim as u32,
+                        precision,
+                        state: Some(StateRows {
+                            cache_state: &state2,
+                            staged: &stb,
+                        }),
+                    },
                 })
                 .unwrap();
                 let mut out = d.read_f32(&back, 0, slots as usize * dim).unwrap();

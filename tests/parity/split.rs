@@ -1,6 +1,7 @@
 //! The embedding kernels with tiny limits: tables split into many buffers and bound in many
 //! windows, which real tables need on real adapters (lavapipe binds at most 128 MiB).
 use super::*;
+use rowflow::device::{Activation, BiasActForward, BiasActShape};
 
 fn small() -> Option<rowflow::device::wgpu::WgpuDevice> {
     common::wgpu_device_with(WgpuOptions {
@@ -33,15 +34,19 @@ fn tables_in_windows(pooling: Pooling, adagrad: bool) {
             let out = d.alloc_elems(bags * dim).unwrap();
             d.bag_forward(&BagForward {
                 table: &t,
-                rows,
-                dim: dim as u32,
                 indices: &idx,
                 offsets: &offs,
-                bags: bags as u32,
-                pooling,
-                out: &out,
-                out_stride: dim as u32,
-                out_offset: 0,
+                shape: BagShape {
+                    rows,
+                    dim: dim as u32,
+                    bags: bags as u32,
+                    pooling,
+                },
+                out: Strided {
+                    buffer: &out,
+                    stride: dim as u32,
+                    offset: 0,
+                },
             })
             .unwrap();
             let (ur, rs, bi) = (
@@ -52,8 +57,6 @@ fn tables_in_windows(pooling: Pooling, adagrad: bool) {
             let g = d.buffer_from_f32(&grad).unwrap();
             let args = BagBackward {
                 table: &t,
-                rows,
-                dim: dim as u32,
                 map: RowGradMap {
                     unique_rows: &ur,
                     row_starts: &rs,
@@ -61,11 +64,17 @@ fn tables_in_windows(pooling: Pooling, adagrad: bool) {
                     unique: map.unique() as u32,
                 },
                 offsets: &offs,
-                bags: bags as u32,
-                pooling,
-                grad: &g,
-                grad_stride: dim as u32,
-                grad_offset: 0,
+                shape: BagShape {
+                    rows,
+                    dim: dim as u32,
+                    bags: bags as u32,
+                    pooling,
+                },
+                grad: Strided {
+                    buffer: &g,
+                    stride: dim as u32,
+                    offset: 0,
+                },
                 lr: 0.5,
             };
             if adagrad {
@@ -113,9 +122,11 @@ fn an_activation_beyond_one_binding_is_a_clear_error() {
         .bias_act_forward(&BiasActForward {
             x: &x,
             bias: &bias,
-            rows: 100,
-            cols: 100,
-            act: Activation::Relu,
+            shape: BiasActShape {
+                rows: 100,
+                cols: 100,
+                act: Activation::Relu,
+            },
         })
         .unwrap_err()
         .to_string();
@@ -140,9 +151,11 @@ fn dispatches_beyond_65535_workgroups_are_split() {
         d.bias_act_forward(&BiasActForward {
             x: &xb,
             bias: &bb,
-            rows: rows as u32,
-            cols: cols as u32,
-            act: Activation::Relu,
+            shape: BiasActShape {
+                rows: rows as u32,
+                cols: cols as u32,
+                act: Activation::Relu,
+            },
         })
         .unwrap();
         d.read_f32(&xb, 0, rows * cols).unwrap()
@@ -152,7 +165,7 @@ fn dispatches_beyond_65535_workgroups_are_split() {
 
 #[test]
 fn caches_split_over_buffers_and_windows_quantize_like_cpu() {
-    use rowflow::device::{DequantizeRows, QuantizeRows, StateRows};
+    use rowflow::device::{DequantizeRows, QuantizeRows, RowMove, StateRows};
     use rowflow::precision::{Precision, Rounding};
     let Some(dev) = small() else { return };
     let cpu = CpuDevice::new();
@@ -175,37 +188,41 @@ fn caches_split_over_buffers_and_windows_quantize_like_cpu() {
             );
             let (packed, stb) = (d.alloc_elems(n * words).unwrap(), d.alloc_elems(n).unwrap());
             d.quantize_rows(&QuantizeRows {
-                cache: &cb,
-                cache_rows: slots,
-                slots: &sb,
+                moved: RowMove {
+                    packed: &packed,
+                    slots: &sb,
+                    cache: &cb,
+                    cache_rows: slots,
+                    rows: n as u32,
+                    dim: dim as u32,
+                    precision,
+                    state: Some(StateRows {
+                        cache_state: &csb,
+                        staged: &stb,
+                    }),
+                },
                 row_ids: &ib,
-                rows: n as u32,
-                dim: dim as u32,
-                precision,
                 rounding: Rounding::Stochastic,
                 seed: 1,
                 step: 2,
-                packed: &packed,
-                state: Some(StateRows {
-                    cache_state: &csb,
-                    staged: &stb,
-                }),
             })
             .unwrap();
             let back = d.alloc_rows(slots as u64, 4 * dim as u64).unwrap();
             let state2 = d.alloc_rows(slots as u64, 4).unwrap();
             d.dequantize_rows(&DequantizeRows {
-                packed: &packed,
-                slots: &sb,
-                rows: n as u32,
-                dim: dim as u32,
-                precision,
-                cache: &back,
-                cache_rows: slots,
-                state: Some(StateRows {
-                    cache_state: &state2,
-                    staged: &stb,
-                }),
+                moved: RowMove {
+                    packed: &packed,
+                    slots: &sb,
+                    cache: &back,
+                    cache_rows: slots,
+                    rows: n as u32,
+                    dim: dim as u32,
+                    precision,
+                    state: Some(StateRows {
+                        cache_state: &state2,
+                        staged: &stb,
+                    }),
+                },
             })
             .unwrap();
             let mut v = d.read_f32(&back, 0, slots as usize * dim).unwrap();

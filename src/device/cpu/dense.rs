@@ -402,8 +402,9 @@ pub(super) mod launch {
     ) -> Result<(), DeviceError> {
         let bias = a.bias.read();
         let mut x = a.x.write();
-        let (r, c) = (a.rows as usize, a.cols as usize);
-        super::bias_act_forward(&mut f32s_mut(&mut x)[..r * c], &f32s(&bias)[..c], a.act);
+        let s = &a.shape;
+        let (r, c) = (s.rows as usize, s.cols as usize);
+        super::bias_act_forward(&mut f32s_mut(&mut x)[..r * c], &f32s(&bias)[..c], s.act);
         Ok(())
     }
 
@@ -413,12 +414,13 @@ pub(super) mod launch {
     ) -> Result<(), DeviceError> {
         let y = a.y.read();
         let (mut dy, mut db) = (a.dy.write(), a.dbias.write());
-        let (r, c) = (a.rows as usize, a.cols as usize);
+        let s = &a.shape;
+        let (r, c) = (s.rows as usize, s.cols as usize);
         super::bias_act_backward(
             &f32s(&y)[..r * c],
             &mut f32s_mut(&mut dy)[..r * c],
             &mut f32s_mut(&mut db)[..c],
-            a.act,
+            s.act,
         );
         Ok(())
     }
@@ -429,7 +431,8 @@ pub(super) mod launch {
     ) -> Result<(), DeviceError> {
         let (dense, emb) = (a.dense.read(), a.emb.read());
         let mut out = a.out.write();
-        let (b, t, d) = (a.batch as usize, a.tables as usize, a.dim as usize);
+        let s = &a.shape;
+        let (b, t, d) = (s.batch as usize, s.tables as usize, s.dim as usize);
         super::interaction_forward(f32s(&dense), f32s(&emb), f32s_mut(&mut out), b, t, d);
         Ok(())
     }
@@ -440,7 +443,8 @@ pub(super) mod launch {
     ) -> Result<(), DeviceError> {
         let (dense, emb, dout) = (a.dense.read(), a.emb.read(), a.dout.read());
         let (mut dd, mut de) = (a.ddense.write(), a.demb.write());
-        let (b, t, d) = (a.batch as usize, a.tables as usize, a.dim as usize);
+        let s = &a.shape;
+        let (b, t, d) = (s.batch as usize, s.tables as usize, s.dim as usize);
         let (ddense, demb) = (f32s_mut(&mut dd), f32s_mut(&mut de));
         super::interaction_backward(f32s(&dense), f32s(&emb), f32s(&dout), ddense, demb, b, t, d);
         Ok(())

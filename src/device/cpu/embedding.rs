@@ -414,17 +414,18 @@ pub(super) mod launch {
 
     pub fn bag_forward(_: &CpuDevice, a: &BagForward<'_, CpuBuffer>) -> Result<(), DeviceError> {
         let (table, indices, offsets) = (a.table.read(), a.indices.read(), a.offsets.read());
-        let mut out = a.out.write();
+        let mut out = a.out.buffer.write();
+        let s = &a.shape;
         super::bag_forward(
             f32s(&table),
-            a.rows,
-            a.dim as usize,
+            s.rows,
+            s.dim as usize,
             &indices,
-            &offsets[..a.bags as usize + 1],
-            a.pooling,
+            &offsets[..s.bags as usize + 1],
+            s.pooling,
             f32s_mut(&mut out),
-            a.out_stride as usize,
-            a.out_offset as usize,
+            a.out.stride as usize,
+            a.out.offset as usize,
         )
     }
 
@@ -435,9 +436,9 @@ pub(super) mod launch {
         a: &BagBackward<'_, CpuBuffer>,
         adagrad: Option<(&CpuBuffer, f32)>,
     ) -> Result<(), DeviceError> {
-        let m = &a.map;
+        let (m, s) = (&a.map, &a.shape);
         let (rows, starts, bags) = (m.unique_rows.read(), m.row_starts.read(), m.bag_ids.read());
-        let (offsets, grad) = (a.offsets.read(), a.grad.read());
+        let (offsets, grad) = (a.offsets.read(), a.grad.buffer.read());
         let mut table = a.table.write();
         let mut state = adagrad.map(|(s, _)| s.write());
         let u = m.unique as usize;
@@ -445,15 +446,15 @@ pub(super) mod launch {
             unique_rows: &rows[..u],
             row_starts: &starts[..u + 1],
             bag_ids: &bags,
-            offsets: &offsets[..a.bags as usize + 1],
-            pooling: a.pooling,
+            offsets: &offsets[..s.bags as usize + 1],
+            pooling: s.pooling,
             grad: f32s(&grad),
-            grad_stride: a.grad_stride as usize,
-            grad_offset: a.grad_offset as usize,
+            grad_stride: a.grad.stride as usize,
+            grad_offset: a.grad.offset as usize,
         };
-        let (dim, eps) = (a.dim as usize, adagrad.map_or(0.0, |(_, e)| e));
+        let (dim, eps) = (s.dim as usize, adagrad.map_or(0.0, |(_, e)| e));
         let state = state.as_deref_mut().map(|s| f32s_mut(s));
         let table = f32s_mut(&mut table);
-        grads.apply(table, state, a.rows, dim, a.lr, eps)
+        grads.apply(table, state, s.rows, dim, a.lr, eps)
     }
 }

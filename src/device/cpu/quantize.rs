@@ -156,7 +156,7 @@ pub(super) mod launch {
 
     pub fn dequantize_rows(
         _: &CpuDevice,
-        a: &DequantizeRows<'_, CpuBuffer>,
+        DequantizeRows { moved: a }: &DequantizeRows<'_, CpuBuffer>,
     ) -> Result<(), DeviceError> {
         let n = a.rows as usize;
         let (packed, slots) = (a.packed.read(), a.slots.read());
@@ -176,21 +176,22 @@ pub(super) mod launch {
         _: &CpuDevice,
         a: &QuantizeRows<'_, CpuBuffer>,
     ) -> Result<(), DeviceError> {
-        let n = a.rows as usize;
-        let (cache, slots, ids) = (a.cache.read(), a.slots.read(), a.row_ids.read());
-        let mut packed = a.packed.write();
+        let m = &a.moved;
+        let n = m.rows as usize;
+        let (cache, slots, ids) = (m.cache.read(), m.slots.read(), a.row_ids.read());
+        let mut packed = m.packed.write();
         // The cache's state is read, the staged written.
-        let cache_state = a.state.as_ref().map(|s| s.cache_state.read());
-        let mut staged = a.state.as_ref().map(|s| s.staged.write());
+        let cache_state = m.state.as_ref().map(|s| s.cache_state.read());
+        let mut staged = m.state.as_ref().map(|s| s.staged.write());
         let state = cache_state.as_deref().map(|s| f32s(s));
         let state = state.zip(staged.as_deref_mut().map(|s| &mut f32s_mut(s)[..n]));
         super::quantize_rows(
             f32s(&cache),
-            a.cache_rows,
+            m.cache_rows,
             &slots[..n],
             &ids[..n],
-            a.dim as usize,
-            a.precision,
+            m.dim as usize,
+            m.precision,
             a.rounding,
             a.seed,
             a.step,

@@ -5,7 +5,6 @@
 use super::launch::{Word::*, Work};
 use super::memory::lock;
 use super::{CudaBuffer, CudaDevice};
-use crate::device::kernels::{bias_act_words, interaction_words};
 use crate::device::{
     BackendKind, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, DeviceError, Gemm,
     InteractionBackward, InteractionForward, KernelId,
@@ -68,8 +67,8 @@ pub(super) fn bias_act_forward(
     dev: &CudaDevice,
     a: &BiasActForward<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    let words = bias_act_words(a.rows, a.cols, a.act).map(U32);
-    let work = Work::Threads(a.rows as u64 * a.cols as u64);
+    let words = a.shape.words().map(U32);
+    let work = Work::Threads(a.shape.elems());
     dev.launch(KernelId::BiasActForward, work, &[a.x, a.bias], &words)
 }
 
@@ -77,8 +76,8 @@ pub(super) fn bias_act_backward(
     dev: &CudaDevice,
     a: &BiasActBackward<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    let words = bias_act_words(a.rows, a.cols, a.act).map(U32);
-    let work = Work::Threads(a.cols as u64);
+    let words = a.shape.words().map(U32);
+    let work = Work::Threads(a.shape.cols as u64);
     dev.launch(
         KernelId::BiasActBackward,
         work,
@@ -91,20 +90,21 @@ pub(super) fn interaction_forward(
     dev: &CudaDevice,
     a: &InteractionForward<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    let words = interaction_words(a.batch, a.tables, a.dim);
-    let work = Work::Threads(a.batch as u64 * words[3] as u64);
+    let work = Work::Threads(a.shape.out_len());
     let bufs = [a.dense, a.emb, a.out];
-    dev.launch(KernelId::InteractionForward, work, &bufs, &words.map(U32))
+    let words = a.shape.words().map(U32);
+    dev.launch(KernelId::InteractionForward, work, &bufs, &words)
 }
 
 pub(super) fn interaction_backward(
     dev: &CudaDevice,
     a: &InteractionBackward<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    let words = interaction_words(a.batch, a.tables, a.dim);
-    let work = Work::Threads(a.batch as u64 * (a.tables as u64 + 1) * a.dim as u64);
+    // One thread per gradient element, of `ddense` and `demb` together.
+    let work = Work::Threads(a.shape.dense_len() + a.shape.emb_len());
     let bufs = [a.dense, a.emb, a.dout, a.ddense, a.demb];
-    dev.launch(KernelId::InteractionBackward, work, &bufs, &words.map(U32))
+    let words = a.shape.words().map(U32);
+    dev.launch(KernelId::InteractionBackward, work, &bufs, &words)
 }
 
 pub(super) fn bce_loss(dev: &CudaDevice, a: &BceLoss<'_, CudaBuffer>) -> Result<(), DeviceError> {

@@ -10,10 +10,11 @@ pub(super) fn bag_forward(
     dev: &CudaDevice,
     a: &BagForward<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    let bufs = [a.table, a.indices, a.offsets, a.out];
-    let mean = (a.pooling == Pooling::Mean) as u32;
-    let words = [a.dim, a.bags, a.out_stride, a.out_offset, mean, a.rows].map(U32);
-    let work = Work::Warps(a.bags as u64);
+    let (s, out) = (&a.shape, &a.out);
+    let bufs = [a.table, a.indices, a.offsets, out.buffer];
+    let mean = (s.pooling == Pooling::Mean) as u32;
+    let words = [s.dim, s.bags, out.stride, out.offset, mean, s.rows].map(U32);
+    let work = Work::Warps(s.bags as u64);
     dev.launch(KernelId::BagForward, work, &bufs, &words)
 }
 
@@ -27,29 +28,29 @@ pub(super) fn bag_backward(
     if a.updates_nothing() {
         return Ok(());
     }
-    let m = &a.map;
+    let (m, s, grad) = (&a.map, &a.shape, &a.grad);
     let mut bufs = vec![
         a.table,
         m.unique_rows,
         m.row_starts,
         m.bag_ids,
         a.offsets,
-        a.grad,
+        grad.buffer,
     ];
     // Adagrad's kernel takes the state right after the buffers SGD's takes.
     bufs.extend(adagrad.map(|(state, _)| state));
-    let mean = (a.pooling == Pooling::Mean) as u32;
+    let mean = (s.pooling == Pooling::Mean) as u32;
     let eps = adagrad.map_or(0.0, |(_, eps)| eps);
     let words = [
-        U32(a.dim),
+        U32(s.dim),
         U32(m.unique),
-        U32(a.grad_stride),
-        U32(a.grad_offset),
+        U32(grad.stride),
+        U32(grad.offset),
         U32(mean),
         F32(a.lr),
         F32(eps),
-        U32(a.rows),
-        U32(a.bags),
+        U32(s.rows),
+        U32(s.bags),
     ];
     let kernel = KernelId::bag_backward(adagrad.is_some());
     dev.launch(kernel, Work::Warps(m.unique as u64), &bufs, &words)

@@ -4,17 +4,21 @@
 
 use super::launch::{Word, Work};
 use super::{CudaBuffer, CudaDevice};
-use crate::device::kernels::RowMove;
-use crate::device::{DequantizeRows, DeviceError, QuantizeRows};
+use crate::device::{DequantizeRows, DeviceError, KernelId, QuantizeRows, RowMove};
 use crate::precision::Rounding;
 
 pub(super) fn dequantize_rows(
     dev: &CudaDevice,
     a: &DequantizeRows<'_, CudaBuffer>,
 ) -> Result<(), DeviceError> {
-    move_rows(dev, &a.row_move(), &[], |staged, cache_state| {
-        [a.packed, a.slots, a.cache, staged, cache_state]
-    })
+    let m = &a.moved;
+    move_rows(
+        dev,
+        KernelId::DequantizeRows,
+        m,
+        &[],
+        |staged, cache_state| [m.packed, m.slots, m.cache, staged, cache_state],
+    )
 }
 
 pub(super) fn quantize_rows(
@@ -23,17 +27,23 @@ pub(super) fn quantize_rows(
 ) -> Result<(), DeviceError> {
     let stochastic = (a.rounding == Rounding::Stochastic) as u32;
     let extra = [stochastic, a.seed, a.step];
-    move_rows(dev, &a.row_move(), &extra, |staged, cache_state| {
-        [a.cache, a.slots, a.row_ids, a.packed, cache_state, staged]
-    })
+    let m = &a.moved;
+    move_rows(
+        dev,
+        KernelId::QuantizeRows,
+        m,
+        &extra,
+        |staged, cache_state| [m.cache, m.slots, a.row_ids, m.packed, cache_state, staged],
+    )
 }
 
-/// Launches `m`'s kernel with the buffers `order(staged state, cache state)` (the device's two
+/// Launches `kernel` on `m` with the buffers `order(staged state, cache state)` (the device's two
 /// stand-ins when no state moves), then the shape words, whether state moves, `extra`, and
 /// `cache_rows` last: both kernels' signatures.
 fn move_rows<'a, const N: usize>(
     dev: &'a CudaDevice,
-    m: &RowMove<'a, CudaBuffer>,
+    kernel: KernelId,
+    m: &'a RowMove<'a, CudaBuffer>,
     extra: &[u32],
     order: impl FnOnce(&'a CudaBuffer, &'a CudaBuffer) -> [&'a CudaBuffer; N],
 ) -> Result<(), DeviceError> {
@@ -47,5 +57,5 @@ fn move_rows<'a, const N: usize>(
     words.push(m.cache_rows);
     let words: Vec<Word> = words.into_iter().map(Word::U32).collect();
     let bufs = order(staged, cache_state);
-    dev.launch(m.kernel, Work::Warps(m.rows as u64), &bufs, &words)
+    dev.launch(kernel, Work::Warps(m.rows as u64), &bufs, &words)
 }

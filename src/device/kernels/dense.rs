@@ -38,18 +38,37 @@ pub struct Gemm<'a, B> {
     pub beta: f32,
 }
 
+/// The shape both bias + activation kernels take: a `[rows, cols]` matrix and its activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BiasActShape {
+    /// Rows (batch).
+    pub rows: u32,
+    /// Columns (features).
+    pub cols: u32,
+    /// Activation (for the backward: the one used in the forward).
+    pub act: Activation,
+}
+
+impl BiasActShape {
+    /// The words both bias + activation kernels take, in their order: `[rows, cols, relu]`.
+    pub(crate) fn words(&self) -> [u32; 3] {
+        [self.rows, self.cols, (self.act == Activation::Relu) as u32]
+    }
+
+    /// Elements of the `[rows, cols]` matrix.
+    pub fn elems(&self) -> u64 {
+        self.rows as u64 * self.cols as u64
+    }
+}
+
 /// Arguments of `bias_act_forward`: `x[r, c] = act(x[r, c] + bias[c])` in place.
 pub struct BiasActForward<'a, B> {
     /// `[rows, cols]` f32, in place.
     pub x: &'a B,
     /// `[cols]` f32.
     pub bias: &'a B,
-    /// Rows (batch).
-    pub rows: u32,
-    /// Columns (features).
-    pub cols: u32,
-    /// Activation.
-    pub act: Activation,
+    /// Rows, columns and activation.
+    pub shape: BiasActShape,
 }
 
 /// Arguments of `bias_act_backward`: `dy[r, c] *= act'(y[r, c])` in place, then
@@ -61,12 +80,8 @@ pub struct BiasActBackward<'a, B> {
     pub dy: &'a B,
     /// `[cols]` f32 output.
     pub dbias: &'a B,
-    /// Rows (batch).
-    pub rows: u32,
-    /// Columns (features).
-    pub cols: u32,
-    /// Activation used in the forward.
-    pub act: Activation,
+    /// Rows, columns and the forward's activation.
+    pub shape: BiasActShape,
 }
 
 /// The logistic function, stable for large `|z|`: what `bce_loss` applies to the logits, and
@@ -86,14 +101,55 @@ pub fn interaction_width(tables: u32, dim: u32) -> u32 {
     dim + (tables + 1) * tables / 2
 }
 
-/// The words both bias + activation kernels take, in their order: `[rows, cols, relu]`.
-pub(crate) fn bias_act_words(rows: u32, cols: u32, act: Activation) -> [u32; 3] {
-    [rows, cols, (act == Activation::Relu) as u32]
+/// The shape both interaction kernels take: `batch` samples of one dense vector and `tables`
+/// pooled embeddings, all of size `dim`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InteractionShape {
+    /// Samples.
+    pub batch: u32,
+    /// Embedding tables.
+    pub tables: u32,
+    /// Vector size.
+    pub dim: u32,
 }
 
-/// The words both interaction kernels take, in their order: `[batch, tables, dim, width]`.
-pub(crate) fn interaction_words(batch: u32, tables: u32, dim: u32) -> [u32; 4] {
-    [batch, tables, dim, interaction_width(tables, dim)]
+impl InteractionShape {
+    /// Width of one sample's output: [`interaction_width`] of `tables` and `dim`.
+    pub fn width(&self) -> u32 {
+        interaction_width(self.tables, self.dim)
+    }
+
+    /// The words both interaction kernels take, in their order: `[batch, tables, dim, width]`.
+    pub(crate) fn words(&self) -> [u32; 4] {
+        [self.batch, self.tables, self.dim, self.width()]
+    }
+
+    /// Elements of the dense input (or its gradient), `[batch, dim]`.
+    pub fn dense_len(&self) -> u64 {
+        self.batch as u64 * self.dim as u64
+    }
+
+    /// Elements of the pooled embeddings (or their gradient), `[batch, tables, dim]`.
+    pub fn emb_len(&self) -> u64 {
+        self.batch as u64 * self.tables as u64 * self.dim as u64
+    }
+
+    /// Elements of the output (or its gradient), `[batch, width]`.
+    pub fn out_len(&self) -> u64 {
+        self.batch as u64 * self.width() as u64
+    }
+
+    /// Checks the inputs both kernels read, `dense` then `emb`, against the shape.
+    fn check_inputs<B>(
+        &self,
+        kernel: &'static str,
+        bytes: &impl Fn(&B) -> u64,
+        dense: &B,
+        emb: &B,
+    ) -> Result<(), DeviceError> {
+        need(kernel, "dense", bytes(dense), self.dense_len())?;
+        need(kernel, "emb", bytes(emb), self.emb_len())
+    }
 }
 
 /// Arguments of `interaction_forward`. With `v_0` the dense vector and `v_1..v_T` the pooled
@@ -105,12 +161,8 @@ pub struct InteractionForward<'a, B> {
     pub emb: &'a B,
     /// `[batch, interaction_width(tables, dim)]` f32.
     pub out: &'a B,
-    /// Samples.
-    pub batch: u32,
-    /// Embedding tables.
-    pub tables: u32,
-    /// Vector size.
-    pub dim: u32,
+    /// Samples, tables and vector size.
+    pub shape: InteractionShape,
 }
 
 /// Arguments of `interaction_backward`: gradients of the forward's inputs (overwritten).
@@ -125,12 +177,8 @@ pub struct InteractionBackward<'a, B> {
     pub ddense: &'a B,
     /// `[batch, tables, dim]` f32 output.
     pub demb: &'a B,
-    /// Samples.
-    pub batch: u32,
-    /// Embedding tables.
-    pub tables: u32,
-    /// Vector size.
-    pub dim: u32,
+    /// Samples, tables and vector size.
+    pub shape: InteractionShape,
 }
 
 /// Arguments of `bce_loss`: `loss[i] = BCE(sigmoid(logits[i]), labels[i])` and
@@ -184,8 +232,8 @@ impl<B> BiasActForward<'_, B> {
     /// Checks buffer sizes against the shapes.
     pub fn validate(&self, bytes: impl Fn(&B) -> u64) -> Result<(), DeviceError> {
         const K: &str = KernelId::BiasActForward.name();
-        need(K, "x", bytes(self.x), self.rows as u64 * self.cols as u64)?;
-        need(K, "bias", bytes(self.bias), self.cols as u64)?;
+        need(K, "x", bytes(self.x), self.shape.elems())?;
+        need(K, "bias", bytes(self.bias), self.shape.cols as u64)?;
         distinct(K, self.x, &[self.bias])
     }
 }
@@ -194,10 +242,10 @@ impl<B> BiasActBackward<'_, B> {
     /// Checks buffer sizes against the shapes.
     pub fn validate(&self, bytes: impl Fn(&B) -> u64) -> Result<(), DeviceError> {
         const K: &str = KernelId::BiasActBackward.name();
-        let n = self.rows as u64 * self.cols as u64;
+        let n = self.shape.elems();
         need(K, "y", bytes(self.y), n)?;
         need(K, "dy", bytes(self.dy), n)?;
-        need(K, "dbias", bytes(self.dbias), self.cols as u64)?;
+        need(K, "dbias", bytes(self.dbias), self.shape.cols as u64)?;
         distinct(K, self.dy, &[self.y, self.dbias])?;
         distinct(K, self.dbias, &[self.y])
     }
@@ -207,20 +255,9 @@ impl<B> InteractionForward<'_, B> {
     /// Checks buffer sizes against the shapes.
     pub fn validate(&self, bytes: impl Fn(&B) -> u64) -> Result<(), DeviceError> {
         const K: &str = KernelId::InteractionForward.name();
-        let b = self.batch as u64;
-        need(K, "dense", bytes(self.dense), b * self.dim as u64)?;
-        need(
-            K,
-            "emb",
-            bytes(self.emb),
-            b * self.tables as u64 * self.dim as u64,
-        )?;
-        need(
-            K,
-            "out",
-            bytes(self.out),
-            b * interaction_width(self.tables, self.dim) as u64,
-        )?;
+        let s = &self.shape;
+        s.check_inputs(K, &bytes, self.dense, self.emb)?;
+        need(K, "out", bytes(self.out), s.out_len())?;
         distinct(K, self.out, &[self.dense, self.emb])
     }
 }
@@ -229,18 +266,11 @@ impl<B> InteractionBackward<'_, B> {
     /// Checks buffer sizes against the shapes.
     pub fn validate(&self, bytes: impl Fn(&B) -> u64) -> Result<(), DeviceError> {
         const K: &str = KernelId::InteractionBackward.name();
-        let b = self.batch as u64;
-        let emb = b * self.tables as u64 * self.dim as u64;
-        need(K, "dense", bytes(self.dense), b * self.dim as u64)?;
-        need(K, "emb", bytes(self.emb), emb)?;
-        need(
-            K,
-            "dout",
-            bytes(self.dout),
-            b * interaction_width(self.tables, self.dim) as u64,
-        )?;
-        need(K, "ddense", bytes(self.ddense), b * self.dim as u64)?;
-        need(K, "demb", bytes(self.demb), emb)?;
+        let s = &self.shape;
+        s.check_inputs(K, &bytes, self.dense, self.emb)?;
+        need(K, "dout", bytes(self.dout), s.out_len())?;
+        need(K, "ddense", bytes(self.ddense), s.dense_len())?;
+        need(K, "demb", bytes(self.demb), s.emb_len())?;
         distinct(
             K,
             self.ddense,

@@ -15,29 +15,96 @@ pub enum Pooling {
     Mean,
 }
 
-/// Arguments of `bag_forward`: `out[b * out_stride + out_offset + d] = pool(table[idx, d])` over
-/// the indices `indices[offsets[b] .. offsets[b + 1]]` of bag `b`.
-pub struct BagForward<'a, B> {
-    /// `[rows, dim]` f32.
-    pub table: &'a B,
-    /// Rows in `table` (indices must be below it).
+/// The shape both embedding kernels take: a `[rows, dim]` table pooled into `bags` bags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BagShape {
+    /// Rows in the table (indices must be below it).
     pub rows: u32,
     /// Embedding dimension.
     pub dim: u32,
+    /// Number of bags.
+    pub bags: u32,
+    /// Sum or mean (the backward's must match the forward's).
+    pub pooling: Pooling,
+}
+
+impl BagShape {
+    /// Checks `dim` and the sizes of the `[rows, dim]` table and the `[bags + 1]` offsets, in
+    /// that order.
+    fn check<B>(
+        &self,
+        kernel: &'static str,
+        bytes: &impl Fn(&B) -> u64,
+        table: &B,
+        offsets: &B,
+    ) -> Result<(), DeviceError> {
+        nonzero(kernel, "dim", self.dim)?;
+        need(
+            kernel,
+            "table",
+            bytes(table),
+            self.rows as u64 * self.dim as u64,
+        )?;
+        need(kernel, "offsets", bytes(offsets), self.bags as u64 + 1)
+    }
+}
+
+/// A per-bag f32 tensor of `dim` values at `offset` inside rows of `stride` elements: bag `b`'s
+/// values are `buffer[b * stride + offset ..][..dim]` (one table's slice of a batch's rows).
+pub struct Strided<'a, B> {
+    /// At least `(bags - 1) * stride + offset + dim` elements.
+    pub buffer: &'a B,
+    /// Elements between consecutive bags (e.g. `tables * dim`).
+    pub stride: u32,
+    /// Element offset of this table's vector inside a bag's row (e.g. `t * dim`).
+    pub offset: u32,
+}
+
+impl<B> Strided<'_, B> {
+    /// Checks that `dim` values fit inside the stride at the offset, and that the buffer (`what`
+    /// in messages) holds `bags` rows.
+    fn check(
+        &self,
+        kernel: &'static str,
+        what: &str,
+        bytes: &impl Fn(&B) -> u64,
+        bags: u32,
+        dim: u32,
+    ) -> Result<(), DeviceError> {
+        let (stride, offset) = (self.stride, self.offset);
+        if offset as u64 + dim as u64 > stride as u64 {
+            return Err(DeviceError::InvalidArgument {
+                kernel,
+                message: format!(
+                    "`{what}` offset {offset} + dim {dim} exceeds the stride {stride}"
+                ),
+            });
+        }
+        if bags == 0 {
+            return Ok(());
+        }
+        need(
+            kernel,
+            what,
+            bytes(self.buffer),
+            (bags as u64 - 1) * stride as u64 + offset as u64 + dim as u64,
+        )
+    }
+}
+
+/// Arguments of `bag_forward`: `out[b * stride + offset + d] = pool(table[idx, d])` over the
+/// indices `indices[offsets[b] .. offsets[b + 1]]` of bag `b`.
+pub struct BagForward<'a, B> {
+    /// `[rows, dim]` f32.
+    pub table: &'a B,
     /// `[offsets[bags]]` u32 row indices.
     pub indices: &'a B,
     /// `[bags + 1]` u32, non-decreasing, `offsets[0] == 0`.
     pub offsets: &'a B,
-    /// Number of bags.
-    pub bags: u32,
-    /// Sum or mean.
-    pub pooling: Pooling,
-    /// f32 output, at least `(bags - 1) * out_stride + out_offset + dim` elements.
-    pub out: &'a B,
-    /// Elements between consecutive bags in `out` (e.g. `tables * dim`).
-    pub out_stride: u32,
-    /// Element offset of this table's vector inside a bag's output row (e.g. `t * dim`).
-    pub out_offset: u32,
+    /// Table rows, dimension, bags and pooling.
+    pub shape: BagShape,
+    /// The pooled output.
+    pub out: Strided<'a, B>,
 }
 
 /// The batch's unique-row map in CSR form (built on the host, see `embedding::RowMap`): unique
@@ -60,24 +127,14 @@ pub struct RowGradMap<'a, B> {
 pub struct BagBackward<'a, B> {
     /// `[rows, dim]` f32, updated in place.
     pub table: &'a B,
-    /// Rows in `table`.
-    pub rows: u32,
-    /// Embedding dimension.
-    pub dim: u32,
     /// The batch's unique-row map.
     pub map: RowGradMap<'a, B>,
     /// The batch's bag offsets `[bags + 1]` (mean pooling divides by each bag's length).
     pub offsets: &'a B,
-    /// Number of bags.
-    pub bags: u32,
-    /// Sum or mean: must match the forward.
-    pub pooling: Pooling,
-    /// f32 gradient of the forward output, same layout as `BagForward::out`.
-    pub grad: &'a B,
-    /// Elements between consecutive bags in `grad`.
-    pub grad_stride: u32,
-    /// Element offset of this table's vector inside a bag's gradient row.
-    pub grad_offset: u32,
+    /// Table rows, dimension, bags and pooling: must match the forward.
+    pub shape: BagShape,
+    /// Gradient of the forward output, same layout as `BagForward::out`.
+    pub grad: Strided<'a, B>,
     /// Learning rate.
     pub lr: f32,
 }
@@ -87,52 +144,15 @@ impl<B> BagForward<'_, B> {
     /// reads it from `offsets`).
     pub fn validate(&self, bytes: impl Fn(&B) -> u64) -> Result<(), DeviceError> {
         const K: &str = KernelId::BagForward.name();
-        nonzero(K, "dim", self.dim)?;
-        need(
+        let s = &self.shape;
+        s.check(K, &bytes, self.table, self.offsets)?;
+        self.out.check(K, "out", &bytes, s.bags, s.dim)?;
+        distinct(
             K,
-            "table",
-            bytes(self.table),
-            self.rows as u64 * self.dim as u64,
-        )?;
-        need(K, "offsets", bytes(self.offsets), self.bags as u64 + 1)?;
-        strided(
-            K,
-            "out",
-            bytes(self.out),
-            self.bags,
-            self.out_stride,
-            self.out_offset,
-            self.dim,
-        )?;
-        distinct(K, self.out, &[self.table, self.indices, self.offsets])
+            self.out.buffer,
+            &[self.table, self.indices, self.offsets],
+        )
     }
-}
-
-/// Checks a per-bag tensor of `dim` values at `offset` inside rows of `stride` elements.
-fn strided(
-    kernel: &'static str,
-    what: &str,
-    bytes: u64,
-    bags: u32,
-    stride: u32,
-    offset: u32,
-    dim: u32,
-) -> Result<(), DeviceError> {
-    if offset as u64 + dim as u64 > stride as u64 {
-        return Err(DeviceError::InvalidArgument {
-            kernel,
-            message: format!("`{what}` offset {offset} + dim {dim} exceeds the stride {stride}"),
-        });
-    }
-    if bags == 0 {
-        return Ok(());
-    }
-    need(
-        kernel,
-        what,
-        bytes,
-        (bags as u64 - 1) * stride as u64 + offset as u64 + dim as u64,
-    )
 }
 
 impl<B> BagBackward<'_, B> {
@@ -143,49 +163,29 @@ impl<B> BagBackward<'_, B> {
         state: Option<&B>,
         bytes: impl Fn(&B) -> u64,
     ) -> Result<(), DeviceError> {
-        nonzero(kernel, "dim", self.dim)?;
-        need(
-            kernel,
-            "table",
-            bytes(self.table),
-            self.rows as u64 * self.dim as u64,
-        )?;
-        need(kernel, "offsets", bytes(self.offsets), self.bags as u64 + 1)?;
-        need(
-            kernel,
-            "unique_rows",
-            bytes(self.map.unique_rows),
-            self.map.unique as u64,
-        )?;
+        let (s, m) = (&self.shape, &self.map);
+        s.check(kernel, &bytes, self.table, self.offsets)?;
+        need(kernel, "unique_rows", bytes(m.unique_rows), m.unique as u64)?;
         need(
             kernel,
             "row_starts",
-            bytes(self.map.row_starts),
-            self.map.unique as u64 + 1,
+            bytes(m.row_starts),
+            m.unique as u64 + 1,
         )?;
-        strided(
-            kernel,
-            "grad",
-            bytes(self.grad),
-            self.bags,
-            self.grad_stride,
-            self.grad_offset,
-            self.dim,
-        )?;
-        let m = &self.map;
+        self.grad.check(kernel, "grad", &bytes, s.bags, s.dim)?;
         let inputs = [
             m.unique_rows,
             m.row_starts,
             m.bag_ids,
             self.offsets,
-            self.grad,
+            self.grad.buffer,
         ];
         distinct(kernel, self.table, &inputs)?;
         if let Some(state) = state {
-            if bytes(state) / 4 < self.rows as u64 {
+            if bytes(state) / 4 < s.rows as u64 {
                 return Err(DeviceError::InvalidArgument {
                     kernel,
-                    message: format!("`state` holds fewer than the table's {} rows", self.rows),
+                    message: format!("`state` holds fewer than the table's {} rows", s.rows),
                 });
             }
             distinct(kernel, state, &inputs)?;
@@ -199,6 +199,6 @@ impl<B> BagBackward<'_, B> {
     /// Whether the launch has nothing to update (no unique row, or a table without rows), so a
     /// GPU backend launches nothing.
     pub(crate) fn updates_nothing(&self) -> bool {
-        self.map.unique == 0 || self.rows == 0
+        self.map.unique == 0 || self.shape.rows == 0
     }
 }

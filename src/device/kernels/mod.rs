@@ -12,13 +12,11 @@ pub mod embedding;
 pub mod quantize;
 
 pub use dense::{
-    Activation, BceLoss, BiasActBackward, BiasActForward, DenseUpdate, Gemm, InteractionBackward,
-    InteractionForward, interaction_width, sigmoid,
+    Activation, BceLoss, BiasActBackward, BiasActForward, BiasActShape, DenseUpdate, Gemm,
+    InteractionBackward, InteractionForward, InteractionShape, interaction_width, sigmoid,
 };
-pub(crate) use dense::{bias_act_words, interaction_words};
-pub use embedding::{BagBackward, BagForward, Pooling, RowGradMap};
-pub(crate) use quantize::RowMove;
-pub use quantize::{DequantizeRows, QuantizeRows, StateRows};
+pub use embedding::{BagBackward, BagForward, BagShape, Pooling, RowGradMap, Strided};
+pub use quantize::{DequantizeRows, QuantizeRows, RowMove, StateRows};
 
 use super::DeviceError;
 use serde::{Deserialize, Serialize};

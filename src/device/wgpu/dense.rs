@@ -4,7 +4,6 @@
 
 use super::window::{invalid, wholes};
 use super::{Grid, WgpuBuffer, WgpuDevice};
-use crate::device::kernels::{bias_act_words, interaction_words};
 use crate::device::{
     BceLoss, BiasActBackward, BiasActForward, DenseUpdate, DeviceError, Gemm, InteractionBackward,
     InteractionForward, KernelId,
@@ -54,8 +53,8 @@ pub(super) fn bias_act_forward(
 ) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::BiasActForward;
     let binds = wholes(dev, K, &[("x", a.x), ("bias", a.bias)])?;
-    let params = bias_act_words(a.rows, a.cols, a.act);
-    let grid = Grid::over(a.rows as u64 * a.cols as u64);
+    let params = a.shape.words();
+    let grid = Grid::over(a.shape.elems());
     dev.launch(K, &params, &binds, grid)
 }
 
@@ -65,8 +64,8 @@ pub(super) fn bias_act_backward(
 ) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::BiasActBackward;
     let binds = wholes(dev, K, &[("y", a.y), ("dy", a.dy), ("dbias", a.dbias)])?;
-    let params = bias_act_words(a.rows, a.cols, a.act);
-    dev.launch(K, &params, &binds, Grid::over(a.cols as u64))
+    let params = a.shape.words();
+    dev.launch(K, &params, &binds, Grid::over(a.shape.cols as u64))
 }
 
 pub(super) fn interaction_forward(
@@ -79,8 +78,8 @@ pub(super) fn interaction_forward(
         K,
         &[("dense", a.dense), ("emb", a.emb), ("out", a.out)],
     )?;
-    let params = interaction_words(a.batch, a.tables, a.dim);
-    let grid = Grid::over(a.batch as u64 * params[3] as u64);
+    let params = a.shape.words();
+    let grid = Grid::over(a.shape.out_len());
     dev.launch(K, &params, &binds, grid)
 }
 
@@ -100,9 +99,9 @@ pub(super) fn interaction_backward(
             ("demb", a.demb),
         ],
     )?;
-    let params = interaction_words(a.batch, a.tables, a.dim);
-    let n = a.batch as u64 * (a.tables as u64 + 1) * a.dim as u64;
-    dev.launch(K, &params, &binds, Grid::over(n))
+    // One thread per gradient element, of `ddense` and `demb` together.
+    let n = a.shape.dense_len() + a.shape.emb_len();
+    dev.launch(K, &a.shape.words(), &binds, Grid::over(n))
 }
 
 pub(super) fn bce_loss(dev: &WgpuDevice, a: &BceLoss<'_, WgpuBuffer>) -> Result<(), DeviceError> {

@@ -12,7 +12,8 @@ pub(super) fn bag_forward(
     a: &BagForward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
     const K: KernelId = KernelId::BagForward;
-    if a.bags == 0 {
+    let s = &a.shape;
+    if s.bags == 0 {
         return Ok(());
     }
     let rest = wholes(
@@ -21,11 +22,11 @@ pub(super) fn bag_forward(
         &[
             ("indices", a.indices),
             ("offsets", a.offsets),
-            ("out", a.out),
+            ("out", a.out.buffer),
         ],
     )?;
-    let (rows, row_bytes) = (a.rows as u64, 4 * a.dim as u64);
-    let mean = (a.pooling == Pooling::Mean) as u32;
+    let (rows, row_bytes) = (s.rows as u64, 4 * s.dim as u64);
+    let mean = (s.pooling == Pooling::Mean) as u32;
     // A table without rows still runs one pass: it writes the (empty) bags' zeros.
     let windows = match rows {
         0 => vec![Window::EMPTY],
@@ -37,10 +38,10 @@ pub(super) fn bag_forward(
     // One pass per window of the table; later passes add to the first's output.
     for (pass, w) in windows.into_iter().enumerate() {
         let params = [
-            a.dim,
-            a.bags,
-            a.out_stride,
-            a.out_offset,
+            s.dim,
+            s.bags,
+            a.out.stride,
+            a.out.offset,
             w.lo as u32,
             w.hi as u32,
             w.base as u32,
@@ -49,7 +50,7 @@ pub(super) fn bag_forward(
         ];
         let mut binds = vec![w.bind(a.table)];
         binds.extend_from_slice(&rest);
-        dev.launch(K, &params, &binds, Grid::over(a.bags as u64 * a.dim as u64))?;
+        dev.launch(K, &params, &binds, Grid::over(s.bags as u64 * s.dim as u64))?;
     }
     Ok(())
 }
@@ -66,24 +67,24 @@ pub(super) fn bag_backward(
     if a.updates_nothing() {
         return Ok(());
     }
-    let m = &a.map;
+    let (m, shape) = (&a.map, &a.shape);
     let named = [
         ("unique_rows", m.unique_rows),
         ("row_starts", m.row_starts),
         ("bag_ids", m.bag_ids),
         ("offsets", a.offsets),
-        ("grad", a.grad),
+        ("grad", a.grad.buffer),
     ];
     let rest = wholes(dev, kernel, &named)?;
-    let (rows, row_bytes) = (a.rows as u64, 4 * a.dim as u64);
+    let (rows, row_bytes) = (shape.rows as u64, 4 * shape.dim as u64);
     let eps = adagrad.map_or(0.0, |(_, e)| e);
-    let mean = (a.pooling == Pooling::Mean) as u32;
+    let mean = (shape.pooling == Pooling::Mean) as u32;
     for (t, s) in row_windows(dev, kernel, a.table, state, rows, row_bytes)? {
         let params = [
-            a.dim,
+            shape.dim,
             m.unique,
-            a.grad_stride,
-            a.grad_offset,
+            a.grad.stride,
+            a.grad.offset,
             t.lo as u32,
             t.hi as u32,
             t.base as u32,

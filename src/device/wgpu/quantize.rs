@@ -5,19 +5,20 @@
 use super::buffer::Bind;
 use super::window::{row_windows, whole, wholes};
 use super::{Grid, WgpuBuffer, WgpuDevice};
-use crate::device::kernels::RowMove;
-use crate::device::{DequantizeRows, DeviceError, QuantizeRows};
+use crate::device::{DequantizeRows, DeviceError, KernelId, QuantizeRows, RowMove};
 use crate::precision::Rounding;
 
 pub(super) fn dequantize_rows(
     dev: &WgpuDevice,
     a: &DequantizeRows<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
-    let named = [("packed", a.packed), ("slots", a.slots)];
-    let grid = Grid::over(a.rows as u64 * a.dim as u64);
+    let m = &a.moved;
+    let named = [("packed", m.packed), ("slots", m.slots)];
+    let grid = Grid::over(m.rows as u64 * m.dim as u64);
     row_passes(
         dev,
-        &a.row_move(),
+        KernelId::DequantizeRows,
+        m,
         &named,
         &[],
         grid,
@@ -29,17 +30,19 @@ pub(super) fn quantize_rows(
     dev: &WgpuDevice,
     a: &QuantizeRows<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
+    let m = &a.moved;
     let named = [
-        ("slots", a.slots),
+        ("slots", m.slots),
         ("row_ids", a.row_ids),
-        ("packed", a.packed),
+        ("packed", m.packed),
     ];
     let stochastic = (a.rounding == Rounding::Stochastic) as u32;
     let extra = [stochastic, a.seed, a.step];
-    let grid = Grid::Linear(a.rows as u64);
+    let grid = Grid::Linear(m.rows as u64);
     row_passes(
         dev,
-        &a.row_move(),
+        KernelId::QuantizeRows,
+        m,
         &named,
         &extra,
         grid,
@@ -47,13 +50,14 @@ pub(super) fn quantize_rows(
     )
 }
 
-/// Runs `m`'s kernel once per window of the cache (nothing when no row moves). Its bindings are
+/// Runs `k` on `m` once per window of the cache (nothing when no row moves). Its bindings are
 /// `order(named, cache window, staged state, cache state window)`, where `named` are its other
 /// buffers bound whole and the device's two stand-ins take the state's places when no state
 /// moves; its parameters are the shape words, the window's, the state's, then `extra`.
 fn row_passes<'a, const N: usize>(
     dev: &'a WgpuDevice,
-    m: &RowMove<'a, WgpuBuffer>,
+    k: KernelId,
+    m: &'a RowMove<'a, WgpuBuffer>,
     named: &[(&str, &'a WgpuBuffer)],
     extra: &[u32],
     grid: Grid,
@@ -62,11 +66,10 @@ fn row_passes<'a, const N: usize>(
     if m.rows == 0 {
         return Ok(());
     }
-    let k = m.kernel;
     let named = wholes(dev, k, named)?;
     let (staged, cache_state) = m.state_or(&dev.dummy);
     let staged = whole(dev, k, "staged state", staged)?;
-    let state = m.state.map(|s| s.cache_state);
+    let state = m.state.as_ref().map(|s| s.cache_state);
     let (slots, dim) = (m.cache_rows as u64, m.dim as u64);
     for (w, s) in row_windows(dev, k, m.cache, state, slots, 4 * dim)? {
         let state_bind = match s {

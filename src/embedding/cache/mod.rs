@@ -24,7 +24,7 @@ use super::error::EmbeddingError;
 use super::policy::{Policy, choose_victims};
 use super::store::HostStore;
 use crate::device::{
-    DequantizeRows, Device, DeviceError, DeviceExt, DeviceVec, QuantizeRows, StateRows,
+    DequantizeRows, Device, DeviceError, DeviceExt, DeviceVec, QuantizeRows, RowMove, StateRows,
 };
 use crate::precision::{Precision, Rounding};
 use crate::telemetry::TableStats;
@@ -335,21 +335,11 @@ impl DeviceCache {
         packed.reserve(dev, rows_n * self.words)?;
         staged_state.reserve(dev, rows_n)?;
         dev.quantize_rows(&QuantizeRows {
-            cache: slots.weights,
-            cache_rows: self.dir.slots(),
-            slots: slot_ids.buffer(),
+            moved: self.row_move(slots, rows_n, (packed, slot_ids, staged_state)),
             row_ids: row_ids.buffer(),
-            rows: rows_n as u32,
-            dim: self.dim as u32,
-            precision: self.precision,
             rounding: self.rounding,
             seed: noise.seed,
             step: noise.step,
-            packed: packed.buffer(),
-            state: slots.state.map(|cache_state| StateRows {
-                cache_state,
-                staged: staged_state.buffer(),
-            }),
         })
     }
 
@@ -394,18 +384,32 @@ impl DeviceCache {
             return Ok(());
         }
         dev.dequantize_rows(&DequantizeRows {
+            moved: self.row_move(slots, rows, (packed, slot_ids, staged_state)),
+        })
+    }
+
+    /// The `rows` rows that `pack` and `expand` move between the cache's `slots` and `packed`,
+    /// at the slots in `slot_ids`, with their optimizer state (when the cache keeps one) staged
+    /// in `staged_state`.
+    fn row_move<'a, D: Device>(
+        &self,
+        slots: &Slots<'a, D>,
+        rows: usize,
+        (packed, slot_ids, staged_state): (&'a DeviceVec<D>, &'a DeviceVec<D>, &'a DeviceVec<D>),
+    ) -> RowMove<'a, D::Buffer> {
+        RowMove {
             packed: packed.buffer(),
             slots: slot_ids.buffer(),
+            cache: slots.weights,
+            cache_rows: self.dir.slots(),
             rows: rows as u32,
             dim: self.dim as u32,
             precision: self.precision,
-            cache: slots.weights,
-            cache_rows: self.dir.slots(),
             state: slots.state.map(|cache_state| StateRows {
                 cache_state,
                 staged: staged_state.buffer(),
             }),
-        })
+        }
     }
 
     /// Writes back and empties every slot (host-only policy after each step, or a final flush).

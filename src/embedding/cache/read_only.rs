@@ -2,7 +2,9 @@
 //! perturbing what training caches (no fetch, no eviction, no use counted).
 
 use super::{Access, DeviceCache, lock_store};
-use crate::device::{BagForward, DequantizeRows, Device, DeviceError, Pooling};
+use crate::device::{
+    BagForward, BagShape, DequantizeRows, Device, DeviceError, Pooling, RowMove, Strided,
+};
 use crate::telemetry::TableStats;
 
 impl DeviceCache {
@@ -47,15 +49,19 @@ impl DeviceCache {
             io.slot_ids.upload_elems(dev, &io.slots)?;
             dev.bag_forward(&BagForward {
                 table: slots.weights,
-                rows: self.dir.slots(),
-                dim: self.dim as u32,
                 indices: io.slot_ids.buffer(),
                 offsets: io.offsets.buffer(),
-                bags: hits as u32,
-                pooling: Pooling::Sum,
-                out: io.eval_rows.buffer(),
-                out_stride: self.dim as u32,
-                out_offset: 0,
+                shape: BagShape {
+                    rows: self.dir.slots(),
+                    dim: self.dim as u32,
+                    bags: hits as u32,
+                    pooling: Pooling::Sum,
+                },
+                out: Strided {
+                    buffer: io.eval_rows.buffer(),
+                    stride: self.dim as u32,
+                    offset: 0,
+                },
             })?;
         }
         if !missing.is_empty() {
@@ -66,14 +72,16 @@ impl DeviceCache {
             let targets: Vec<u32> = (hits as u32..total).collect();
             io.row_ids.upload_elems(dev, &targets)?;
             dev.dequantize_rows(&DequantizeRows {
-                packed: io.packed.buffer(),
-                slots: io.row_ids.buffer(),
-                rows: missing.len() as u32,
-                dim: self.dim as u32,
-                precision: self.precision,
-                cache: io.eval_rows.buffer(),
-                cache_rows: total,
-                state: None,
+                moved: RowMove {
+                    packed: io.packed.buffer(),
+                    slots: io.row_ids.buffer(),
+                    cache: io.eval_rows.buffer(),
+                    cache_rows: total,
+                    rows: missing.len() as u32,
+                    dim: self.dim as u32,
+                    precision: self.precision,
+                    state: None,
+                },
             })?;
             stats.bytes_h2d += 4 * (io.packed_host.len() + targets.len()) as u64;
         }
