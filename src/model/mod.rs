@@ -1,4 +1,9 @@
 //! The DLRM model: MLPs, pooled embeddings, dot interaction, loss, optimizers.
+//!
+//! One [`Dlrm::train_step`] serves every placement policy: how the batch's rows become resident
+//! is the caller's [`crate::embedding::Residency`], not a second step function.
+//!
+//! Imports: `data`, `device`, `embedding` and the leaves; never the pipeline that drives it.
 
 pub mod dlrm;
 pub mod mlp;
