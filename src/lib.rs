@@ -15,6 +15,7 @@
 mod names;
 
 pub mod bench;
+pub mod bounds;
 pub mod config;
 pub mod data;
 pub mod device;

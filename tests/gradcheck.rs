@@ -61,7 +61,7 @@ fn check(pooling: Pooling) {
     model.compute_gradients(&dev, &batch, &maps, 1.0).unwrap();
     let mut analytic: Vec<(String, f64)> = Vec::new();
     for p in model.dense_params() {
-        let g = dev.read_f32(p.grad, 0, p.len).unwrap();
+        let g = dev.read_f32(p.grad, 0..p.len).unwrap();
         analytic.extend(
             g.iter()
                 .enumerate()
@@ -90,8 +90,9 @@ fn check(pooling: Pooling) {
         .collect();
     for (pi, (len, _)) in params.iter().enumerate() {
         for i in 0..*len {
-            let value =
-                |m: &Dlrm<CpuDevice>| dev.read_f32(m.dense_params()[pi].value, i, 1).unwrap()[0];
+            let value = |m: &Dlrm<CpuDevice>| {
+                dev.read_f32(m.dense_params()[pi].value, i..i + 1).unwrap()[0]
+            };
             let set = |m: &Dlrm<CpuDevice>, v: f32| {
                 dev.upload_elems(m.dense_params()[pi].value, i, &[v])
                     .unwrap()

@@ -61,7 +61,7 @@ fn gemm_matches_naive<D: Device>(dev: &D) {
                     beta,
                 })
                 .unwrap();
-                let got = dev.read_f32(&c, 0, m * n).unwrap();
+                let got = dev.read_f32(&c, 0..m * n).unwrap();
                 let at = |i: usize, l: usize| if ta { a[l * m + i] } else { a[i * k + l] } as f64;
                 let bt = |l: usize, j: usize| if tb { b[j * k + l] } else { b[l * n + j] } as f64;
                 let (mut want, mut scale) = (vec![], vec![]);
@@ -113,8 +113,8 @@ fn bce_matches_naive<D: Device>(dev: &D) {
             scale,
         })
         .unwrap();
-        let loss = dev.read_f32(&lb, 0, batch).unwrap();
-        let grad = dev.read_f32(&gb, 0, batch).unwrap();
+        let loss = dev.read_f32(&lb, 0..batch).unwrap();
+        let grad = dev.read_f32(&gb, 0..batch).unwrap();
         let p = |z: f64| 1.0 / (1.0 + (-z).exp());
         // log(1 + e^z) - y z, written stably in f64.
         let want: Vec<f64> = z
@@ -172,8 +172,8 @@ fn dense_update_matches_naive<D: Device>(dev: &D) {
                 eps,
             })
             .unwrap();
-            let got = dev.read_f32(&wb, 0, len).unwrap();
-            let got_s = dev.read_f32(&sb, 0, len).unwrap();
+            let got = dev.read_f32(&wb, 0..len).unwrap();
+            let got_s = dev.read_f32(&sb, 0..len).unwrap();
             let (mut want, mut want_s) = (vec![], vec![]);
             for i in 0..len {
                 let (w, g, s) = (w[i] as f64, g[i] as f64, s[i] as f64);
@@ -215,9 +215,9 @@ fn copy_buffer_is_exact<D: Device>(dev: &D) {
         dev.alloc_elems(80_000).unwrap(),
     );
     dev.copy_buffer(&a, 4, &b, 40, 4 * 70_000).unwrap();
-    let got = dev.read_f32(&b, 10, 70_000).unwrap();
+    let got = dev.read_f32(&b, 10..10 + 70_000).unwrap();
     assert_eq!(got, src[1..]);
-    assert!(dev.read_f32(&b, 0, 10).unwrap().iter().all(|&x| x == 0.0));
+    assert!(dev.read_f32(&b, 0..10).unwrap().iter().all(|&x| x == 0.0));
 }
 
 fn bad_launches_are_errors_not_panics<D: Device>(dev: &D) {
@@ -250,7 +250,7 @@ fn bad_launches_are_errors_not_panics<D: Device>(dev: &D) {
             index: 5, rows: 4, ..
         }) => {}
         Ok(()) => assert_eq!(
-            dev.read_f32(&out, 0, 2).unwrap(),
+            dev.read_f32(&out, 0..2).unwrap(),
             vec![1.0, 1.0],
             "row 0 only"
         ),

@@ -115,7 +115,7 @@ fn run<D: Device>(
         w.extend(model.embeddings().read_table(dev, t).unwrap());
     }
     for p in model.dense_params() {
-        w.extend(dev.read_f32(p.value, 0, p.len).unwrap());
+        w.extend(dev.read_f32(p.value, 0..p.len).unwrap());
     }
     (summary, w)
 }

@@ -112,7 +112,7 @@ fn bag_forward_parity<D: Device>(dev: &D, cpu: &CpuDevice, pooling: Pooling) {
                 },
             })
             .unwrap();
-            d.read_f32(&out, 0, bags * 2 * dim).unwrap()
+            d.read_f32(&out, 0..bags * 2 * dim).unwrap()
         });
         assert_parity(
             &format!("bag_forward {pooling:?} {bags}x{dim}"),
@@ -171,8 +171,8 @@ fn bag_backward_parity<D: Device>(dev: &D, cpu: &CpuDevice, pooling: Pooling, ad
             } else {
                 d.bag_backward_sgd(&args).unwrap();
             }
-            let mut out = d.read_f32(&t, 0, table.len()).unwrap();
-            out.extend(d.read_f32(&s, 0, rows as usize).unwrap());
+            let mut out = d.read_f32(&t, 0..table.len()).unwrap();
+            out.extend(d.read_f32(&s, 0..rows as usize).unwrap());
             out
         });
         let tol = if adagrad { TRANSCENDENTAL } else { SUM };
@@ -215,7 +215,7 @@ fn gemm_parity<D: Device>(dev: &D, cpu: &CpuDevice, ta: bool, tb: bool) {
                     beta,
                 })
                 .unwrap();
-                d.read_f32(&c, 0, m * n).unwrap()
+                d.read_f32(&c, 0..m * n).unwrap()
             });
             // A dot of k terms: allow k ulps-worth relative to the terms' size (≤ 1 here).
             let tol = (SUM.0, 1e-6 * (k as f64).sqrt());
@@ -246,8 +246,8 @@ fn bce_parity<D: Device>(dev: &D, cpu: &CpuDevice) {
                 scale: 1.0 / batch as f32,
             })
             .unwrap();
-            let mut out = d.read_f32(&lb, 0, batch).unwrap();
-            out.extend(d.read_f32(&gb, 0, batch).unwrap());
+            let mut out = d.read_f32(&lb, 0..batch).unwrap();
+            out.extend(d.read_f32(&gb, 0..batch).unwrap());
             out
         });
         assert_parity(&format!("bce_loss {batch}"), &got, &want, TRANSCENDENTAL);
@@ -281,8 +281,8 @@ fn dense_update_parity<D: Device>(dev: &D, cpu: &CpuDevice, adagrad: bool) {
                 eps: 1e-8,
             })
             .unwrap();
-            let mut out = d.read_f32(&wb, 0, len).unwrap();
-            out.extend(d.read_f32(&sb, 0, len).unwrap());
+            let mut out = d.read_f32(&wb, 0..len).unwrap();
+            out.extend(d.read_f32(&sb, 0..len).unwrap());
             out
         });
         assert_parity(
@@ -299,13 +299,13 @@ fn transfers_are_exact<D: Device>(dev: &D) {
     let data = uniform(&mut r, 50_001);
     let b = dev.alloc_elems(60_000).unwrap();
     dev.upload_elems(&b, 3, &data).unwrap();
-    assert_eq!(dev.read_f32(&b, 3, data.len()).unwrap(), data);
-    assert_eq!(dev.read_f32(&b, 1000, 7).unwrap(), data[997..1004]);
+    assert_eq!(dev.read_f32(&b, 3..3 + data.len()).unwrap(), data);
+    assert_eq!(dev.read_f32(&b, 1000..1000 + 7).unwrap(), data[997..1004]);
     let c = dev.alloc_elems(60_000).unwrap();
     dev.copy_buffer(&b, 12, &c, 0, 4 * 50_000).unwrap();
     assert_parity(
         "copy_buffer",
-        &dev.read_f32(&c, 0, 50_000).unwrap(),
+        &dev.read_f32(&c, 0..50_000).unwrap(),
         &data[..50_000],
         EXACT,
     );
@@ -349,8 +349,8 @@ fn training_parity<D: Device>(dev: &D, cpu: &CpuDevice) {
     }
     for (pa, pb) in a.dense_params().iter().zip(b.dense_params()) {
         let (wa, wb) = (
-            dev.read_f32(pa.value, 0, pa.len).unwrap(),
-            cpu.read_f32(pb.value, 0, pb.len).unwrap(),
+            dev.read_f32(pa.value, 0..pa.len).unwrap(),
+            cpu.read_f32(pb.value, 0..pb.len).unwrap(),
         );
         assert_parity(&pa.name, &wa, &wb, (1e-4, 1e-4));
     }

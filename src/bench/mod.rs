@@ -6,6 +6,7 @@ mod kernels_dense;
 pub mod memory;
 pub mod pipeline;
 
+use crate::bounds::Min;
 use crate::data::DataError;
 use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use crate::device::{BackendKind, Device, DeviceError};
@@ -56,7 +57,7 @@ impl Workload {
         if self.pooling == 0 || self.pooling > 4096 {
             return bad("--pooling", "1 to 4096");
         }
-        if !(self.alpha.is_finite() && self.alpha >= 0.0) {
+        if !Min::AtLeast(0.0).admits(self.alpha) {
             return bad("--alpha", "a finite number >= 0");
         }
         Ok(())

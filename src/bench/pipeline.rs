@@ -8,6 +8,7 @@
 //! cache and are left out of the means.
 
 use super::Workload;
+use crate::bounds::Min;
 use crate::config::{Fractions, RunConfig};
 use crate::data::replay::Replay;
 use crate::data::{Batch, Dataset};
@@ -121,7 +122,7 @@ fn check(args: &PipelineBenchOptions) -> Result<(), anyhow::Error> {
         "--windows must be in 1..=1024"
     );
     anyhow::ensure!(
-        args.sweep.link_gbps >= 0.0 && args.sweep.link_gbps.is_finite(),
+        Min::AtLeast(0.0).admits(args.sweep.link_gbps),
         "--link-gbps must be >= 0"
     );
     Ok(())

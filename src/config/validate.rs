@@ -2,6 +2,7 @@
 //! and the range.
 
 use super::{ConfigError, Fractions, RunConfig, TableRows};
+use crate::bounds::Min;
 
 impl RunConfig {
     /// Checks every value; the first problem is returned, naming its key, flag and range.
@@ -232,8 +233,12 @@ fn real(
     lo_inclusive: bool,
     hi: f64,
 ) -> Result<(), ConfigError> {
-    let above = if lo_inclusive { v >= lo } else { v > lo };
-    if !v.is_finite() || !above || v > hi {
+    let min = if lo_inclusive {
+        Min::AtLeast(lo)
+    } else {
+        Min::Above(lo)
+    };
+    if !min.admits(v) || v > hi {
         let op = if lo_inclusive { "<=" } else { "<" };
         return Err(range_error(
             key,

@@ -23,6 +23,7 @@
 
 use super::synthetic::Permutation;
 use super::{Bags, DataError};
+use crate::bounds::Min;
 use crate::rng::{Stream, splitmix64};
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
@@ -83,18 +84,12 @@ impl SequenceGenerator {
         if let Some(t) = opts.table_rows.iter().position(|&r| r == 0) {
             return invalid(format!("sequence table {t} has 0 rows; give it at least 1"));
         }
-        if !(opts.mean_length.is_finite() && opts.mean_length >= 1.0) {
-            return invalid(format!(
-                "mean sequence length {} must be a finite number ≥ 1",
-                opts.mean_length
-            ));
-        }
-        if !(opts.zipf_alpha.is_finite() && opts.zipf_alpha >= 0.0) {
-            return invalid(format!(
-                "Zipf alpha {} must be a finite number ≥ 0 (0: uniform)",
-                opts.zipf_alpha
-            ));
-        }
+        Min::AtLeast(1.0)
+            .check("the mean sequence length", opts.mean_length)
+            .map_err(DataError::Invalid)?;
+        Min::AtLeast(0.0)
+            .check("Zipf alpha (0: uniform)", opts.zipf_alpha)
+            .map_err(DataError::Invalid)?;
         let mut popularity = Vec::with_capacity(opts.table_rows.len());
         for &rows in &opts.table_rows {
             popularity.push(if opts.zipf_alpha == 0.0 {

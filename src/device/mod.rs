@@ -36,6 +36,8 @@ pub use select::{
 };
 pub use vec::DeviceVec;
 
+use std::ops::Range;
+
 /// Short alias for a device's buffer type, to keep signatures readable.
 pub type Buf<D> = <D as Device>::Buffer;
 
@@ -307,15 +309,10 @@ pub trait DeviceExt: Device {
     ) -> Result<(), DeviceError> {
         self.download(src, 4 * offset as u64, bytemuck::cast_slice_mut(dst))
     }
-    /// Downloads `len` `f32`s from element offset `offset` into a new vector.
-    fn read_f32(
-        &self,
-        src: &Self::Buffer,
-        offset: usize,
-        len: usize,
-    ) -> Result<Vec<f32>, DeviceError> {
-        let mut out = vec![0f32; len];
-        self.download_f32(src, offset, &mut out)?;
+    /// Downloads the `f32`s at element positions `range` into a new vector.
+    fn read_f32(&self, src: &Self::Buffer, range: Range<usize>) -> Result<Vec<f32>, DeviceError> {
+        let mut out = vec![0f32; range.len()];
+        self.download_f32(src, range.start, &mut out)?;
         Ok(out)
     }
     /// Allocates a buffer holding `data`.

@@ -222,14 +222,14 @@ impl<D: Device> EmbeddingTables<D> {
         let table = &self.tables[t];
         let dim = self.settings.dim;
         let Some(cache) = &table.cache else {
-            return dev.read_f32(&table.weights, 0, table.rows as usize * dim);
+            return dev.read_f32(&table.weights, 0..table.rows as usize * dim);
         };
         let mut out = vec![0f32; table.rows as usize * dim];
         let store = lock_store(&cache.store);
         for r in 0..table.rows {
             store.read_row(r, &mut out[r as usize * dim..(r as usize + 1) * dim]);
         }
-        let slots = dev.read_f32(&table.weights, 0, table.slots as usize * dim)?;
+        let slots = dev.read_f32(&table.weights, 0..table.slots as usize * dim)?;
         for (s, r) in cache.dir.resident() {
             let (s, r) = (s as usize, r as usize);
             out[r * dim..(r + 1) * dim].copy_from_slice(&slots[s * dim..(s + 1) * dim]);

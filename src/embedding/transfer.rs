@@ -8,19 +8,43 @@
 use crate::data::RowMap;
 use crate::device::{Device, DeviceError, DeviceVec};
 
+/// Rows of one table and the cache slots they go to (or leave), in step: `slots[i]` is the
+/// slot of `rows[i]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RowSlots {
+    /// Row ids in their table.
+    pub rows: Vec<u32>,
+    /// The slot of each row.
+    pub slots: Vec<u32>,
+}
+
+impl RowSlots {
+    /// Adds `row` at `slot`.
+    pub fn push(&mut self, row: u32, slot: u32) {
+        self.rows.push(row);
+        self.slots.push(slot);
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
 /// The planner's decisions for one table and one batch.
 #[derive(Clone, Debug, Default)]
 pub struct SlotPlan {
     /// The slot of each unique row of the batch (in the order of its unique-row map).
     pub slot_of: Vec<u32>,
-    /// Rows to fetch from the host store.
-    pub fetch_rows: Vec<u32>,
-    /// Slots of `fetch_rows`.
-    pub fetch_slots: Vec<u32>,
-    /// Rows to write back and evict before the fetches.
-    pub evict_rows: Vec<u32>,
-    /// Slots of `evict_rows`.
-    pub evict_slots: Vec<u32>,
+    /// Rows to fetch from the host store, and their slots.
+    pub fetch: RowSlots,
+    /// Rows to write back and evict before the fetches, and their slots.
+    pub evict: RowSlots,
 }
 
 /// One table's rows fetched by the stager for one batch: the packed rows and optimizer state
@@ -30,10 +54,8 @@ pub struct SlotPlan {
 pub struct FetchedRows {
     /// The planner's decisions.
     pub plan: SlotPlan,
-    /// Rows gathered (a prefix-preserving subset of `plan.fetch_rows`).
-    pub rows: Vec<u32>,
-    /// Their slots.
-    pub slots: Vec<u32>,
+    /// Rows gathered, and their slots (`plan.fetch`, less any a fault-injection test dropped).
+    pub gathered: RowSlots,
     /// Their packed words, row after row.
     pub packed: Vec<u32>,
     /// Their optimizer state (empty without one).
@@ -47,7 +69,7 @@ pub struct FetchedRows {
 impl FetchedRows {
     /// Bytes these rows move host → device: packed words, state and slot ids.
     pub fn bytes(&self) -> u64 {
-        4 * (self.packed.len() + self.state.len() + self.slots.len()) as u64
+        4 * (self.packed.len() + self.state.len() + self.gathered.len()) as u64
     }
 }
 
@@ -84,13 +106,25 @@ impl<D: Device> DeviceRows<D> {
 
     /// Uploads `fetched`'s gathered rows (nothing when it fetched none).
     pub fn upload(&mut self, dev: &D, fetched: &FetchedRows) -> Result<(), DeviceError> {
-        if fetched.rows.is_empty() {
+        if fetched.gathered.is_empty() {
             return Ok(());
         }
-        self.packed.upload_elems(dev, &fetched.packed)?;
-        self.slots.upload_elems(dev, &fetched.slots)?;
-        if !fetched.state.is_empty() {
-            self.state.upload_elems(dev, &fetched.state)?;
+        let slots = &fetched.gathered.slots;
+        self.upload_parts(dev, &fetched.packed, slots, &fetched.state)
+    }
+
+    /// Uploads packed rows, their slots and their state (none when `state` is empty).
+    pub fn upload_parts(
+        &mut self,
+        dev: &D,
+        packed: &[u32],
+        slots: &[u32],
+        state: &[f32],
+    ) -> Result<(), DeviceError> {
+        self.packed.upload_elems(dev, packed)?;
+        self.slots.upload_elems(dev, slots)?;
+        if !state.is_empty() {
+            self.state.upload_elems(dev, state)?;
         }
         Ok(())
     }

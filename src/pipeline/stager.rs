@@ -87,13 +87,13 @@ pub fn stage<D: Device>(
         let mut fetched = Vec::with_capacity(plans.len());
         let mut bytes = 0u64;
         for (t, plan) in plans.into_iter().enumerate() {
-            let (mut rows, mut slots) = (plan.fetch_rows.clone(), plan.fetch_slots.clone());
-            if faults.drops_prefetch(ready.step, t) && !rows.is_empty() {
-                rows.remove(0);
-                slots.remove(0);
+            let mut gathered = plan.fetch.clone();
+            if faults.drops_prefetch(ready.step, t) && !gathered.is_empty() {
+                gathered.rows.remove(0);
+                gathered.slots.remove(0);
             }
             let (mut packed, mut state) = (Vec::new(), Vec::new());
-            lock_store(&job.stores[t]).gather(&rows, &mut packed, &mut state);
+            lock_store(&job.stores[t]).gather(&gathered.rows, &mut packed, &mut state);
             let map = &ready.prepared.maps[t];
             let mut indices = Vec::new();
             map.rename_lookups(&plan.slot_of, &mut indices);
@@ -101,8 +101,7 @@ pub fn stage<D: Device>(
             map.rename_into(&plan.slot_of, &mut renamed);
             let rows = FetchedRows {
                 plan,
-                rows,
-                slots,
+                gathered,
                 packed,
                 state,
                 indices,

@@ -8,6 +8,7 @@ use super::profile::AccessProfile;
 use super::sim::{PlanStats, SimOptions, simulate};
 use super::topology::{TableSpec, Tier, Topology, memory_budget_bytes};
 use super::{Plan, ShardError};
+use crate::bounds::Min;
 use crate::data::sequence::{LengthDistribution, SequenceGenerator, SequenceOptions};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -180,7 +181,7 @@ pub fn plan_and_simulate(args: &ShardPlanOptions) -> Result<Vec<PlannerRow>, Sha
             latency_s: args.inter_host_latency_us * 1e-6,
         },
         match args.device_memory_gib {
-            Some(g) if !(g.is_finite() && g > 0.0) => {
+            Some(g) if !Min::Above(0.0).admits(g) => {
                 return Err(ShardError::Topology(format!(
                     "--device-memory-gib {g} must be a number above 0"
                 )));

@@ -1,6 +1,7 @@
 //! The cluster's shape and links, the tables to place, and the per-device memory budget.
 
 use super::ShardError;
+use crate::bounds::Min;
 use serde::{Deserialize, Serialize};
 
 /// One tier of the network: the link every device uses to reach peers of that tier.
@@ -110,18 +111,12 @@ impl Topology {
             ("intra-host", self.intra_host),
             ("inter-host", self.inter_host),
         ] {
-            if !(tier.gbps.is_finite() && tier.gbps > 0.0) {
-                return bad(format!(
-                    "--{name}-gbps is {}; a link needs a finite bandwidth above 0",
-                    tier.gbps
-                ));
-            }
-            if !(tier.latency_s.is_finite() && tier.latency_s >= 0.0) {
-                return bad(format!(
-                    "the {name} latency is {} s; it must be a finite number ≥ 0",
-                    tier.latency_s
-                ));
-            }
+            Min::Above(0.0)
+                .check(&format!("--{name}-gbps"), tier.gbps)
+                .map_err(ShardError::Topology)?;
+            Min::AtLeast(0.0)
+                .check(&format!("the {name} latency (s)"), tier.latency_s)
+                .map_err(ShardError::Topology)?;
         }
         if self.device_memory_bytes == Some(0) {
             return bad("the device memory is 0 bytes; give each device some memory".into());
@@ -215,7 +210,7 @@ pub fn memory_budget_bytes(
         .iter()
         .map(|t| (t.rows as u64).div_ceil(n) * t.row_bytes())
         .sum();
-    if !(factor.is_finite() && factor >= 1.0) {
+    if !Min::AtLeast(1.0).admits(factor) {
         return Err(ShardError::Capacity(format!(
             "--memory-budget-factor {factor} gives each device less than its even share of the \
              rows ({even} bytes), so the {n} devices cannot hold every row once; use a factor ≥ 1 \

@@ -26,7 +26,7 @@ pub fn bias_act_matches_naive<D: Device>(dev: &D) {
                 shape,
             })
             .unwrap();
-            let y = dev.read_f32(&xb, 0, rows * cols).unwrap();
+            let y = dev.read_f32(&xb, 0..rows * cols).unwrap();
             let f = |z: f64| {
                 if act == Activation::Relu {
                     z.max(0.0)
@@ -61,8 +61,8 @@ pub fn bias_act_matches_naive<D: Device>(dev: &D) {
                 shape,
             })
             .unwrap();
-            let dz = dev.read_f32(&dyb, 0, rows * cols).unwrap();
-            let dbias = dev.read_f32(&db, 0, cols).unwrap();
+            let dz = dev.read_f32(&dyb, 0..rows * cols).unwrap();
+            let dbias = dev.read_f32(&db, 0..cols).unwrap();
             let want_dz: Vec<f64> = (0..rows * cols)
                 .map(|i| {
                     if act == Activation::Relu && y[i] <= 0.0 {
@@ -127,7 +127,7 @@ pub fn interaction_matches_naive<D: Device>(dev: &D) {
             shape,
         })
         .unwrap();
-        let got = dev.read_f32(&ob, 0, batch * width).unwrap();
+        let got = dev.read_f32(&ob, 0..batch * width).unwrap();
         let v = |b: usize, i: usize, d: usize| if i == 0 { dense[b * dim + d] } else { emb[(b * tables + i - 1) * dim + d] } as f64;
         let (mut want, mut scale) = (vec![], vec![]);
         for b in 0..batch {
@@ -189,8 +189,8 @@ pub fn interaction_matches_naive<D: Device>(dev: &D) {
                 }
             }
         }
-        let dd = dev.read_f32(&ddb, 0, batch * dim).unwrap();
-        let de = dev.read_f32(&deb, 0, batch * tables * dim).unwrap();
+        let dd = dev.read_f32(&ddb, 0..batch * dim).unwrap();
+        let de = dev.read_f32(&deb, 0..batch * tables * dim).unwrap();
         let mut got_g = Vec::new();
         for b in 0..batch {
             got_g.extend_from_slice(&dd[b * dim..][..dim]);

@@ -57,7 +57,7 @@ pub fn bag_forward_matches_naive<D: Device>(dev: &D) {
                 },
             })
             .unwrap();
-            let got = dev.read_f32(&out, 0, bags * stride).unwrap();
+            let got = dev.read_f32(&out, 0..bags * stride).unwrap();
             let (mut want, mut scale, mut got_col) = (vec![], vec![], vec![]);
             for bag in 0..bags {
                 let idx = b.bag(bag);
@@ -189,8 +189,8 @@ pub fn bag_backward_matches_naive<D: Device>(dev: &D) {
                 } else {
                     dev.bag_backward_sgd(&args).unwrap();
                 }
-                let got = dev.read_f32(&table_buf, 0, table.len()).unwrap();
-                let got_state = dev.read_f32(&state_buf, 0, rows as usize).unwrap();
+                let got = dev.read_f32(&table_buf, 0..table.len()).unwrap();
+                let got_state = dev.read_f32(&state_buf, 0..rows as usize).unwrap();
                 let grads = naive_row_grads(&b, &grad, stride, off, dim, pooling);
                 let mut want: Vec<f64> = table.iter().map(|&x| x as f64).collect();
                 let mut want_state: Vec<f64> = state.iter().map(|&x| x as f64).collect();

@@ -110,7 +110,7 @@ pub fn quantize_rows_match_reference<D: Device>(dev: &D) {
                         );
                     }
                 }
-                let staged = dev.read_f32(&stb, 0, n).unwrap();
+                let staged = dev.read_f32(&stb, 0..n).unwrap();
                 assert!(
                     picked
                         .iter()
@@ -167,8 +167,8 @@ pub fn dequantize_rows_match_reference<D: Device>(dev: &D) {
                 },
             })
             .unwrap();
-            let got = dev.read_f32(&cache, 0, slots as usize * dim).unwrap();
-            let got_state = dev.read_f32(&cache_state, 0, slots as usize).unwrap();
+            let got = dev.read_f32(&cache, 0..slots as usize * dim).unwrap();
+            let got_state = dev.read_f32(&cache_state, 0..slots as usize).unwrap();
             for s in 0..slots as usize {
                 let row = &got[s * dim..][..dim];
                 match picked.iter().position(|&x| x as usize == s) {

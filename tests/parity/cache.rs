@@ -79,8 +79,8 @@ pub fn quantize_parity<D: Device>(dev: &D, cpu: &CpuDevice, stochastic: bool) {
                     },
                 })
                 .unwrap();
-                let mut out = d.read_f32(&back, 0, slots as usize * dim).unwrap();
-                out.extend(d.read_f32(&state2, 0, slots as usize).unwrap());
+                let mut out = d.read_f32(&back, 0..slots as usize * dim).unwrap();
+                out.extend(d.read_f32(&state2, 0..slots as usize).unwrap());
                 out
             });
             // One quantization level of these rows (range 0.2) at most: INT4 0.2/15.

@@ -30,7 +30,7 @@ pub fn bias_act_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
                     shape,
                 })
                 .unwrap();
-                let mut out = d.read_f32(&xb, 0, rows * cols).unwrap();
+                let mut out = d.read_f32(&xb, 0..rows * cols).unwrap();
                 if backward {
                     let (dyb, db) = (
                         d.buffer_from_f32(&dy).unwrap(),
@@ -43,8 +43,8 @@ pub fn bias_act_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
                         shape,
                     })
                     .unwrap();
-                    out = d.read_f32(&dyb, 0, rows * cols).unwrap();
-                    out.extend(d.read_f32(&db, 0, cols).unwrap());
+                    out = d.read_f32(&dyb, 0..rows * cols).unwrap();
+                    out.extend(d.read_f32(&db, 0..cols).unwrap());
                 }
                 out
             });
@@ -99,8 +99,8 @@ pub fn interaction_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
                     shape,
                 })
                 .unwrap();
-                let mut out = d.read_f32(&ddb, 0, batch * dim).unwrap();
-                out.extend(d.read_f32(&deb, 0, batch * tables * dim).unwrap());
+                let mut out = d.read_f32(&ddb, 0..batch * dim).unwrap();
+                out.extend(d.read_f32(&deb, 0..batch * tables * dim).unwrap());
                 out
             } else {
                 let ob = d.alloc_elems(batch * width).unwrap();
@@ -111,7 +111,7 @@ pub fn interaction_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
                     shape,
                 })
                 .unwrap();
-                d.read_f32(&ob, 0, batch * width).unwrap()
+                d.read_f32(&ob, 0..batch * width).unwrap()
             }
         });
         assert_parity(

@@ -82,9 +82,9 @@ fn tables_in_windows(pooling: Pooling, adagrad: bool) {
             } else {
                 d.bag_backward_sgd(&args).unwrap();
             }
-            let mut v = d.read_f32(&out, 0, bags * dim).unwrap();
-            v.extend(d.read_f32(&t, 0, table.len()).unwrap());
-            v.extend(d.read_f32(&s, 0, rows as usize).unwrap());
+            let mut v = d.read_f32(&out, 0..bags * dim).unwrap();
+            v.extend(d.read_f32(&t, 0..table.len()).unwrap());
+            v.extend(d.read_f32(&s, 0..rows as usize).unwrap());
             v
         });
         assert_parity(
@@ -158,7 +158,7 @@ fn dispatches_beyond_65535_workgroups_are_split() {
             },
         })
         .unwrap();
-        d.read_f32(&xb, 0, rows * cols).unwrap()
+        d.read_f32(&xb, 0..rows * cols).unwrap()
     });
     assert_parity("bias_act_forward 70,000 workgroups", &got, &want, SUM);
 }
@@ -225,8 +225,8 @@ fn caches_split_over_buffers_and_windows_quantize_like_cpu() {
                 },
             })
             .unwrap();
-            let mut v = d.read_f32(&back, 0, slots as usize * dim).unwrap();
-            v.extend(d.read_f32(&state2, 0, slots as usize).unwrap());
+            let mut v = d.read_f32(&back, 0..slots as usize * dim).unwrap();
+            v.extend(d.read_f32(&state2, 0..slots as usize).unwrap());
             v
         });
         assert_parity(

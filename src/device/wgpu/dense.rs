@@ -51,87 +51,101 @@ pub(super) fn bias_act_forward(
     dev: &WgpuDevice,
     a: &BiasActForward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
-    const K: KernelId = KernelId::BiasActForward;
-    let binds = wholes(dev, K, &[("x", a.x), ("bias", a.bias)])?;
-    let params = a.shape.words();
-    let grid = Grid::over(a.shape.elems());
-    dev.launch(K, &params, &binds, grid)
+    let buffers = [("x", a.x), ("bias", a.bias)];
+    let threads = a.shape.elems();
+    launch_whole(
+        dev,
+        KernelId::BiasActForward,
+        &buffers,
+        threads,
+        &a.shape.words(),
+    )
 }
 
 pub(super) fn bias_act_backward(
     dev: &WgpuDevice,
     a: &BiasActBackward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
-    const K: KernelId = KernelId::BiasActBackward;
-    let binds = wholes(dev, K, &[("y", a.y), ("dy", a.dy), ("dbias", a.dbias)])?;
-    let params = a.shape.words();
-    dev.launch(K, &params, &binds, Grid::over(a.shape.cols as u64))
+    let buffers = [("y", a.y), ("dy", a.dy), ("dbias", a.dbias)];
+    // One thread per column: it sums the column's rows in order.
+    let threads = a.shape.cols as u64;
+    launch_whole(
+        dev,
+        KernelId::BiasActBackward,
+        &buffers,
+        threads,
+        &a.shape.words(),
+    )
 }
 
 pub(super) fn interaction_forward(
     dev: &WgpuDevice,
     a: &InteractionForward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
-    const K: KernelId = KernelId::InteractionForward;
-    let binds = wholes(
+    let buffers = [("dense", a.dense), ("emb", a.emb), ("out", a.out)];
+    let threads = a.shape.out_len();
+    launch_whole(
         dev,
-        K,
-        &[("dense", a.dense), ("emb", a.emb), ("out", a.out)],
-    )?;
-    let params = a.shape.words();
-    let grid = Grid::over(a.shape.out_len());
-    dev.launch(K, &params, &binds, grid)
+        KernelId::InteractionForward,
+        &buffers,
+        threads,
+        &a.shape.words(),
+    )
 }
 
 pub(super) fn interaction_backward(
     dev: &WgpuDevice,
     a: &InteractionBackward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
-    const K: KernelId = KernelId::InteractionBackward;
-    let binds = wholes(
-        dev,
-        K,
-        &[
-            ("dense", a.dense),
-            ("emb", a.emb),
-            ("dout", a.dout),
-            ("ddense", a.ddense),
-            ("demb", a.demb),
-        ],
-    )?;
+    let buffers = [
+        ("dense", a.dense),
+        ("emb", a.emb),
+        ("dout", a.dout),
+        ("ddense", a.ddense),
+        ("demb", a.demb),
+    ];
     // One thread per gradient element, of `ddense` and `demb` together.
-    let n = a.shape.dense_len() + a.shape.emb_len();
-    dev.launch(K, &a.shape.words(), &binds, Grid::over(n))
+    let threads = a.shape.dense_len() + a.shape.emb_len();
+    launch_whole(
+        dev,
+        KernelId::InteractionBackward,
+        &buffers,
+        threads,
+        &a.shape.words(),
+    )
 }
 
 pub(super) fn bce_loss(dev: &WgpuDevice, a: &BceLoss<'_, WgpuBuffer>) -> Result<(), DeviceError> {
-    const K: KernelId = KernelId::BceLoss;
-    let binds = wholes(
-        dev,
-        K,
-        &[
-            ("logits", a.logits),
-            ("labels", a.labels),
-            ("loss", a.loss),
-            ("dlogits", a.dlogits),
-        ],
-    )?;
+    let buffers = [
+        ("logits", a.logits),
+        ("labels", a.labels),
+        ("loss", a.loss),
+        ("dlogits", a.dlogits),
+    ];
     let params = [a.batch, a.scale.to_bits()];
-    dev.launch(K, &params, &binds, Grid::over(a.batch as u64))
+    launch_whole(dev, KernelId::BceLoss, &buffers, a.batch as u64, &params)
 }
 
 pub(super) fn dense_update(
     dev: &WgpuDevice,
     a: &DenseUpdate<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
-    const K: KernelId = KernelId::DenseUpdate;
     // `validate` rejected Adagrad without state; SGD binds a stand-in in the state's slot.
     let (adagrad, eps, state) = a.rule_or(&dev.dummy[0]);
-    let binds = wholes(
-        dev,
-        K,
-        &[("param", a.param), ("grad", a.grad), ("state", state)],
-    )?;
+    let buffers = [("param", a.param), ("grad", a.grad), ("state", state)];
     let params = [a.len, a.lr.to_bits(), adagrad, eps.to_bits()];
-    dev.launch(K, &params, &binds, Grid::over(a.len as u64))
+    launch_whole(dev, KernelId::DenseUpdate, &buffers, a.len as u64, &params)
+}
+
+/// Launches `kernel` over `threads` threads, with whole-buffer bindings of `buffers` (in the
+/// shader's binding order) and the shader's parameter words `params`.
+fn launch_whole(
+    dev: &WgpuDevice,
+    kernel: KernelId,
+    buffers: &[(&str, &WgpuBuffer)],
+    threads: u64,
+    params: &[u32],
+) -> Result<(), DeviceError> {
+    let binds = wholes(dev, kernel, buffers)?;
+    dev.launch(kernel, params, &binds, Grid::over(threads))
 }

@@ -23,6 +23,7 @@ use super::directory::Directory;
 use super::error::EmbeddingError;
 use super::policy::{Policy, choose_victims};
 use super::store::HostStore;
+use super::transfer::DeviceRows;
 use crate::device::{
     DequantizeRows, Device, DeviceError, DeviceExt, DeviceVec, QuantizeRows, RowMove, StateRows,
 };
@@ -87,13 +88,12 @@ impl Noise {
 }
 
 /// Transfer buffers shared by every table's cache (see the module docs): device staging for
-/// packed rows, slot and row ids, state and offsets; the FP32 rows an evaluation batch reads;
-/// and the host scratch the packed rows pass through.
+/// packed rows with their slots and state (the same [`DeviceRows`] the pipeline's stages
+/// move), row ids and offsets; the FP32 rows an evaluation batch reads; and the host scratch
+/// the packed rows pass through.
 pub struct Transfer<D: Device> {
-    packed: DeviceVec<D>,
-    slot_ids: DeviceVec<D>,
+    staged: DeviceRows<D>,
     row_ids: DeviceVec<D>,
-    staged_state: DeviceVec<D>,
     offsets: DeviceVec<D>,
     /// FP32 rows read for evaluation, one table at a time.
     pub(super) eval_rows: DeviceVec<D>,
@@ -107,10 +107,8 @@ impl<D: Device> Transfer<D> {
     /// Empty buffers; each grows to what one step needs and is reused after.
     pub fn new(dev: &D) -> Result<Self, DeviceError> {
         Ok(Transfer {
-            packed: DeviceVec::new(dev, 1)?,
-            slot_ids: DeviceVec::new(dev, 1)?,
+            staged: DeviceRows::new(dev)?,
             row_ids: DeviceVec::new(dev, 1)?,
-            staged_state: DeviceVec::new(dev, 1)?,
             offsets: DeviceVec::new(dev, 1)?,
             eval_rows: DeviceVec::new(dev, 1)?,
             packed_host: Vec::new(),
@@ -122,12 +120,7 @@ impl<D: Device> Transfer<D> {
 
     /// Device bytes allocated.
     pub fn device_bytes(&self) -> u64 {
-        self.packed.bytes()
-            + self.slot_ids.bytes()
-            + self.row_ids.bytes()
-            + self.staged_state.bytes()
-            + self.offsets.bytes()
-            + self.eval_rows.bytes()
+        self.staged.bytes() + self.row_ids.bytes() + self.offsets.bytes() + self.eval_rows.bytes()
     }
 
     /// Host bytes allocated (vector capacities).
@@ -297,19 +290,20 @@ impl DeviceCache {
             return Ok(());
         }
         let (dev, words) = (at.dev, self.words);
-        let ids = (&mut io.slot_ids, &mut io.row_ids);
-        let out = (&mut io.packed, &mut io.staged_state);
+        let staged = &mut io.staged;
+        let ids = (&mut staged.slots, &mut io.row_ids);
+        let out = (&mut staged.packed, &mut staged.state);
         self.pack(dev, &at.slots, (&io.slots, &io.rows), ids, out, noise)?;
         io.packed_host.resize(n * words, 0);
         dev.download(
-            io.packed.buffer(),
+            io.staged.packed.buffer(),
             0,
             bytemuck::cast_slice_mut(&mut io.packed_host[..n * words]),
         )?;
         io.state_host.clear();
         if at.slots.state.is_some() {
             io.state_host.resize(n, 0.0);
-            dev.download_f32(io.staged_state.buffer(), 0, &mut io.state_host)?;
+            dev.download_f32(io.staged.state.buffer(), 0, &mut io.state_host)?;
         }
         lock_store(&self.store).scatter(&io.rows, &io.packed_host[..n * words], &io.state_host);
         stats.bytes_d2h += 4 * (n * words + io.state_host.len()) as u64;
@@ -359,32 +353,33 @@ impl DeviceCache {
         io.packed_host.clear();
         io.state_host.clear();
         lock_store(&self.store).gather(rows, &mut io.packed_host, &mut io.state_host);
-        io.packed.upload_elems(dev, &io.packed_host)?;
-        io.slot_ids.upload_elems(dev, slot_list)?;
-        if at.slots.state.is_some() {
-            io.staged_state.upload_elems(dev, &io.state_host)?;
-        }
-        let staged = (&io.packed, &io.slot_ids, &io.staged_state);
-        self.expand(dev, &at.slots, rows.len(), staged)?;
+        let state: &[f32] = match at.slots.state {
+            Some(_) => &io.state_host,
+            None => &[],
+        };
+        io.staged
+            .upload_parts(dev, &io.packed_host, slot_list, state)?;
+        self.expand(dev, &at.slots, rows.len(), &io.staged)?;
         stats.bytes_h2d +=
             4 * (io.packed_host.len() + io.state_host.len() + slot_list.len()) as u64;
         Ok(())
     }
 
-    /// Expands `rows` packed rows already on the device (`packed`, with their slots in
-    /// `slot_ids` and state in `staged_state`) into the cache.
+    /// Expands the first `rows` rows of `staged` (packed rows already on the device, with
+    /// their slots and state) into the cache.
     fn expand<D: Device>(
         &self,
         dev: &D,
         slots: &Slots<'_, D>,
         rows: usize,
-        (packed, slot_ids, staged_state): (&DeviceVec<D>, &DeviceVec<D>, &DeviceVec<D>),
+        staged: &DeviceRows<D>,
     ) -> Result<(), DeviceError> {
         if rows == 0 {
             return Ok(());
         }
+        let parts = (&staged.packed, &staged.slots, &staged.state);
         dev.dequantize_rows(&DequantizeRows {
-            moved: self.row_move(slots, rows, (packed, slot_ids, staged_state)),
+            moved: self.row_move(slots, rows, parts),
         })
     }
 

@@ -25,18 +25,18 @@ impl DeviceCache {
         stats: &mut TableStats,
     ) -> Result<EvictedRows, EmbeddingError> {
         let plan = &fetched.plan;
-        let n = plan.evict_slots.len();
+        let n = plan.evict.len();
         let mut evicted = EvictedRows::default();
         if n > 0 {
-            for &slot in &plan.evict_slots {
+            for &slot in &plan.evict.slots {
                 self.dir.vacate(slot);
             }
             // Packed into this step's victim buffers; the write-back stage downloads them, so
             // the device stage never waits for a device-to-host copy.
             let io = &mut *at.io;
-            let ids = (&mut io.slot_ids, &mut io.row_ids);
+            let ids = (&mut io.staged.slots, &mut io.row_ids);
             let out = (&mut victims.packed, &mut victims.state);
-            let victims_list = (plan.evict_slots.as_slice(), plan.evict_rows.as_slice());
+            let victims_list = (plan.evict.slots.as_slice(), plan.evict.rows.as_slice());
             self.pack(at.dev, &at.slots, victims_list, ids, out, noise)?;
             // Sized here, filled by the write-back stage.
             let (mut words, mut state) = self.spare.pop().unwrap_or_default();
@@ -49,16 +49,16 @@ impl DeviceCache {
             stats.bytes_d2h += 4 * (words.len() + state.len()) as u64;
             stats.bytes_h2d += 8 * n as u64;
             evicted = EvictedRows {
-                rows: plan.evict_rows.clone(),
+                rows: plan.evict.rows.clone(),
                 words,
                 state,
             };
         }
         *stats.evictions.get_or_insert(0) += n as u64;
         // The stager uploaded the rows already; only their expansion is left.
-        let staged = (&uploaded.packed, &uploaded.slots, &uploaded.state);
-        self.expand(at.dev, &at.slots, fetched.rows.len(), staged)?;
-        self.place_all(at, &fetched.rows, &fetched.slots)?;
+        let gathered = &fetched.gathered;
+        self.expand(at.dev, &at.slots, gathered.len(), uploaded)?;
+        self.place_all(at, &gathered.rows, &gathered.slots)?;
         stats.bytes_h2d += fetched.bytes();
         // The train stage's own count: is every row where the plan says?
         let (mut rows, mut slot_list) = at.io.take_lists();
@@ -80,7 +80,7 @@ impl DeviceCache {
         filled?;
         stats.hits += hits;
         stats.misses += missing as u64;
-        *stats.planner_misses.get_or_insert(0) += plan.fetch_rows.len() as u64;
+        *stats.planner_misses.get_or_insert(0) += plan.fetch.len() as u64;
         self.count_occupancy(stats);
         Ok(evicted)
     }

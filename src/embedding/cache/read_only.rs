@@ -46,10 +46,10 @@ impl DeviceCache {
         if hits > 0 {
             let offsets: Vec<u32> = (0..=hits as u32).collect();
             io.offsets.upload_elems(dev, &offsets)?;
-            io.slot_ids.upload_elems(dev, &io.slots)?;
+            io.staged.slots.upload_elems(dev, &io.slots)?;
             dev.bag_forward(&BagForward {
                 table: slots.weights,
-                indices: io.slot_ids.buffer(),
+                indices: io.staged.slots.buffer(),
                 offsets: io.offsets.buffer(),
                 shape: BagShape {
                     rows: self.dir.slots(),
@@ -68,12 +68,12 @@ impl DeviceCache {
             io.packed_host.clear();
             io.state_host.clear();
             lock_store(&self.store).gather(&io.rows, &mut io.packed_host, &mut io.state_host);
-            io.packed.upload_elems(dev, &io.packed_host)?;
+            io.staged.packed.upload_elems(dev, &io.packed_host)?;
             let targets: Vec<u32> = (hits as u32..total).collect();
             io.row_ids.upload_elems(dev, &targets)?;
             dev.dequantize_rows(&DequantizeRows {
                 moved: RowMove {
-                    packed: io.packed.buffer(),
+                    packed: io.staged.packed.buffer(),
                     slots: io.row_ids.buffer(),
                     cache: io.eval_rows.buffer(),
                     cache_rows: total,

@@ -171,14 +171,12 @@ impl Planner {
                                 needed: m.unique(),
                                 slots: t.slots,
                             })?;
-                        p.evict_rows.push(victim);
-                        p.evict_slots.push(slot);
+                        p.evict.push(victim, slot);
                         slot
                     }
                 };
                 depends = depends.max(t.place(row, slot, step));
-                p.fetch_rows.push(row);
-                p.fetch_slots.push(slot);
+                p.fetch.push(row, slot);
                 p.slot_of.push(slot);
             }
             plans.push(p);

@@ -30,10 +30,10 @@ fn pinned_rows_are_hits_and_never_victims() {
     let mut p = Planner::new(&[100], &[3]);
     let [b1, b2, b3] = pinned(&mut p, [&[1, 2], &[2, 3], &[4]]);
     let (p1, ..) = done(p.plan(1, &b1, &[&b2, &b3], false).unwrap());
-    assert_eq!(p1[0].fetch_rows, vec![1, 2]);
+    assert_eq!(p1[0].fetch.rows, vec![1, 2]);
     let (p2, ..) = done(p.plan(2, &b2, &[&b3], true).unwrap());
     assert_eq!(
-        p2[0].fetch_rows,
+        p2[0].fetch.rows,
         vec![3],
         "row 2 is a hit: it is resident for batch 1"
     );
@@ -42,7 +42,7 @@ fn pinned_rows_are_hits_and_never_victims() {
     p.unpin(&b1); // batch 1 trained: row 1 is free to go, row 2 is still pinned by batch 2
     let (p3, ..) = done(p.plan(3, &b3, &[], true).unwrap());
     assert_eq!(
-        (p3[0].evict_rows.clone(), p3[0].fetch_rows.clone()),
+        (p3[0].evict.rows.clone(), p3[0].fetch.rows.clone()),
         (vec![1], vec![4])
     );
 }
@@ -55,10 +55,10 @@ fn a_full_window_is_shortened_farthest_first_and_counted() {
     assert_eq!(shrunk, 0);
     p.unpin(&b1);
     let (plan, shrunk, _) = done(p.plan(2, &b2, &[&b3], false).unwrap());
-    assert!(shrunk == 0 && plan[0].fetch_rows == vec![2]);
+    assert!(shrunk == 0 && plan[0].fetch.rows == vec![2]);
     p.unpin(&b2);
     let (plan, _, _) = done(p.plan(3, &b3, &[], false).unwrap());
-    assert_eq!(plan[0].evict_rows.len(), 2);
+    assert_eq!(plan[0].evict.rows.len(), 2);
 }
 
 #[test]
@@ -70,13 +70,13 @@ fn a_window_that_does_not_fit_leaves_its_farthest_batch_out() {
     p.unpin(&b1); // row 1 stays pinned by batch 3
     let (plan, shrunk, _) = done(p.plan(2, &b2, &[&b3], false).unwrap());
     assert_eq!(shrunk, 1, "batch 3 had to leave the window");
-    let mut evicted = plan[0].evict_rows.clone();
+    let mut evicted = plan[0].evict.rows.clone();
     evicted.sort();
     assert_eq!(evicted, vec![1, 2]);
     p.unpin(&b2);
     p.pin(&b3); // back in the window, to be planned
     let (plan, _, dep) = done(p.plan(3, &b3, &[], false).unwrap());
-    assert_eq!((plan[0].fetch_rows.clone(), dep), (vec![1], 2));
+    assert_eq!((plan[0].fetch.rows.clone(), dep), (vec![1], 2));
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn refetching_an_evicted_row_waits_for_its_write_back() {
     p.unpin(&b1);
     p.pin(&b2);
     let (plan, _, dep) = done(p.plan(2, &b2, &[], false).unwrap());
-    assert_eq!((plan[0].evict_rows.clone(), dep), (vec![7], 0));
+    assert_eq!((plan[0].evict.rows.clone(), dep), (vec![7], 0));
     p.unpin(&b2);
     p.pin(&b3);
     let (_, _, dep) = done(p.plan(3, &b3, &[], false).unwrap());
