@@ -4,22 +4,15 @@
 
 mod common;
 
-use common::cli::{fails_with, rowflow, text, tiny_config};
+use common::cli::{fails_with, rowflow, text, tiny_config, train_cpu};
 
 #[test]
 fn a_cache_too_small_names_the_table_and_the_rows_needed_not_a_kernel() {
     for policy in ["lru", "lookahead"] {
-        let o = rowflow(&[
-            "train",
-            "--backend",
-            "cpu",
-            "--policy",
-            policy,
-            "--cache-rows",
-            "1",
-            "--steps",
-            "3",
-        ]);
+        let o = train_cpu(
+            None,
+            &["--policy", policy, "--cache-rows", "1", "--steps", "3"],
+        );
         let err = fails_with(&o, "table 0: one batch reads");
         assert!(
             err.contains("at least") && err.contains("cache rows for this table"),
@@ -44,15 +37,7 @@ fn an_unwritable_summary_fails_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path());
     let missing = dir.path().join("no-such-dir").join("s.json");
-    let o = rowflow(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--summary-json",
-        missing.to_str().unwrap(),
-    ]);
+    let o = train_cpu(Some(&cfg), &["--summary-json", missing.to_str().unwrap()]);
     let err = fails_with(&o, "cannot write the summary");
     let (out, _) = text(&o);
     assert!(!out.contains("trained"), "training ran first: {out}");
@@ -66,19 +51,11 @@ fn an_unwritable_summary_fails_before_training() {
 fn a_failed_run_leaves_no_empty_summary_behind() {
     let dir = tempfile::tempdir().unwrap();
     let summary = dir.path().join("s.json");
-    let o = rowflow(&[
-        "train",
-        "--backend",
-        "cpu",
-        "--policy",
-        "lru",
-        "--cache-rows",
-        "1",
-        "--steps",
-        "2",
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ]);
+    let flags = ["--policy", "lru", "--cache-rows", "1", "--steps", "2"];
+    let o = train_cpu(
+        None,
+        &[&flags[..], &["--summary-json", summary.to_str().unwrap()]].concat(),
+    );
     fails_with(&o, "cache rows");
     assert!(
         !summary.exists(),
@@ -91,32 +68,22 @@ fn memory_that_grows_says_more_not_less() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path());
     // All on the device with Adagrad: the accumulators make it more than the FP32 rows.
-    let o = rowflow(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--backend",
-        "cpu",
-    ]);
+    let o = train_cpu(Some(&cfg), &[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let line = out.lines().find(|l| l.starts_with("embeddings:")).unwrap();
     assert!(line.contains("x more than"), "{line}");
     assert!(!line.contains("less"), "{line}");
     // An INT8 store under a 5% cache: less.
-    let o = rowflow(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--backend",
-        "cpu",
+    let flags = [
         "--policy",
         "lru",
         "--precision",
         "int8",
         "--table-rows",
         "20000",
-    ]);
+    ];
+    let o = train_cpu(Some(&cfg), &flags);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let line = out.lines().find(|l| l.starts_with("embeddings:")).unwrap();
@@ -134,21 +101,9 @@ fn flags_override_the_config_file_and_clear_what_they_replace() {
     )
     .unwrap();
     let summary = dir.path().join("s.json");
-    let o = rowflow(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--epochs",
-        "2",
-        "--cache-fraction",
-        "0.25",
-        "--seed",
-        "9",
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ]);
+    let summary_flag = ["--summary-json", summary.to_str().unwrap()];
+    let flags = ["--epochs", "2", "--cache-fraction", "0.25", "--seed", "9"];
+    let o = train_cpu(Some(&cfg), &[&flags[..], &summary_flag].concat());
     let (_, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let s: serde_json::Value =

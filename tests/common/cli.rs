@@ -10,6 +10,16 @@ pub fn rowflow(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// `rowflow train --backend cpu [--config CONFIG] FLAGS…`.
+pub fn train_cpu(config: Option<&Path>, flags: &[&str]) -> Output {
+    let mut args = vec!["train", "--backend", "cpu"];
+    if let Some(c) = config {
+        args.extend(["--config", c.to_str().expect("a UTF-8 path")]);
+    }
+    args.extend_from_slice(flags);
+    rowflow(&args)
+}
+
 pub fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
