@@ -286,7 +286,10 @@ fn device_loop<D: Device>(
                     step,
                 };
                 let out = model.train_step(dev, batch, maps, residency, settings.lr)?;
-                let evicted = out.evicted.ok_or(Stop::InputClosed)?;
+                let evicted = out.evicted.ok_or(PipelineError::Inconsistent {
+                    step,
+                    message: "a planned step returned no evicted rows",
+                })?;
                 // Buffers only grow.
                 l.victim_bytes +=
                     evicted.device.iter().map(DeviceRows::bytes).sum::<u64>() - victims_before;
@@ -297,7 +300,12 @@ fn device_loop<D: Device>(
                 shrunk = Some(placed.schedule.shrunk);
                 out.loss
             }
-            (Some(_), None) => return Err(Stop::InputClosed),
+            (Some(_), None) => {
+                return Err(Stop::Failed(PipelineError::Inconsistent {
+                    step,
+                    message: "a batch was placed ahead without a lookahead pipeline",
+                }));
+            }
         };
         let device_time = clock.lap();
         let emb = model.embeddings();

@@ -82,6 +82,16 @@ pub enum PipelineError {
         /// The stage: `loader`, `planner`, `stager`, `device` or `writeback`.
         stage: &'static str,
     },
+    /// The stages disagreed about a batch: a bug in rowflow, not in the run's input.
+    #[error(
+        "the pipeline's stages disagree at step {step}: {message} (a bug in rowflow; please report it)"
+    )]
+    Inconsistent {
+        /// The step.
+        step: u64,
+        /// What did not match.
+        message: &'static str,
+    },
     /// A stage's thread could not be started.
     #[error("cannot start the {stage} stage's thread: {source}")]
     Spawn {
