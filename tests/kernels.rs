@@ -236,11 +236,7 @@ fn bad_launches_are_errors_not_panics<D: Device>(dev: &D) {
                 bags: 1,
                 pooling: Pooling::Sum,
             },
-            out: Strided {
-                buffer: out,
-                stride: 2,
-                offset: 0,
-            },
+            out: Strided::packed(out, 2),
         })
     };
     // The CPU checks indices synchronously; a GPU skips an index past the table (reading

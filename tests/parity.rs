@@ -159,11 +159,7 @@ fn bag_backward_parity<D: Device>(dev: &D, cpu: &CpuDevice, pooling: Pooling, ad
                     bags: bags as u32,
                     pooling,
                 },
-                grad: Strided {
-                    buffer: &g,
-                    stride: dim as u32,
-                    offset: 0,
-                },
+                grad: Strided::packed(&g, dim as u32),
                 lr: 0.25,
             };
             if adagrad {

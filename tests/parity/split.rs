@@ -42,11 +42,7 @@ fn tables_in_windows(pooling: Pooling, adagrad: bool) {
                     bags: bags as u32,
                     pooling,
                 },
-                out: Strided {
-                    buffer: &out,
-                    stride: dim as u32,
-                    offset: 0,
-                },
+                out: Strided::packed(&out, dim as u32),
             })
             .unwrap();
             let (ur, rs, bi) = (
@@ -70,11 +66,7 @@ fn tables_in_windows(pooling: Pooling, adagrad: bool) {
                     bags: bags as u32,
                     pooling,
                 },
-                grad: Strided {
-                    buffer: &g,
-                    stride: dim as u32,
-                    offset: 0,
-                },
+                grad: Strided::packed(&g, dim as u32),
                 lr: 0.5,
             };
             if adagrad {

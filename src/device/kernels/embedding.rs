@@ -60,7 +60,16 @@ pub struct Strided<'a, B> {
     pub offset: u32,
 }
 
-impl<B> Strided<'_, B> {
+impl<'a, B> Strided<'a, B> {
+    /// A tensor of one packed `dim`-vector per bag: stride `dim`, offset 0.
+    pub fn packed(buffer: &'a B, dim: u32) -> Self {
+        Strided {
+            buffer,
+            stride: dim,
+            offset: 0,
+        }
+    }
+
     /// Checks that `dim` values fit inside the stride at the offset, and that the buffer (`what`
     /// in messages) holds `bags` rows.
     fn check(

@@ -57,11 +57,7 @@ impl DeviceCache {
                     bags: hits as u32,
                     pooling: Pooling::Sum,
                 },
-                out: Strided {
-                    buffer: io.eval_rows.buffer(),
-                    stride: self.dim as u32,
-                    offset: 0,
-                },
+                out: Strided::packed(io.eval_rows.buffer(), self.dim as u32),
             })?;
         }
         if !missing.is_empty() {
