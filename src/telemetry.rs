@@ -110,6 +110,16 @@ pub struct Hotness {
     pub histogram: Vec<u64>,
     /// Hottest rows, hottest first.
     pub top: Vec<HotRow>,
+    /// Rows in the table (0 in files written before it was recorded).
+    #[serde(default)]
+    pub rows: u64,
+    /// Accesses so far per row-id range: `ID_BUCKETS` equal ranges of the table's ids, counted
+    /// exactly (empty in files written before they were recorded).
+    #[serde(default)]
+    pub id_buckets: Vec<u64>,
+    /// Rows of each id range on the device now (`null` when every row is).
+    #[serde(default)]
+    pub cached_buckets: Option<Vec<u64>>,
 }
 
 /// One hot row.

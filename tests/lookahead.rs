@@ -16,6 +16,7 @@ use rowflow::embedding::{EmbeddingError, Policy};
 use rowflow::pipeline::PipelineError;
 use rowflow::precision::{Precision, Rounding};
 use rowflow::train::{Faults, TrainError, TrainSummary, train_model};
+use std::ops::ControlFlow;
 
 /// Given batches, replayed to the run, kept at hand to work out cache sizes from.
 struct Scripted {
@@ -109,7 +110,25 @@ fn run<D: Device>(
     cfg: &RunConfig,
     faults: &Faults,
 ) -> (TrainSummary, Vec<f32>) {
-    let (summary, model) = train_model(dev, cfg, &data.data, faults, &mut |_| {}).unwrap();
+    run_until(dev, data, cfg, faults, u64::MAX)
+}
+
+/// [`run`], stopped by the caller after step `stop`.
+fn run_until<D: Device>(
+    dev: &D,
+    data: &Scripted,
+    cfg: &RunConfig,
+    faults: &Faults,
+    stop: u64,
+) -> (TrainSummary, Vec<f32>) {
+    let mut on_step = |s: &rowflow::telemetry::Snapshot| {
+        if s.step >= stop {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    let (summary, model) = train_model(dev, cfg, &data.data, faults, &mut on_step).unwrap();
     let mut w = Vec::new();
     for t in 0..data.tables {
         w.extend(model.embeddings().read_table(dev, t).unwrap());
@@ -159,6 +178,21 @@ fn max_unique(data: &Scripted) -> Vec<u32> {
                 .unwrap()
         })
         .collect()
+}
+
+#[test]
+fn a_lookahead_run_stopped_after_a_step_equals_a_run_of_that_many_steps() {
+    // Stopping (rowflow-studio's Stop) must leave no write-back behind: the stores then hold
+    // what a run of exactly that many steps leaves.
+    let dev = CpuDevice::new();
+    let data = scripted(30, &[400, 64], zipfish(5));
+    let cache = max_unique(&data);
+    let mut cfg = config(Policy::Lookahead, Some(cache), 4, Optimizer::Adagrad);
+    let (stopped, got) = run_until(&dev, &data, &cfg, &Faults::default(), 7);
+    assert_eq!((stopped.steps, stopped.samples), (7, 7 * BATCH as u64));
+    cfg.steps = Some(7);
+    let (_, want) = run(&dev, &data, &cfg, &Faults::default());
+    assert_same("stopped after 7 steps", &got, &want);
 }
 
 fn lookahead_keeps_the_math<D: Device>(dev: &D) {
@@ -303,9 +337,11 @@ fn an_undersized_cache_is_a_named_error<D: Device>(dev: &D) {
         4,
         Optimizer::Sgd,
     );
-    let e = train_model(dev, &cfg, &data.data, &Faults::default(), &mut |_| {})
-        .err()
-        .expect("too small");
+    let e = train_model(dev, &cfg, &data.data, &Faults::default(), &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .err()
+    .expect("too small");
     let text = e.to_string();
     assert!(
         text.contains(&format!("at least {} cache rows", min[0])) && text.contains("table 0"),

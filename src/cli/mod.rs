@@ -77,26 +77,7 @@ pub fn overlay<T: Serialize + DeserializeOwned>(base: &T, flags: &impl Serialize
     Ok(serde_json::from_value(merged)?)
 }
 
-/// Runs `$body` with `$dev` bound to a device of backend `$kind` (a `BackendKind`).
-macro_rules! on_device {
-    ($kind:expr, |$dev:ident| $body:expr) => {
-        match $kind {
-            rowflow::device::BackendKind::Cpu => {
-                let $dev = &rowflow::device::cpu::CpuDevice::new();
-                $body
-            }
-            rowflow::device::BackendKind::Wgpu => {
-                let $dev = &rowflow::device::wgpu::WgpuDevice::new()?;
-                $body
-            }
-            rowflow::device::BackendKind::Cuda => {
-                let $dev = &rowflow::device::cuda::CudaDevice::new()?;
-                $body
-            }
-        }
-    };
-}
-pub(crate) use on_device;
+pub(crate) use rowflow::on_device;
 
 /// Resolves `--backend`, printing why each backend was picked or skipped.
 pub fn select(

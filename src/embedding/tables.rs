@@ -255,6 +255,14 @@ impl<D: Device> EmbeddingTables<D> {
         }
     }
 
+    /// The rows of table `t` on the device now (`None` without a cache: every row is).
+    pub fn resident_rows(&self, t: usize) -> Option<impl Iterator<Item = u32> + '_> {
+        self.tables[t]
+            .cache
+            .as_ref()
+            .map(|c| c.dir.resident().map(|(_, row)| row))
+    }
+
     /// Bytes the embeddings hold: host stores, device rows or cache slots, optimizer state,
     /// directories and the caches' transfer buffers — allocated sizes, not formulas.
     pub fn embedding_bytes(&self, dev: &D) -> u64 {

@@ -17,6 +17,7 @@ use crate::embedding::transfer::{DeviceRows, Evicted};
 use crate::model::Dlrm;
 use crate::telemetry::{MemoryStats, Snapshot, StageTime};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
 /// Batches queued between the loader and the device step when nothing plans ahead.
@@ -84,14 +85,15 @@ struct DeviceSide<D: Device> {
 /// Trains `model` on `data` for `settings.steps` steps, calling `on_step` with each step's
 /// snapshot, and returns the run's record: wires the stages the policy needs around the device
 /// loop and runs them (see the module docs of [`super`]). `model` was built for the run's
-/// placement policy; with `settings.lookahead` it must be `lookahead`.
+/// placement policy; with `settings.lookahead` it must be `lookahead`. When `on_step` answers
+/// `Break`, the run ends after that step ([`Recorder::steps`] says how many ran).
 pub fn run<D: Device>(
     dev: &D,
     model: &mut Dlrm<D>,
     data: &dyn Dataset,
     settings: &Settings,
     evaluate: &mut Evaluate<'_, D>,
-    on_step: &mut dyn FnMut(&Snapshot),
+    on_step: &mut dyn FnMut(&Snapshot) -> ControlFlow<()>,
 ) -> Result<Recorder, PipelineError> {
     let faults = &settings.faults;
     let schema = data.schema();
@@ -115,7 +117,7 @@ pub fn run<D: Device>(
             steps: settings.steps,
             batch_size: settings.batch_size,
             hotness_every: settings.hotness_every,
-            tables,
+            table_rows: schema.table_rows.iter().map(|&r| r as u64).collect(),
         };
         let loader_ports = Ports::new("loader", free_rx, loaded_tx);
         stages.spawn(scope, "loader", move || load(stream, job, loader_ports))?;
@@ -243,7 +245,7 @@ fn device_loop<D: Device>(
     settings: &Settings,
     recorder: &mut Recorder,
     evaluate: &mut Evaluate<'_, D>,
-    on_step: &mut dyn FnMut(&Snapshot),
+    on_step: &mut dyn FnMut(&Snapshot) -> ControlFlow<()>,
     faults: &Faults,
 ) -> Result<u64, Stop> {
     let mut clock = Clock::new("device");
@@ -310,10 +312,13 @@ fn device_loop<D: Device>(
         let device_time = clock.lap();
         let emb = model.embeddings();
         let tables = emb.stats().to_vec();
-        let hotness = prepared
-            .hotness
-            .take()
-            .map(|c| report(c, |t, row| emb.is_resident(t, row)));
+        let hotness = prepared.hotness.take().map(|c| {
+            report(
+                c,
+                |t, row| emb.is_resident(t, row),
+                |t| emb.resident_rows(t),
+            )
+        });
         let mut memory = memory(dev, model);
         let mut stages = std::mem::take(&mut prepared.times);
         stages.push(device_time.clone());
@@ -352,7 +357,11 @@ fn device_loop<D: Device>(
             eval,
             window_shrunk: shrunk,
         });
-        on_step(&snapshot);
+        if on_step(&snapshot).is_break() {
+            // Stopped by the caller after a whole step: the stages before the device step see
+            // their queues close and stop; the write-back drains what was evicted.
+            break;
+        }
     }
     Ok(side.lookahead.as_ref().map_or(0, Lookahead::bytes))
 }

@@ -48,8 +48,8 @@ pub struct LoadJob {
     pub batch_size: usize,
     /// Steps between hotness reports (0: never).
     pub hotness_every: u64,
-    /// Tables.
-    pub tables: usize,
+    /// Rows of each table.
+    pub table_rows: Vec<u64>,
 }
 
 /// The loader stage: fills recycled buffers (from `ports`' input) with the next batches and
@@ -59,7 +59,7 @@ pub fn load<D: Device>(
     job: LoadJob,
     mut ports: Ports<Prepared, Ready<D>>,
 ) -> Result<(), PipelineError> {
-    let mut hotness = (job.hotness_every > 0).then(|| HotnessTracker::new(job.tables));
+    let mut hotness = (job.hotness_every > 0).then(|| HotnessTracker::new(&job.table_rows));
     for step in 1..=job.steps {
         let Some(mut p) = ports.recv() else {
             return Ok(());

@@ -53,6 +53,7 @@ pub struct Recorder {
     wait_total: f64,
     eval_seconds: f64,
     window_shrinks: Option<u64>,
+    steps: u64,
     pub(super) transfer_bytes: u64,
 }
 
@@ -70,12 +71,14 @@ impl Recorder {
             wait_total: 0.0,
             eval_seconds: 0.0,
             window_shrinks: None,
+            steps: 0,
             transfer_bytes: 0,
         }
     }
 
     /// Folds one step in and returns its snapshot.
     pub(super) fn record(&mut self, r: StepRecord) -> Snapshot {
+        self.steps = r.step;
         self.busy_total += r.busy_s;
         self.wait_total += r.waiting_s;
         if self.losses.len() == LOSS_WINDOW {
@@ -129,6 +132,11 @@ impl Recorder {
             link_gbps: self.link_gbps,
             window_shrinks: self.window_shrinks,
         }
+    }
+
+    /// Steps recorded: the run's steps, or fewer when it was stopped.
+    pub fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// Every evaluation, in order.

@@ -17,6 +17,7 @@ use crate::metrics::{auc, log_loss};
 use crate::model::{Dlrm, ModelError};
 use crate::pipeline::{EvalScore, Link, PipelineError, Settings};
 use crate::telemetry::Snapshot;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// Anything that stops a training run.
@@ -55,18 +56,24 @@ pub fn train<D: Device>(
     data: &dyn Dataset,
     on_step: &mut dyn FnMut(&Snapshot),
 ) -> Result<TrainSummary, TrainError> {
-    train_model(dev, cfg, data, &Faults::default(), on_step).map(|(summary, _)| summary)
+    let mut each = |s: &Snapshot| {
+        on_step(s);
+        ControlFlow::Continue(())
+    };
+    train_model(dev, cfg, data, &Faults::default(), &mut each).map(|(summary, _)| summary)
 }
 
 /// [`train`], also returning the trained model (its host stores hold every write-back), with
 /// `faults` injected into the lookahead pipeline (none by default; the hazard tests turn the
-/// feature `fault-injection` on to ask for some).
+/// feature `fault-injection` on to ask for some). `on_step` may stop the run after any step by
+/// answering `Break` (rowflow-studio's Stop): the summary then counts the steps that ran, and
+/// its test AUC is the last evaluation's, if any.
 pub fn train_model<D: Device>(
     dev: &D,
     cfg: &RunConfig,
     data: &dyn Dataset,
     faults: &Faults,
-    on_step: &mut dyn FnMut(&Snapshot),
+    on_step: &mut dyn FnMut(&Snapshot) -> ControlFlow<()>,
 ) -> Result<(TrainSummary, Dlrm<D>), TrainError> {
     cfg.validate()?;
     let steps = planned_steps(cfg, data.train_samples())?;
@@ -107,7 +114,7 @@ pub fn train_model<D: Device>(
         Ok((a, l, t0.elapsed().as_secs_f64()))
     };
     let record = crate::pipeline::run(dev, &mut model, data, &settings, &mut evaluate, on_step)?;
-    let summary = TrainSummary::new(dev, cfg, data, &model, steps, record);
+    let summary = TrainSummary::new(dev, cfg, data, &model, record.steps(), record);
     Ok((summary, model))
 }
 
