@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod precision;
+pub mod report;
 pub mod rng;
 pub mod shard;
 pub mod telemetry;

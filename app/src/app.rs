@@ -6,14 +6,17 @@
 use crate::form::{FieldError, RunForm};
 use crate::history::XAxis;
 use crate::hotness::HotOrder;
+use crate::link::{Link, Outcome, Waker};
 use crate::run::RunHistory;
-use crate::worker::{Link, Outcome, Waker};
 use egui::Color32;
 use rowflow::device::BackendReport;
 use rowflow::train::TrainSummary;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Messages from callbacks that finish later (a screenshot written).
+pub type Inbox = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// Frames moved into histories per UI frame and run, at most.
 pub const BUDGET: usize = 2048;
@@ -155,7 +158,7 @@ pub struct StudioApp {
     /// Messages for the user (a file that could not be opened, an export written).
     pub notices: Vec<String>,
     /// Messages from callbacks that finish later, moved into `notices` each frame.
-    pub inbox: crate::ui::Inbox,
+    pub inbox: Inbox,
     started: u64,
 }
 

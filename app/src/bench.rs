@@ -7,8 +7,9 @@
 
 use crate::app::{Settings, Status, StudioApp};
 use crate::feed::Accumulator;
+use crate::link::Waker;
 use crate::run::RunHistory;
-use crate::worker::{Waker, train_run};
+use crate::worker::train_run;
 use rowflow::config::RunConfig;
 use rowflow::telemetry::Snapshot;
 use serde::Serialize;

@@ -5,7 +5,7 @@
 //! Three parts, as in egui's demo app and rerun: **state** ([`app`]: settings, runs, their
 //! [`run::RunHistory`]), **UI** ([`ui`]: draws the state, nothing else) and **workers**
 //! ([`worker`] trains, [`replay`] reads a recording) that send [`feed::Frame`]s of running
-//! totals over bounded channels and never wait for the UI.
+//! totals over a [`link`] (bounded channels) and never wait for the UI.
 
 pub mod app;
 pub mod bench;
@@ -14,6 +14,7 @@ pub mod feed;
 pub mod form;
 pub mod history;
 pub mod hotness;
+pub mod link;
 pub mod replay;
 pub mod run;
 pub mod ui;

@@ -6,7 +6,8 @@
 //! loads. Unlike a live run, the reader waits for the UI: nothing is dropped.
 
 use crate::feed::{Accumulator, Frame};
-use crate::worker::{Link, Outcome, Waker, link};
+pub use crate::link::Loaded;
+use crate::link::{Link, Outcome, QUEUE, Waker, link};
 use rowflow::telemetry::Snapshot;
 use std::io::BufRead;
 use std::ops::ControlFlow;
@@ -14,17 +15,6 @@ use std::path::{Path, PathBuf};
 
 /// Malformed lines reported per file (the rest are counted).
 pub const MAX_REPORTED: usize = 20;
-
-/// What a replay read.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Loaded {
-    /// Snapshots read.
-    pub steps: u64,
-    /// Malformed lines: the first `MAX_REPORTED` as `PATH:LINE: …`.
-    pub errors: Vec<String>,
-    /// Malformed lines in all.
-    pub bad_lines: u64,
-}
 
 /// Reads `path`, calling `frame` with each snapshot's frame (all delivered) until it answers
 /// `Break`. A file that cannot be opened or read is an error naming it.
@@ -76,7 +66,7 @@ pub fn read(
 /// Starts reading `path` on a thread; frames and the outcome arrive on the returned link.
 pub fn start(path: PathBuf, wake: Waker) -> Link {
     // A reader may wait for the UI, so its queue is deep and it wakes the UI often.
-    let (sink, mut link) = link(wake.clone(), 16 * crate::worker::QUEUE);
+    let (sink, mut link) = link(wake.clone(), 16 * QUEUE);
     let handle = std::thread::Builder::new()
         .name("rowflow-studio replay".into())
         .spawn(move || {

@@ -102,19 +102,6 @@ fn default_sigpipe() {
     }
 }
 
-/// An error and its causes on one line, each cause once: a message that already quotes its
-/// source (`PATH: cannot read: OS message`) does not repeat it.
-fn describe(e: &anyhow::Error) -> String {
-    let mut text = e.to_string();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text = format!("{text}: {cause}");
-        }
-    }
-    text
-}
-
 /// Parses the command line and runs the command; the exit code is 1 on any error.
 pub fn main() -> ExitCode {
     default_sigpipe();
@@ -128,7 +115,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", describe(&e));
+            eprintln!("error: {}", rowflow::report::describe(e.as_ref()));
             ExitCode::FAILURE
         }
     }

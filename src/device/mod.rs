@@ -18,33 +18,10 @@
 //! them gets [`DeviceError::Unavailable`] from it, never a link error, and callers need no
 //! `#[cfg]`.
 
-/// Runs `$body` with `$dev` bound to a device of backend `$kind` (a
-/// [`BackendKind`](crate::device::BackendKind)), created here; `?` on its creation needs the
-/// caller's error type to take a [`DeviceError`](crate::device::DeviceError). The CLI and
-/// rowflow-studio start their runs through it.
-#[macro_export]
-macro_rules! on_device {
-    ($kind:expr, |$dev:ident| $body:expr) => {
-        match $kind {
-            $crate::device::BackendKind::Cpu => {
-                let $dev = &$crate::device::cpu::CpuDevice::new();
-                $body
-            }
-            $crate::device::BackendKind::Wgpu => {
-                let $dev = &$crate::device::wgpu::WgpuDevice::new()?;
-                $body
-            }
-            $crate::device::BackendKind::Cuda => {
-                let $dev = &$crate::device::cuda::CudaDevice::new()?;
-                $body
-            }
-        }
-    };
-}
-
 pub mod cpu;
 pub mod cuda;
 pub mod kernels;
+mod on_device;
 mod select;
 pub mod vec;
 pub mod wgpu;

@@ -9,19 +9,16 @@ pub mod views;
 
 use crate::app::StudioApp;
 use crate::history::XAxis;
-use crate::worker::Waker;
+use crate::link::Waker;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A waker for `ctx`: the UI repaints within `WAKE` of being asked, never once per frame.
 pub fn waker(ctx: &egui::Context) -> Waker {
     let ctx = ctx.clone();
-    Arc::new(move || ctx.request_repaint_after(crate::worker::WAKE))
+    Arc::new(move || ctx.request_repaint_after(crate::link::WAKE))
 }
-
-/// Messages from callbacks that finish later (a screenshot written).
-pub type Inbox = Arc<Mutex<Vec<String>>>;
 
 impl StudioApp {
     /// Moves arrived frames into histories and handles dropped files (eframe's `logic`).

@@ -3,7 +3,7 @@
 
 use crate::app::{Run, Status, StudioApp};
 use crate::form::{DataKind, Field, FieldError, RunForm};
-use crate::worker::Waker;
+use crate::link::Waker;
 use egui::{Color32, RichText, TextEdit, Ui};
 use rowflow::device::{BackendChoice, BackendKind, BackendReport};
 use std::str::FromStr;
