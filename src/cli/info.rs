@@ -48,6 +48,9 @@ pub fn run(json: bool) -> Result<()> {
             a.max_storage_buffer_binding_size,
             a.max_compute_workgroups_per_dimension
         );
+        if let Some(p) = &a.problem {
+            println!("      unusable: {p}");
+        }
     }
     Ok(())
 }

@@ -30,6 +30,15 @@ pub struct WgpuBuffer {
 }
 
 impl WgpuBuffer {
+    /// Frees the buffer's memory now, as a lost device would: later use is an error, never a
+    /// panic. For tests of error paths.
+    #[doc(hidden)]
+    pub fn destroy(&self) {
+        for p in &self.parts {
+            p.buffer.destroy();
+        }
+    }
+
     /// A buffer without memory: a placeholder while a device is being built.
     pub(super) fn none(cache: &Arc<BindGroupCache>) -> Self {
         WgpuBuffer {
@@ -208,6 +217,7 @@ impl WgpuDevice {
         let mut parts = Vec::with_capacity(sizes.len());
         let mut first = 0;
         for &bytes in sizes {
+            self.stats.buffers.fetch_add(1, Ordering::Relaxed);
             parts.push(Part {
                 buffer: self.new_buffer(bytes)?,
                 first,

@@ -2,14 +2,17 @@
 //!
 //! A context is created once per device: adapter, device and queue with the adapter's real
 //! limits, one compute pipeline per kernel (`shaders/NAME.wgsl`, validated by naga), a ring of
-//! parameter slots in one uniform buffer, a staging buffer for downloads and a bind-group cache.
-//! Nothing is compiled or allocated per step.
+//! parameter slots in one uniform buffer, a staging belt for uploads, a pool of staging buffers
+//! for downloads (`readback.rs`) and a bind-group cache. Nothing is compiled or allocated per
+//! step once training is steady ([`WgpuDevice::stats`] counts buffers and submissions).
 //!
-//! **Ordering.** Kernel launches are recorded into one pending command encoder and submitted
-//! when the host needs the queue to have caught up: before an upload (`queue.write_buffer`
-//! lands before the next submission, so earlier kernels must be submitted first), for a
-//! download or `synchronize`, and when the parameter ring wraps. wgpu orders submissions, so
-//! launches run in call order.
+//! **Ordering.** Kernel launches and uploads are recorded, in call order, into one pending
+//! command encoder (an upload is a copy from wgpu's `StagingBelt`, not a `queue.write_buffer`,
+//! so it needs no submission first). The encoder is submitted in one batch when the host needs
+//! the queue to have caught up (a download, `synchronize`), when the parameter ring wraps, and
+//! when the staged upload bytes pass `UPLOAD_FLUSH` (so a big initial table upload does not
+//! stage the whole table first). The launches' parameters are written to the ring once per
+//! submission.
 //!
 //! **Large buffers.** A buffer bigger than `max_buffer_size` is split into parts (whole rows
 //! for `alloc_rows`, `buffer.rs`); an embedding table, cache or Adagrad state bigger than
@@ -30,6 +33,7 @@ mod embedding;
 pub mod pipelines;
 pub mod probe;
 mod quantize;
+mod readback;
 mod window;
 
 pub use buffer::WgpuBuffer;
@@ -38,15 +42,15 @@ pub use probe::AdapterReport;
 use super::{BackendKind, Device, DeviceError, DeviceInfo, KernelId};
 use buffer::{Bind, BindGroupCache, part_sizes};
 use pipelines::{PARAM_SLOT_BYTES, Pipelines};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Parameter slots per submission before the ring wraps (and forces a submission).
 const PARAM_SLOTS: u64 = 1024;
-/// Bytes moved per download round trip.
-const STAGING_BYTES: u64 = 16 << 20;
-/// Bytes per `queue.write_buffer` call for large uploads.
-const UPLOAD_CHUNK: u64 = 64 << 20;
+/// Bytes per staging-belt write (and the belt's chunk size).
+const UPLOAD_CHUNK: u64 = 8 << 20;
+/// Staged upload bytes after which the pending work is submitted.
+const UPLOAD_FLUSH: u64 = 64 << 20;
 
 /// Overrides of the adapter's limits, to exercise splitting on small data in tests.
 #[derive(Clone, Copy, Debug, Default)]
@@ -69,6 +73,27 @@ struct Limits {
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     next_slot: u64,
+    /// The launches' parameter words since the last submission, one slot each.
+    params: Vec<u8>,
+    belt: wgpu::util::StagingBelt,
+    staged: u64,
+}
+
+/// What a device has created and submitted so far.
+#[derive(Default)]
+struct Counters {
+    buffers: AtomicU64,
+    submits: AtomicU64,
+}
+
+/// Buffers created and submissions made by a [`WgpuDevice`] so far (the staging belt's own
+/// chunks, reused once the device has read them, are not counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WgpuStats {
+    /// Buffers created: allocations, download staging.
+    pub buffers_created: u64,
+    /// Command buffers submitted.
+    pub submits: u64,
 }
 
 /// A wgpu device ready to run rowflow's kernels.
@@ -82,7 +107,8 @@ pub struct WgpuDevice {
     params: wgpu::Buffer,
     /// Stand-ins for optional bindings (two, so a read and a read-write slot never share one).
     dummy: [WgpuBuffer; 2],
-    staging: Mutex<wgpu::Buffer>,
+    staging: readback::StagingPool,
+    stats: Counters,
     pending: Mutex<Pending>,
     cache: Arc<BindGroupCache>,
     errors: Arc<Mutex<Vec<String>>>,
@@ -163,12 +189,7 @@ impl WgpuDevice {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let staging = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("download staging"),
-            size: STAGING_BYTES,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let belt = wgpu::util::StagingBelt::new(device.clone(), UPLOAD_CHUNK);
         let cache = Arc::new(BindGroupCache::default());
         let name = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
         let mut dev = WgpuDevice {
@@ -186,10 +207,14 @@ impl WgpuDevice {
             limits,
             pipelines,
             params,
-            staging: Mutex::new(staging),
+            staging: readback::StagingPool::default(),
+            stats: Counters::default(),
             pending: Mutex::new(Pending {
                 encoder: None,
                 next_slot: 0,
+                params: Vec::with_capacity((PARAM_SLOTS * PARAM_SLOT_BYTES) as usize),
+                belt,
+                staged: 0,
             }),
             cache,
             errors,
@@ -224,12 +249,45 @@ impl WgpuDevice {
         Err(backend_error(message))
     }
 
-    /// Submits the pending encoder, if any.
-    fn flush(&self, pending: &mut Pending) {
-        if let Some(encoder) = pending.encoder.take() {
-            self.queue.submit([encoder.finish()]);
+    /// Buffers created and submissions made so far.
+    pub fn stats(&self) -> WgpuStats {
+        WgpuStats {
+            buffers_created: self.stats.buffers.load(Ordering::Relaxed),
+            submits: self.stats.submits.load(Ordering::Relaxed),
         }
+    }
+
+    /// Submits one command buffer, counted.
+    fn submit(&self, commands: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        self.stats.submits.fetch_add(1, Ordering::Relaxed);
+        self.queue.submit([commands])
+    }
+
+    /// Submits the pending encoder, if any: the parameter ring is written once, the staging
+    /// belt closed before and recalled after. Returns the submission.
+    fn flush(&self, pending: &mut Pending) -> Option<wgpu::SubmissionIndex> {
+        let mut index = None;
+        if let Some(encoder) = pending.encoder.take() {
+            if !pending.params.is_empty() {
+                self.queue.write_buffer(&self.params, 0, &pending.params);
+            }
+            pending.belt.finish();
+            index = Some(self.submit(encoder.finish()));
+            pending.belt.recall();
+            // Runs the callbacks of work already done (the belt's chunks come back), without
+            // waiting for anything.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+        }
+        pending.params.clear();
         pending.next_slot = 0;
+        pending.staged = 0;
+        index
+    }
+
+    /// Submits whatever is pending.
+    fn flush_pending(&self) {
+        let mut pending = lock(&self.pending);
+        let _ = self.flush(&mut pending);
     }
 
     /// The pending command encoder, started if there is none.
@@ -281,15 +339,16 @@ impl WgpuDevice {
         );
         let mut pending = lock(&self.pending);
         if pending.next_slot == PARAM_SLOTS {
-            self.flush(&mut pending);
+            let _ = self.flush(&mut pending);
         }
         let slot = pending.next_slot;
         pending.next_slot += 1;
-        self.queue.write_buffer(
-            &self.params,
-            slot * PARAM_SLOT_BYTES,
-            bytemuck::cast_slice(params),
-        );
+        let start = (slot * PARAM_SLOT_BYTES) as usize;
+        pending.params.resize(start, 0);
+        pending
+            .params
+            .extend_from_slice(bytemuck::cast_slice(params));
+        pending.params.resize(start + PARAM_SLOT_BYTES as usize, 0);
         let encoder = self.encoder(&mut pending);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.name()),
@@ -329,12 +388,7 @@ impl Device for WgpuDevice {
     }
 
     fn alloc(&self, bytes: u64) -> Result<WgpuBuffer, DeviceError> {
-        if bytes % 4 != 0 {
-            return Err(DeviceError::InvalidArgument {
-                kernel: "alloc",
-                message: format!("{bytes} bytes is not a multiple of 4"),
-            });
-        }
+        super::check_alloc(bytes)?;
         let part = (self.limits.max_buffer / 256 * 256).max(256);
         self.buffer_of(&part_sizes(bytes, 1, part), 0)
     }
@@ -363,17 +417,30 @@ impl Device for WgpuDevice {
 
     fn upload(&self, dst: &WgpuBuffer, offset: u64, src: &[u8]) -> Result<(), DeviceError> {
         dst.check("upload", offset, src.len() as u64)?;
-        let mut pending = lock(&self.pending);
-        self.flush(&mut pending);
+        let mut guard = lock(&self.pending);
+        let pending = &mut *guard;
         for (part, at, len) in dst.spans(offset, src.len() as u64) {
             let from = (part.first + at - offset) as usize;
             let mut done = 0;
             while done < len {
                 let n = (len - done).min(UPLOAD_CHUNK);
                 let a = from + done as usize;
-                self.queue
-                    .write_buffer(&part.buffer, at + done, &src[a..a + n as usize]);
+                let size = wgpu::BufferSize::new(n).expect("spans are never empty");
+                let encoder = pending.encoder.get_or_insert_with(|| {
+                    self.device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some("rowflow"),
+                        })
+                });
+                pending
+                    .belt
+                    .write_buffer(encoder, &part.buffer, at + done, size)
+                    .copy_from_slice(&src[a..a + n as usize]);
+                pending.staged += n;
                 done += n;
+                if pending.staged >= UPLOAD_FLUSH {
+                    let _ = self.flush(pending);
+                }
             }
         }
         Ok(())
@@ -381,40 +448,7 @@ impl Device for WgpuDevice {
 
     fn download(&self, src: &WgpuBuffer, offset: u64, dst: &mut [u8]) -> Result<(), DeviceError> {
         src.check("download", offset, dst.len() as u64)?;
-        let staging = lock(&self.staging);
-        {
-            let mut pending = lock(&self.pending);
-            self.flush(&mut pending);
-        }
-        for (part, at, len) in src.spans(offset, dst.len() as u64) {
-            let mut done = 0;
-            while done < len {
-                let n = (len - done).min(STAGING_BYTES);
-                let mut encoder = self.device.create_command_encoder(&Default::default());
-                encoder.copy_buffer_to_buffer(&part.buffer, at + done, &staging, 0, n);
-                self.queue.submit([encoder.finish()]);
-                let (tx, rx) = std::sync::mpsc::channel();
-                staging.slice(..n).map_async(wgpu::MapMode::Read, move |r| {
-                    let _ = tx.send(r);
-                });
-                self.wait()?;
-                let mapped = rx
-                    .recv()
-                    .map_err(|_| backend_error("the download's map callback never ran"))?;
-                mapped.map_err(backend_error)?;
-                let from = (part.first + at + done - offset) as usize;
-                {
-                    let view = staging
-                        .slice(..n)
-                        .get_mapped_range()
-                        .map_err(backend_error)?;
-                    dst[from..from + n as usize].copy_from_slice(&view);
-                }
-                staging.unmap();
-                done += n;
-            }
-        }
-        Ok(())
+        self.read(src, offset, dst)
     }
 
     fn copy_buffer(
@@ -441,10 +475,7 @@ impl Device for WgpuDevice {
     }
 
     fn synchronize(&self) -> Result<(), DeviceError> {
-        {
-            let mut pending = lock(&self.pending);
-            self.flush(&mut pending);
-        }
+        self.flush_pending();
         self.wait()
     }
 
