@@ -132,3 +132,17 @@ fn nvrtc_sources_embedded_in_the_binary_are_the_kernels_files() {
     }
     assert_eq!(KernelId::Gemm.cuda(), None, "gemm is cuBLAS: no .cu");
 }
+
+#[test]
+fn nvrtc_is_the_version_the_run_asked_for() {
+    // `.ci/test` runs this file a second time with NVRTC 13 (PyPI's `nvidia-cuda-nvrtc`) first on
+    // the library path and ROWFLOW_NVRTC_MAJOR=13, so both toolkits' NVRTC compile every kernel.
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let (major, minor) = rowflow::device::cuda::nvrtc_version().unwrap();
+    eprintln!("NVRTC {major}.{minor}");
+    if let Ok(want) = std::env::var("ROWFLOW_NVRTC_MAJOR") {
+        assert_eq!(major.to_string(), want, "NVRTC {major}.{minor} was loaded");
+    }
+}

@@ -22,6 +22,17 @@ pub mod cpu;
 pub mod cuda;
 pub mod kernels;
 mod on_device;
+
+/// The `Device::alloc` contract every backend checks first: buffers hold 4-byte words.
+pub fn check_alloc(bytes: u64) -> Result<(), DeviceError> {
+    if bytes % 4 != 0 {
+        return Err(DeviceError::InvalidArgument {
+            kernel: "alloc",
+            message: format!("{bytes} bytes is not a multiple of 4"),
+        });
+    }
+    Ok(())
+}
 mod select;
 pub mod vec;
 pub mod wgpu;

@@ -148,12 +148,7 @@ impl Device for CpuDevice {
             device: self.info.name.clone(),
             reason,
         };
-        if bytes % 4 != 0 {
-            return Err(DeviceError::InvalidArgument {
-                kernel: "alloc",
-                message: format!("{bytes} bytes is not a multiple of 4"),
-            });
-        }
+        super::check_alloc(bytes)?;
         let words =
             usize::try_from(bytes / 4).map_err(|_| oom("larger than the address space".into()))?;
         let v = try_zeroed_slice::<u32>(words)

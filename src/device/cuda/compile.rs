@@ -63,12 +63,45 @@ pub fn nvrtc_available() -> Result<(), DeviceError> {
     } else {
         Err(DeviceError::Unavailable {
             backend: BackendKind::Cuda,
-            reason: "the NVRTC library (libnvrtc.so) was not found: install the CUDA toolkit or \
-                     `pip install nvidia-cuda-nvrtc-cu12` and put its `lib` folder on \
+            reason: "the NVRTC library (libnvrtc.so, .so.13 or .so.12) was not found: install \
+                     the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12` (or \
+                     `nvidia-cuda-nvrtc` for CUDA 13) and put its `lib` folder on \
                      LD_LIBRARY_PATH"
                 .into(),
         })
     }
+}
+
+/// The NVRTC library's version, `(major, minor)`.
+pub fn nvrtc_version() -> Result<(i32, i32), DeviceError> {
+    nvrtc_available()?;
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: the library is loaded (checked above); both pointers are to live locals.
+    let r = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    if r != cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(DeviceError::Backend {
+            backend: BackendKind::Cuda,
+            message: format!("nvrtcVersion failed: {r:?}"),
+        });
+    }
+    Ok((major, minor))
+}
+
+/// Whether PTX from NVRTC `nvrtc` (major, minor) can be loaded by a driver that supports CUDA
+/// `driver` (as `cuDriverGetVersion` says it: 13000 for 13.0). A driver JIT-compiles PTX of its
+/// own CUDA version or older only; newer PTX fails at module load with an obscure error, so
+/// this is checked when the device opens, with what to do.
+pub fn check_ptx_loadable(nvrtc: (i32, i32), driver: i32) -> Result<(), String> {
+    let supported = (driver / 1000, (driver % 1000) / 10);
+    if nvrtc > supported {
+        return Err(format!(
+            "NVRTC {}.{} makes PTX that the driver (CUDA {}.{}) cannot load: put an NVRTC of \
+             CUDA {}.{} or older first on LD_LIBRARY_PATH (e.g. `pip install \
+             nvidia-cuda-nvrtc-cu12`), or update the NVIDIA driver",
+            nvrtc.0, nvrtc.1, supported.0, supported.1, supported.0, supported.1
+        ));
+    }
+    Ok(())
 }
 
 /// The virtual architecture NVRTC compiles for, from a compute capability (`(9, 0)` →
@@ -194,5 +227,14 @@ mod tests {
         // Includes of other files pass through for NVRTC to report.
         let other = splice_headers("#include \"missing.cuh\"\n", "t.cu");
         assert_eq!(other, "#include \"missing.cuh\"\n");
+    }
+
+    #[test]
+    fn ptx_newer_than_the_driver_is_refused_up_front() {
+        assert!(check_ptx_loadable((12, 9), 13000).is_ok());
+        assert!(check_ptx_loadable((13, 0), 13000).is_ok());
+        let e = check_ptx_loadable((13, 1), 13000).unwrap_err();
+        assert!(e.contains("NVRTC 13.1") && e.contains("CUDA 13.0"), "{e}");
+        assert!(check_ptx_loadable((13, 0), 12090).is_err());
     }
 }

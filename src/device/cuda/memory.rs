@@ -56,8 +56,15 @@ pub struct CudaBuffer {
 }
 
 impl CudaBuffer {
-    /// Allocates `bytes` of zeroed memory (at least 4, so no handle is empty).
-    pub(super) fn zeroed(ctx: &Arc<CudaContext>, bytes: u64) -> Result<Self, DeviceError> {
+    /// Allocates `bytes` of memory (at least 4, so no handle is empty), zeroed on `stream` (the
+    /// compute stream): the zeroing is the buffer's first use there, so uploads and kernels are
+    /// ordered after it like after any kernel. (The synchronous `cuMemsetD8` runs on the legacy
+    /// stream, which the non-blocking copy and compute streams do not wait for.)
+    pub(super) fn zeroed(
+        ctx: &Arc<CudaContext>,
+        stream: &CudaStream,
+        bytes: u64,
+    ) -> Result<Self, DeviceError> {
         let size = bytes.max(4);
         ctx.bind_to_thread()
             .map_err(driver("binding the CUDA context"))?;
@@ -75,9 +82,11 @@ impl CudaBuffer {
             ctx: ctx.clone(),
             uses: Mutex::new(Uses::default()),
         };
-        // SAFETY: `ptr` points to `size` bytes just allocated.
-        unsafe { result::memset_d8_sync(ptr, 0, size as usize) }
+        // SAFETY: `ptr` points to `size` bytes just allocated; the stream belongs to `ctx`.
+        unsafe { result::memset_d8_async(ptr, 0, size as usize, stream.cu_stream()) }
             .map_err(driver("zeroing a new buffer"))?;
+        let zeroed = recorded_event(ctx, stream, "recording a buffer's zeroing")?;
+        lock(&buffer.uses).computed = Some(Arc::new(zeroed));
         Ok(buffer)
     }
 

@@ -27,7 +27,7 @@ mod launch;
 mod memory;
 mod quantize;
 
-pub use compile::{ParamKind, compile_kernel, compile_source, nvrtc_available};
+pub use compile::{ParamKind, compile_kernel, compile_source, nvrtc_available, nvrtc_version};
 pub use launch::signature;
 pub use memory::CudaBuffer;
 
@@ -97,6 +97,17 @@ impl CudaDevice {
                 reason: format!("GPU {ordinal} does not exist: the driver reports {count}"),
             });
         }
+        let mut version = 0;
+        // SAFETY: the driver is loaded and initialised (driver_available); a live local.
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut version) }
+            .result()
+            .map_err(driver("reading the driver's CUDA version"))?;
+        compile::check_ptx_loadable(compile::nvrtc_version()?, version).map_err(|reason| {
+            DeviceError::Unavailable {
+                backend: BackendKind::Cuda,
+                reason,
+            }
+        })?;
         let ctx = CudaContext::new(ordinal).map_err(driver("creating a CUDA context"))?;
         let compute = ctx
             .new_stream()
@@ -111,9 +122,9 @@ impl CudaDevice {
         if !blas_present {
             return Err(DeviceError::Unavailable {
                 backend: BackendKind::Cuda,
-                reason: "cuBLAS (libcublas.so) was not found: install the CUDA toolkit or \
-                         `pip install nvidia-cublas-cu12` and put its `lib` folder on \
-                         LD_LIBRARY_PATH"
+                reason: "cuBLAS (libcublas.so, .so.13 or .so.12) was not found: install the CUDA \
+                         toolkit or `pip install nvidia-cublas-cu12` (`nvidia-cublas` for CUDA \
+                         13) and put its `lib` folder on LD_LIBRARY_PATH"
                     .into(),
             });
         }
@@ -132,7 +143,10 @@ impl CudaDevice {
             .map_err(driver("reading the multiprocessor count"))?;
         let total = ctx.total_mem().map_err(driver("reading the memory size"))?;
         let staging = PinnedRing::new(&ctx)?;
-        let dummy = [CudaBuffer::zeroed(&ctx, 4)?, CudaBuffer::zeroed(&ctx, 4)?];
+        let dummy = [
+            CudaBuffer::zeroed(&ctx, &compute, 4)?,
+            CudaBuffer::zeroed(&ctx, &compute, 4)?,
+        ];
         Ok(CudaDevice {
             dummy,
             arch: compile::arch_for(major, minor),
@@ -219,6 +233,7 @@ impl Device for CudaDevice {
     }
 
     fn alloc(&self, bytes: u64) -> Result<CudaBuffer, DeviceError> {
+        super::check_alloc(bytes)?;
         if bytes > self.info.max_buffer_bytes {
             return Err(DeviceError::OutOfMemory {
                 requested: bytes,
@@ -226,7 +241,7 @@ impl Device for CudaDevice {
                 reason: format!("the GPU has {} bytes", self.info.max_buffer_bytes),
             });
         }
-        CudaBuffer::zeroed(&self.ctx, bytes)
+        CudaBuffer::zeroed(&self.ctx, &self.compute, bytes)
     }
 
     fn buffer_bytes(&self, buffer: &CudaBuffer) -> u64 {
