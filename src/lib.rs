@@ -16,6 +16,7 @@ mod names;
 
 pub mod bench;
 pub mod bounds;
+pub mod check;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -184,3 +184,49 @@ fn training_submits_in_batches_and_creates_no_buffers_once_steady() {
         eprintln!("{policy}: {per_step} submissions per step");
     }
 }
+
+#[test]
+fn check_fails_naming_a_deliberately_broken_kernel() {
+    // bag_forward that pools one row too few (compiles, runs, and is wrong).
+    let broken: &'static str = Box::leak(
+        KernelId::BagForward
+            .wgsl()
+            .replacen("acc += table[", "acc += 0.5 * table[", 1)
+            .into_boxed_str(),
+    );
+    assert_ne!(
+        broken,
+        KernelId::BagForward.wgsl(),
+        "the shader was changed"
+    );
+    let Some(dev) = common::wgpu_device_with(rowflow::device::wgpu::WgpuOptions {
+        replace_shader: Some((KernelId::BagForward, broken)),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let mut ck = rowflow::check::Checker::new("wgpu", 11);
+    rowflow::check::run(&dev, &mut ck, true);
+    let failed: Vec<&str> = ck
+        .verdicts()
+        .iter()
+        .filter(|v| !v.pass)
+        .map(|v| v.kernel.as_str())
+        .collect();
+    assert!(failed.contains(&"bag_forward"), "{failed:?}");
+    let bf = ck
+        .verdicts()
+        .iter()
+        .find(|v| v.kernel == "bag_forward")
+        .unwrap();
+    assert!(
+        bf.failure.as_ref().unwrap().starts_with("bag_forward"),
+        "{bf:?}"
+    );
+    // The other kernels still pass (training fails too: it pools through bag_forward).
+    for v in ck.verdicts() {
+        if !["bag_forward", "training", "lookahead"].contains(&v.kernel.as_str()) {
+            assert!(v.pass, "{v:?}");
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! subcommands, and how errors reach the user.
 
 mod bench;
+mod check;
 mod info;
 mod shard;
 mod train;
@@ -36,6 +37,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every kernel of a backend against the CPU on fresh random inputs, then training parity
+    /// and lookahead against all rows on the device; non-zero exit on any failure.
+    Check(check::CheckArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -109,6 +113,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train::run(args),
         Command::Info { json } => info::run(json),
+        Command::Check(args) => check::run(args),
         Command::Bench { which } => bench::run(which),
         Command::Shard { which } => shard::run(which),
     };

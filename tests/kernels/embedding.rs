@@ -1,26 +1,8 @@
 //! Embedding kernels against float64: pooled lookup and the fused backward.
 
 use super::*;
-
-/// Random bags over `rows` rows: lengths 0..=max_len (so some are empty), Zipf-like repeats.
-fn random_bags(r: &mut rand_pcg::Pcg64Mcg, bags: usize, rows: u32, max_len: usize) -> Bags {
-    let mut out = Bags::new();
-    for _ in 0..bags {
-        let len = r.random_range(0..=max_len);
-        let bag: Vec<u32> = (0..len)
-            .map(|_| {
-                // Half the lookups go to 4 hot rows, so duplicates within and across bags occur.
-                if r.random_bool(0.5) {
-                    r.random_range(0..rows.min(4))
-                } else {
-                    r.random_range(0..rows)
-                }
-            })
-            .collect();
-        out.push(&bag);
-    }
-    out
-}
+// Empty bags, and half the lookups on 3 hot rows (duplicates within and across bags).
+use rowflow::check::random_bags;
 
 pub fn bag_forward_matches_naive<D: Device>(dev: &D) {
     let mut r = rng(seed("bag_forward"));

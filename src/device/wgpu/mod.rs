@@ -59,6 +59,9 @@ pub struct WgpuOptions {
     pub max_binding_bytes: Option<u64>,
     /// Use at most this many bytes per wgpu buffer.
     pub max_buffer_bytes: Option<u64>,
+    /// Compile this WGSL source for this kernel instead of its `shaders/NAME.wgsl` (a
+    /// deliberately broken kernel, to show that `rowflow check` names it).
+    pub replace_shader: Option<(KernelId, &'static str)>,
 }
 
 /// Limits the backend works within.
@@ -182,7 +185,7 @@ impl WgpuDevice {
                 info.name, real.min_uniform_buffer_offset_alignment
             )));
         }
-        let pipelines = Pipelines::new(&device)?;
+        let pipelines = Pipelines::new(&device, options.replace_shader)?;
         let params = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kernel parameters"),
             size: PARAM_SLOTS * PARAM_SLOT_BYTES,

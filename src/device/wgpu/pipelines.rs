@@ -71,11 +71,19 @@ pub struct Pipelines {
 }
 
 impl Pipelines {
-    /// Validates and compiles every kernel for `device`.
-    pub fn new(device: &wgpu::Device) -> Result<Self, DeviceError> {
+    /// Validates and compiles every kernel for `device`, with `replaced`'s source instead of
+    /// the embedded one for that kernel (tests of `rowflow check`).
+    pub fn new(
+        device: &wgpu::Device,
+        replaced: Option<(KernelId, &str)>,
+    ) -> Result<Self, DeviceError> {
         let mut compiled = HashMap::new();
         for kernel in KernelId::ALL {
-            compiled.insert(kernel, compile(device, kernel, kernel.wgsl())?);
+            let source = match replaced {
+                Some((k, source)) if k == kernel => source,
+                _ => kernel.wgsl(),
+            };
+            compiled.insert(kernel, compile(device, kernel, source)?);
         }
         Ok(Pipelines { compiled })
     }

@@ -1,14 +1,23 @@
 //! Bias + activation and the DLRM interaction, forward and backward, against the CPU.
 
-use super::*;
-use rowflow::device::kernels::interaction_width;
-use rowflow::device::{
-    Activation, BiasActBackward, BiasActForward, BiasActShape, InteractionBackward,
-    InteractionForward, InteractionShape,
+use super::kernels::both;
+use super::{Checker, SUM, uniform};
+use crate::device::cpu::CpuDevice;
+use crate::device::kernels::interaction_width;
+use crate::device::{
+    Activation, BiasActBackward, BiasActForward, BiasActShape, Device, DeviceError, DeviceExt,
+    InteractionBackward, InteractionForward, InteractionShape,
 };
 
-pub fn bias_act_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
-    let mut r = rng(seed("bias_act_parity"));
+/// Bias + activation (ReLU, identity) forward, or forward then backward (the input gradient
+/// and the bias gradient), over shapes crossing a workgroup.
+pub fn bias_act<D: Device>(
+    dev: &D,
+    cpu: &CpuDevice,
+    backward: bool,
+    ck: &mut Checker,
+) -> Result<(), DeviceError> {
+    let mut r = ck.rng();
     for (rows, cols) in [(1, 1), (63, 3), (64, 64), (65, 100), (1000, 17)] {
         for act in [Activation::Relu, Activation::Identity] {
             let (x, bias, dy) = (
@@ -17,8 +26,8 @@ pub fn bias_act_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
                 uniform(&mut r, rows * cols),
             );
             let (got, want) = both!(dev, cpu, |d| {
-                let xb = d.buffer_from_f32(&x).unwrap();
-                let bb = d.buffer_from_f32(&bias).unwrap();
+                let xb = d.buffer_from_f32(&x)?;
+                let bb = d.buffer_from_f32(&bias)?;
                 let shape = BiasActShape {
                     rows: rows as u32,
                     cols: cols as u32,
@@ -28,27 +37,27 @@ pub fn bias_act_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
                     x: &xb,
                     bias: &bb,
                     shape,
-                })
-                .unwrap();
-                let mut out = d.read_f32(&xb, 0..rows * cols).unwrap();
+                })?;
+                let mut out = d.read_f32(&xb, 0..rows * cols)?;
                 if backward {
-                    let (dyb, db) = (
-                        d.buffer_from_f32(&dy).unwrap(),
-                        d.alloc_elems(cols).unwrap(),
-                    );
+                    let (dyb, db) = (d.buffer_from_f32(&dy)?, d.alloc_elems(cols)?);
                     d.bias_act_backward(&BiasActBackward {
                         y: &xb,
                         dy: &dyb,
                         dbias: &db,
                         shape,
-                    })
-                    .unwrap();
-                    out = d.read_f32(&dyb, 0..rows * cols).unwrap();
-                    out.extend(d.read_f32(&db, 0..cols).unwrap());
+                    })?;
+                    out = d.read_f32(&dyb, 0..rows * cols)?;
+                    out.extend(d.read_f32(&db, 0..cols)?);
                 }
                 out
             });
-            assert_parity(
+            ck.compare(
+                if backward {
+                    "bias_act_backward"
+                } else {
+                    "bias_act_forward"
+                },
                 &format!("bias_act backward={backward} {act:?} {rows}x{cols}"),
                 &got,
                 &want,
@@ -56,10 +65,18 @@ pub fn bias_act_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
             );
         }
     }
+    Ok(())
 }
 
-pub fn interaction_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
-    let mut r = rng(seed("interaction_parity"));
+/// The dot interaction forward, or its backward, over batches, table counts and dims that
+/// cross workgroups and warps.
+pub fn interaction<D: Device>(
+    dev: &D,
+    cpu: &CpuDevice,
+    backward: bool,
+    ck: &mut Checker,
+) -> Result<(), DeviceError> {
+    let mut r = ck.rng();
     for (batch, tables, dim) in [
         (1, 1, 1),
         (63, 3, 3),
@@ -75,10 +92,7 @@ pub fn interaction_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
             uniform(&mut r, batch * width),
         );
         let (got, want) = both!(dev, cpu, |d| {
-            let (db, eb) = (
-                d.buffer_from_f32(&dense).unwrap(),
-                d.buffer_from_f32(&emb).unwrap(),
-            );
+            let (db, eb) = (d.buffer_from_f32(&dense)?, d.buffer_from_f32(&emb)?);
             let shape = InteractionShape {
                 batch: batch as u32,
                 tables: tables as u32,
@@ -86,9 +100,9 @@ pub fn interaction_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
             };
             if backward {
                 let (gb, ddb, deb) = (
-                    d.buffer_from_f32(&dout).unwrap(),
-                    d.alloc_elems(batch * dim).unwrap(),
-                    d.alloc_elems(batch * tables * dim).unwrap(),
+                    d.buffer_from_f32(&dout)?,
+                    d.alloc_elems(batch * dim)?,
+                    d.alloc_elems(batch * tables * dim)?,
                 );
                 d.interaction_backward(&InteractionBackward {
                     dense: &db,
@@ -97,28 +111,32 @@ pub fn interaction_parity<D: Device>(dev: &D, cpu: &CpuDevice, backward: bool) {
                     ddense: &ddb,
                     demb: &deb,
                     shape,
-                })
-                .unwrap();
-                let mut out = d.read_f32(&ddb, 0..batch * dim).unwrap();
-                out.extend(d.read_f32(&deb, 0..batch * tables * dim).unwrap());
+                })?;
+                let mut out = d.read_f32(&ddb, 0..batch * dim)?;
+                out.extend(d.read_f32(&deb, 0..batch * tables * dim)?);
                 out
             } else {
-                let ob = d.alloc_elems(batch * width).unwrap();
+                let ob = d.alloc_elems(batch * width)?;
                 d.interaction_forward(&InteractionForward {
                     dense: &db,
                     emb: &eb,
                     out: &ob,
                     shape,
-                })
-                .unwrap();
-                d.read_f32(&ob, 0..batch * width).unwrap()
+                })?;
+                d.read_f32(&ob, 0..batch * width)?
             }
         });
-        assert_parity(
+        ck.compare(
+            if backward {
+                "interaction_backward"
+            } else {
+                "interaction_forward"
+            },
             &format!("interaction backward={backward} {batch}x{tables}x{dim}"),
             &got,
             &want,
             SUM,
         );
     }
+    Ok(())
 }
