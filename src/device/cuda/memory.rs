@@ -32,6 +32,21 @@ pub(super) fn recorded_event(
     Ok(event)
 }
 
+/// A new event that the *host* will wait on, recorded on `stream`: created with blocking sync,
+/// so a waiting thread sleeps instead of spinning on a core the loader and the other stages
+/// need. (Events only streams wait on keep `recorded_event`'s cheaper flags.)
+pub(super) fn host_wait_event(
+    ctx: &Arc<CudaContext>,
+    stream: &CudaStream,
+    what: &str,
+) -> Result<CudaEvent, DeviceError> {
+    let event = ctx
+        .new_event(Some(sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC))
+        .map_err(driver("creating an event"))?;
+    event.record(stream).map_err(driver(what))?;
+    Ok(event)
+}
+
 /// Locks a mutex, treating poisoning (a panic elsewhere) as still usable: the guarded data are
 /// events and pointers whose state stays consistent.
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -223,7 +238,7 @@ impl PinnedRing {
                 result::memcpy_htod_async(dst + done as u64, host, stream.cu_stream())
                     .map_err(driver("queueing a host-to-device copy"))?;
             }
-            chunk.done = Some(recorded_event(ctx, stream, "recording an upload event")?);
+            chunk.done = Some(host_wait_event(ctx, stream, "recording an upload event")?);
             Ok(())
         })
     }
@@ -244,7 +259,7 @@ impl PinnedRing {
                 result::memcpy_dtoh_async(host, src + done as u64, stream.cu_stream())
                     .map_err(driver("queueing a device-to-host copy"))?;
             }
-            recorded_event(ctx, stream, "recording a download event")?
+            host_wait_event(ctx, stream, "recording a download event")?
                 .synchronize()
                 .map_err(driver("waiting for a device-to-host copy"))?;
             // SAFETY: the copy into the chunk has finished; `n` bytes fit both sides.
