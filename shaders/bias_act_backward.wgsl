@@ -1,11 +1,13 @@
 // bias_act_backward: dy[r, c] *= act'(y[r, c]) in place (ReLU's derivative is 0 where y <= 0,
-// when relu != 0), then dbias[c] = sum over r of dy[r, c], rows summed in increasing order.
-// One invocation owns a whole column, so the sum has the CPU's order and needs no atomics;
-// neighbouring invocations read neighbouring words of each row.
+// when relu != 0), then dbias[c] = sum over r of dy[r, c].
+// A workgroup owns 16 adjacent columns (so each row's 16 words are read together) and splits
+// their rows over 16 lanes: lane l sums rows l, l + 16, l + 32, … in increasing order, then the
+// lanes' partial sums are added in a fixed tree (8, 4, 2, 1 apart). The order is the same on
+// every run (deterministic, no atomics); it differs from the CPU's row order only within f32
+// rounding. A batch of B rows takes B / 16 steps per invocation instead of B.
 // Bindings: 0 uniform Params (dynamic offset), 1 y (read, [rows, cols]),
 //           2 dy (read_write, [rows, cols]), 3 dbias (read_write, [cols]).
-// Dispatch: one invocation per column, linear index over cols; workgroup size 64,
-//           workgroups split over x and y.
+// Dispatch: one workgroup of 256 invocations per 16 columns; workgroups split over x and y.
 
 struct Params {
     rows: u32,
@@ -18,25 +20,43 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dbias: array<f32>;
 
-@compute @workgroup_size(64)
+const COLS: u32 = 16u;
+const LANES: u32 = 16u;
+
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
 fn main(
-    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
 ) {
-    let c = gid.x + gid.y * nwg.x * 64u;
-    if c >= p.cols {
-        return;
-    }
+    let block = wid.x + wid.y * nwg.x;
+    let cx = li % COLS;
+    let lane = li / COLS;
+    let c = block * COLS + cx;
     var acc = 0.0;
-    for (var r = 0u; r < p.rows; r++) {
-        let idx = r * p.cols + c;
-        var v = dy[idx];
-        // `<=` as on the CPU; a NaN y keeps its gradient there too.
-        if p.relu != 0u && y[idx] <= 0.0 {
-            v = 0.0;
-            dy[idx] = 0.0;
+    if c < p.cols {
+        for (var r = lane; r < p.rows; r += LANES) {
+            let idx = r * p.cols + c;
+            var v = dy[idx];
+            // `<=` as on the CPU; a NaN y keeps its gradient there too.
+            if p.relu != 0u && y[idx] <= 0.0 {
+                v = 0.0;
+                dy[idx] = 0.0;
+            }
+            acc += v;
         }
-        acc += v;
     }
-    dbias[c] = acc;
+    partial[li] = acc;
+    workgroupBarrier();
+    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
+        if lane < s {
+            partial[li] = partial[li] + partial[li + s * COLS];
+        }
+        workgroupBarrier();
+    }
+    if lane == 0u && c < p.cols {
+        dbias[c] = partial[cx];
+    }
 }

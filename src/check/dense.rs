@@ -61,7 +61,13 @@ pub fn bias_act<D: Device>(
                 &format!("bias_act backward={backward} {act:?} {rows}x{cols}"),
                 &got,
                 &want,
-                SUM,
+                // The bias gradient sums `rows` terms (each within ±1), which the backends may
+                // add in another order (wgpu: 16 lanes then a tree), as gemm's dot products.
+                if backward {
+                    (SUM.0, SUM.1 * (rows as f64).sqrt())
+                } else {
+                    SUM
+                },
             );
         }
     }

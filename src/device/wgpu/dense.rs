@@ -67,8 +67,9 @@ pub(super) fn bias_act_backward(
     a: &BiasActBackward<'_, WgpuBuffer>,
 ) -> Result<(), DeviceError> {
     let buffers = [("y", a.y), ("dy", a.dy), ("dbias", a.dbias)];
-    // One thread per column: it sums the column's rows in order.
-    let threads = a.shape.cols as u64;
+    // One workgroup per 16 columns (the shader splits their rows over 16 lanes); `launch_whole`
+    // counts 64 threads per workgroup.
+    let threads = (a.shape.cols as u64).div_ceil(16) * 64;
     launch_whole(
         dev,
         KernelId::BiasActBackward,
