@@ -71,12 +71,22 @@ fn problem(a: &wgpu::Adapter) -> Option<String> {
     compute_problem(&a.get_downlevel_capabilities(), &a.limits())
 }
 
+/// Percent of the driver's memory budget past which buffer creation fails with out-of-memory
+/// (Vulkan with `VK_EXT_memory_budget`, DX12). Without it an oversized cache is paged out of
+/// device memory silently on WDDM and Metal, and training crawls instead of failing with a
+/// message naming the size.
+pub const MEMORY_BUDGET_PERCENT: u8 = 95;
+
 /// A wgpu instance for the backends `WGPU_BACKEND` allows (all by default), without validation
 /// layers or debug labels even in debug builds (they slow every call; `WGPU_VALIDATION=1` and
-/// `WGPU_DEBUG=1` turn them on).
+/// `WGPU_DEBUG=1` turn them on), and with [`MEMORY_BUDGET_PERCENT`].
 pub fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.flags = wgpu::InstanceFlags::empty().with_env();
+    desc.memory_budget_thresholds = wgpu::MemoryBudgetThresholds {
+        for_resource_creation: Some(MEMORY_BUDGET_PERCENT),
+        for_device_loss: None,
+    };
     wgpu::Instance::new(desc)
 }
 
