@@ -130,7 +130,6 @@ fn table(ui: &mut Ui, run: &mut Run, t: usize, order: HotOrder) {
     let (x0, x1) = (cols[0].step as f64 - cols[0].steps as f64, last.step as f64);
     let width = (x1 - x0).max(1.0);
     ui.label(RichText::new(format!("{} · table {t}", run.name)).color(run.colour));
-    let formatter_cols = cols.to_vec();
     Plot::new(("hotness", run.name.as_str()))
         .height(170.0)
         .x_axis_label("step")
@@ -161,8 +160,8 @@ fn table(ui: &mut Ui, run: &mut Run, t: usize, order: HotOrder) {
             if b < 0.0 || b >= height || p.x < x0 || p.x > x1 {
                 return None;
             }
-            let i = formatter_cols.partition_point(|c| (c.step as f64) < p.x);
-            let c = formatter_cols.get(i.min(formatter_cols.len() - 1))?;
+            let i = cols.partition_point(|c| (c.step as f64) < p.x);
+            let c = cols.get(i.min(cols.len() - 1))?;
             let v = crate::hotness::values(c, order).get(b as usize)?;
             Some(format!(
                 "step {}\n{}\n{v:.4} accesses per step",

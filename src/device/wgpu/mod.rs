@@ -293,9 +293,12 @@ impl WgpuDevice {
         let _ = self.flush(&mut pending);
     }
 
-    /// The pending command encoder, started if there is none.
-    fn encoder<'p>(&self, pending: &'p mut Pending) -> &'p mut wgpu::CommandEncoder {
-        pending.encoder.get_or_insert_with(|| {
+    /// The pending command encoder (`pending.encoder`), started if there is none.
+    fn encoder<'e>(
+        &self,
+        slot: &'e mut Option<wgpu::CommandEncoder>,
+    ) -> &'e mut wgpu::CommandEncoder {
+        slot.get_or_insert_with(|| {
             self.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("rowflow"),
@@ -352,7 +355,7 @@ impl WgpuDevice {
             .params
             .extend_from_slice(bytemuck::cast_slice(params));
         pending.params.resize(start + PARAM_SLOT_BYTES as usize, 0);
-        let encoder = self.encoder(&mut pending);
+        let encoder = self.encoder(&mut pending.encoder);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.name()),
             timestamp_writes: None,
@@ -429,12 +432,7 @@ impl Device for WgpuDevice {
                 let n = (len - done).min(UPLOAD_CHUNK);
                 let a = from + done as usize;
                 let size = wgpu::BufferSize::new(n).expect("spans are never empty");
-                let encoder = pending.encoder.get_or_insert_with(|| {
-                    self.device
-                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                            label: Some("rowflow"),
-                        })
-                });
+                let encoder = self.encoder(&mut pending.encoder);
                 pending
                     .belt
                     .write_buffer(encoder, &part.buffer, at + done, size)
@@ -466,7 +464,7 @@ impl Device for WgpuDevice {
         src.check("copy_buffer", src_offset, bytes)?;
         dst.check("copy_buffer", dst_offset, bytes)?;
         let mut pending = lock(&self.pending);
-        let encoder = self.encoder(&mut pending);
+        let encoder = self.encoder(&mut pending.encoder);
         for (sp, s_at, s_len) in src.spans(src_offset, bytes) {
             let logical = sp.first + s_at - src_offset; // offset within the copied range
             for (dp, d_at, d_len) in dst.spans(dst_offset + logical, s_len) {

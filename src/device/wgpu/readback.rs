@@ -47,7 +47,7 @@ impl WgpuDevice {
         // The copy joins the pending work: one submission carries the kernels and the copy.
         let index = {
             let mut pending = lock(&self.pending);
-            self.encoder(&mut pending)
+            self.encoder(&mut pending.encoder)
                 .copy_buffer_to_buffer(src, at, staging, 0, n);
             self.flush(&mut pending)
         }
