@@ -10,12 +10,13 @@
 // __fsqrt_rn); sum_d g_d^2 is reduced in a fixed order (per lane, then a xor-butterfly over the
 // warp) that differs from the CPU's sequential sum, so state and table agree with the CPU to
 // float-summation tolerance, not bit for bit. A row r >= rows is skipped, and so is an occurrence
-// whose bag id is >= bags. unique_rows must hold distinct rows (the CSR map's rows are strictly
+// whose bag id is >= bags; row_starts past occurrences (bag_ids' length) are clamped to it.
+// unique_rows must hold distinct rows (the CSR map's rows are strictly
 // increasing), else two warps would race on one row. Lanes own columns: float4 loads and stores
 // when dim % 4 == 0 and table is 16-byte aligned, float4 gradient loads when also grad is 16-byte
 // aligned and grad_stride, grad_offset are multiples of 4; scalar otherwise (checked in the
 // kernel). The row's gradient is kept in registers for dim <= 512 and recomputed beyond.
-// Args: table (f32 [rows*dim], updated), unique_rows (u32 [unique]), row_starts (u32 [unique+1]), bag_ids (u32 [row_starts[unique]]), offsets (u32 [bags+1]), grad (f32 [(bags-1)*grad_stride+grad_offset+dim]), state (f32 [rows], updated), dim (u32), unique (u32), grad_stride (u32), grad_offset (u32), mean (u32, 0 sum / 1 mean), lr (f32), eps (f32), rows (u32), bags (u32)
+// Args: table (f32 [rows*dim], updated), unique_rows (u32 [unique]), row_starts (u32 [unique+1]), bag_ids (u32 [row_starts[unique]]), offsets (u32 [bags+1]), grad (f32 [(bags-1)*grad_stride+grad_offset+dim]), state (f32 [rows], updated), dim (u32), unique (u32), grad_stride (u32), grad_offset (u32), mean (u32, 0 sum / 1 mean), lr (f32), eps (f32), rows (u32), bags (u32), occurrences (u32)
 // Launch: block 256 threads (8 warps; any multiple of 32 works); grid ceil(unique / 8) blocks in x, may be capped (grid-stride over unique rows); one warp per unique row; no shared memory.
 
 #include "embedding_rows.cuh"
@@ -56,7 +57,8 @@ extern "C" __global__ void bag_backward_adagrad(float* __restrict__ table,
                                                 float lr,
                                                 float eps,
                                                 unsigned int rows,
-                                                unsigned int bags)
+                                                unsigned int bags,
+                                                unsigned int occurrences)
 {
     const unsigned int lane = threadIdx.x & 31u;
     const unsigned long long first_warp =
@@ -72,8 +74,9 @@ extern "C" __global__ void bag_backward_adagrad(float* __restrict__ table,
         // Warp-uniform from here on.
         const unsigned int r = unique_rows[u];
         if (r >= rows) continue;
-        const unsigned int ks = row_starts[u];
-        const unsigned int ke = row_starts[u + 1];
+        // Clamped to bag_ids' length: a corrupt map reads nothing outside the buffer.
+        const unsigned int ks = min(row_starts[u], occurrences);
+        const unsigned int ke = min(row_starts[u + 1], occurrences);
         const unsigned long long w = (unsigned long long)r * dim;
 
         // Pass 1: the gradient, and this lane's share of sum_d g_d^2 (its columns in order).

@@ -4,11 +4,12 @@
 // starting from +0), as the CPU does, so sums match it bit for bit; mean multiplies the sum by
 // 1 / len (a rounded reciprocal, as the CPU), an empty bag pools to zeros. An index >= rows is
 // skipped (nothing outside the table is read). Offsets must be non-decreasing (a bag whose end
-// is below its start is empty). Lanes own columns: float4 loads when dim % 4 == 0 and table is
+// is below its start is empty); offsets past indices_len (the index buffer's length) are clamped
+// to it, so a corrupt map reads nothing outside the buffer and cannot fault the context. Lanes own columns: float4 loads when dim % 4 == 0 and table is
 // 16-byte aligned, float4 stores when also out, out_stride and out_offset are 16-byte / 4-element
 // aligned, scalar otherwise (checked in the kernel). Products that could be contracted into FMAs
 // use __fmul_rn / __fadd_rn; no dependence on -fmad, -prec-div or -ftz.
-// Args: table (f32 [rows*dim]), indices (u32 [offsets[bags]]), offsets (u32 [bags+1]), out (f32, written), dim (u32), bags (u32), out_stride (u32), out_offset (u32), mean (u32, 0 sum / 1 mean), rows (u32)
+// Args: table (f32 [rows*dim]), indices (u32 [offsets[bags]]), offsets (u32 [bags+1]), out (f32, written), dim (u32), bags (u32), out_stride (u32), out_offset (u32), mean (u32, 0 sum / 1 mean), rows (u32), indices_len (u32)
 // Launch: block 256 threads (8 warps; any multiple of 32 works); grid ceil(bags / 8) blocks in x, may be capped (grid-stride over bags); one warp per bag; no shared memory.
 
 #include "embedding_rows.cuh"
@@ -25,7 +26,8 @@ extern "C" __global__ void bag_forward(const float* __restrict__ table,
                                        unsigned int out_stride,
                                        unsigned int out_offset,
                                        unsigned int mean,
-                                       unsigned int rows)
+                                       unsigned int rows,
+                                       unsigned int indices_len)
 {
     const unsigned int lane = threadIdx.x & 31u;
     const unsigned long long first_warp =
@@ -38,8 +40,8 @@ extern "C" __global__ void bag_forward(const float* __restrict__ table,
 
     for (unsigned long long b = first_warp; b < bags; b += warps) {
         // Warp-uniform from here on: every lane takes the same branches around the shuffles.
-        const unsigned int start = offsets[b];
-        const unsigned int end = offsets[b + 1];
+        const unsigned int start = min(offsets[b], indices_len);
+        const unsigned int end = min(offsets[b + 1], indices_len);
         const unsigned int len = end > start ? end - start : 0u;
         const unsigned long long o = b * out_stride + out_offset;
         float inv = 1.0f;

@@ -4,7 +4,7 @@
 
 use super::launch::{Word::*, Work};
 use super::{CudaBuffer, CudaDevice};
-use crate::device::{BagBackward, BagForward, DeviceError, KernelId, Pooling};
+use crate::device::{BagBackward, BagForward, Device, DeviceError, KernelId, Pooling};
 
 pub(super) fn bag_forward(
     dev: &CudaDevice,
@@ -13,9 +13,25 @@ pub(super) fn bag_forward(
     let (s, out) = (&a.shape, &a.out);
     let bufs = [a.table, a.indices, a.offsets, out.buffer];
     let mean = (s.pooling == Pooling::Mean) as u32;
-    let words = [s.dim, s.bags, out.stride, out.offset, mean, s.rows].map(U32);
+    // The index buffer's length bounds the offsets the kernel follows (see the kernel).
+    let indices_len = words_in(dev, a.indices);
+    let words = [
+        s.dim,
+        s.bags,
+        out.stride,
+        out.offset,
+        mean,
+        s.rows,
+        indices_len,
+    ]
+    .map(U32);
     let work = Work::Warps(s.bags as u64);
     dev.launch(KernelId::BagForward, work, &bufs, &words)
+}
+
+/// The 32-bit words `buf` holds (at most `u32::MAX`: kernels index with 32 bits).
+fn words_in(dev: &CudaDevice, buf: &CudaBuffer) -> u32 {
+    (dev.buffer_bytes(buf) / 4).min(u32::MAX as u64) as u32
 }
 
 /// `bag_backward_sgd` (`adagrad` is `None`) or `bag_backward_adagrad` (Adagrad's per-row state
@@ -51,6 +67,7 @@ pub(super) fn bag_backward(
         F32(eps),
         U32(s.rows),
         U32(s.bags),
+        U32(words_in(dev, m.bag_ids)),
     ];
     let kernel = KernelId::bag_backward(adagrad.is_some());
     dev.launch(kernel, Work::Warps(m.unique as u64), &bufs, &words)

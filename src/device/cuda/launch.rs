@@ -38,12 +38,12 @@ use ParamKind::{F32, Ptr, U32};
 /// launch against and the NVRTC test checks every compiled kernel against.
 pub fn signature(kernel: KernelId) -> &'static [ParamKind] {
     match kernel {
-        KernelId::BagForward => &[Ptr, Ptr, Ptr, Ptr, U32, U32, U32, U32, U32, U32],
+        KernelId::BagForward => &[Ptr, Ptr, Ptr, Ptr, U32, U32, U32, U32, U32, U32, U32],
         KernelId::BagBackwardSgd => &[
-            Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, U32, U32, U32, U32, U32, F32, F32, U32, U32,
+            Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, U32, U32, U32, U32, U32, F32, F32, U32, U32, U32,
         ],
         KernelId::BagBackwardAdagrad => &[
-            Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, U32, U32, U32, U32, U32, F32, F32, U32, U32,
+            Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, U32, U32, U32, U32, U32, F32, F32, U32, U32, U32,
         ],
         KernelId::DequantizeRows => &[Ptr, Ptr, Ptr, Ptr, Ptr, U32, U32, U32, U32, U32, U32],
         KernelId::QuantizeRows => &[
