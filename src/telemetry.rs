@@ -186,6 +186,11 @@ pub struct Snapshot {
     /// Batches so far for which the lookahead planner shortened its window (`null` for other
     /// policies).
     pub window_shrinks: Option<u64>,
+    /// Whether the host had recorded this whole step (launches, uploads, the start of its loss's
+    /// read-back) before the device finished the previous one: host and device overlapped.
+    /// Always false on the CPU, whose kernels finish before they return.
+    #[serde(default)]
+    pub overlapped: bool,
 }
 
 /// Writes snapshots as JSON lines.

@@ -220,6 +220,59 @@ fn copy_buffer_is_exact<D: Device>(dev: &D) {
     assert!(dev.read_f32(&b, 0..10).unwrap().iter().all(|&x| x == 0.0));
 }
 
+/// `read_async` copies what the launches before it left, whatever comes after; the host may
+/// ask whether it has landed without waiting; misuse is an error.
+fn read_async_reads_what_earlier_launches_left<D: Device>(dev: &D) {
+    let n = 70_001;
+    let first = uniform(&mut rng(seed("read_async")), n);
+    let src = dev.buffer_from_f32(&first).unwrap();
+    let second: Vec<f32> = first.iter().map(|x| x + 1.0).collect();
+    let other = dev.buffer_from_f32(&second).unwrap();
+    let mut rb = dev.alloc_readback(4 * n as u64).unwrap();
+    dev.read_async(&src, 0, 4 * n as u64, &mut rb).unwrap();
+    // Later work overwrites the source, by a copy on the device and by an upload.
+    dev.copy_buffer(&other, 0, &src, 0, 4 * n as u64).unwrap();
+    dev.upload_elems(&src, 0, &[7.0f32]).unwrap();
+    let mut got = vec![0f32; n];
+    dev.finish_read(&mut rb, bytemuck::cast_slice_mut(&mut got))
+        .unwrap();
+    assert_eq!(got, first, "the read saw later work");
+    // A part of the buffer, polled until it lands.
+    dev.read_async(&src, 4, 4 * 10, &mut rb).unwrap();
+    let t0 = std::time::Instant::now();
+    while !dev.readback_ready(&rb).unwrap() {
+        assert!(t0.elapsed().as_secs() < 30, "the read never landed");
+        std::thread::yield_now();
+    }
+    let mut part = vec![0f32; 10];
+    dev.finish_read(&mut rb, bytemuck::cast_slice_mut(&mut part))
+        .unwrap();
+    assert_eq!(part, second[1..11]);
+    let invalid = |r: Result<(), DeviceError>, what: &str| {
+        assert!(
+            matches!(r, Err(DeviceError::InvalidArgument { .. })),
+            "{what}: {r:?}"
+        )
+    };
+    invalid(
+        dev.finish_read(&mut rb, &mut [0u8; 4]),
+        "finishing a read never started",
+    );
+    invalid(
+        dev.read_async(&src, 0, 4 * n as u64 + 4, &mut rb),
+        "a read longer than its readback",
+    );
+    dev.read_async(&src, 0, 8, &mut rb).unwrap();
+    invalid(
+        dev.finish_read(&mut rb, &mut [0u8; 4]),
+        "a destination shorter than the read",
+    );
+    assert!(matches!(
+        dev.read_async(&src, 4 * n as u64 - 4, 8, &mut rb),
+        Err(DeviceError::OutOfBounds { .. })
+    ));
+}
+
 fn bad_launches_are_errors_not_panics<D: Device>(dev: &D) {
     let table = dev.buffer_from_f32(&[1.0; 8]).unwrap();
     let idx = dev.buffer_from_u32(&[0, 5]).unwrap(); // row 5 of a 4-row table
@@ -339,6 +392,10 @@ macro_rules! kernel_tests {
             #[test]
             fn dequantize_rows_matches_the_reference_and_moves_state() {
                 with_dev!(dequantize_rows_match_reference);
+            }
+            #[test]
+            fn read_async_reads_what_earlier_launches_left() {
+                with_dev!(super::read_async_reads_what_earlier_launches_left);
             }
             #[test]
             fn bad_launches_are_errors_not_panics() {

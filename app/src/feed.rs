@@ -156,6 +156,7 @@ pub(crate) mod tests {
             memory: MemoryStats::default(),
             link_gbps: None,
             window_shrinks: None,
+            overlapped: false,
         }
     }
 

@@ -325,6 +325,7 @@ fn a_hotness_heatmap_looks_right() {
             memory: Default::default(),
             link_gbps: None,
             window_shrinks: None,
+            overlapped: false,
         };
         run.ingest(acc.push(&snap));
         acc.delivered();

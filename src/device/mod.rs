@@ -33,6 +33,35 @@ pub fn check_alloc(bytes: u64) -> Result<(), DeviceError> {
     }
     Ok(())
 }
+
+/// The `Device::finish_read` contract every backend checks first: a copy was started, and
+/// `dst` is as long as it (`started` is its length, `None` when there is none).
+pub fn check_finish_read(started: Option<u64>, dst: usize) -> Result<u64, DeviceError> {
+    let invalid = |message: String| DeviceError::InvalidArgument {
+        kernel: "finish_read",
+        message,
+    };
+    match started {
+        None => Err(invalid(
+            "no read_async was started into this readback".into(),
+        )),
+        Some(len) if len != dst as u64 => Err(invalid(format!(
+            "the copy holds {len} bytes; the destination has {dst}"
+        ))),
+        Some(len) => Ok(len),
+    }
+}
+
+/// The `Device::read_async` contract: the copy fits its readback (`capacity` bytes).
+pub fn check_read_fits(len: u64, capacity: u64) -> Result<(), DeviceError> {
+    if len > capacity {
+        return Err(DeviceError::InvalidArgument {
+            kernel: "read_async",
+            message: format!("{len} bytes do not fit a readback of {capacity} bytes"),
+        });
+    }
+    Ok(())
+}
 mod select;
 pub mod vec;
 pub mod wgpu;
@@ -185,6 +214,29 @@ pub trait Device: Send + Sync + 'static {
     ) -> Result<(), DeviceError>;
     /// Waits until every launched kernel and transfer has finished.
     fn synchronize(&self) -> Result<(), DeviceError>;
+
+    // ---- reading back without waiting ---------------------------------------------------------
+
+    /// Host memory a [`Device::read_async`] lands in: one per result in flight.
+    type Readback: Send;
+    /// Host memory for reading back up to `bytes` bytes.
+    fn alloc_readback(&self, bytes: u64) -> Result<Self::Readback, DeviceError>;
+    /// Starts copying `len` bytes at `offset` of `src` into `into`, after every earlier launch,
+    /// and returns without waiting, so the host records later work while the device runs. Later
+    /// launches may overwrite `src`: the copy reads what the earlier ones left. A copy still in
+    /// flight in `into` is waited for first.
+    fn read_async(
+        &self,
+        src: &Self::Buffer,
+        offset: u64,
+        len: u64,
+        into: &mut Self::Readback,
+    ) -> Result<(), DeviceError>;
+    /// Whether the copy into `rb` has landed (true when none was started); never waits.
+    fn readback_ready(&self, rb: &Self::Readback) -> Result<bool, DeviceError>;
+    /// Waits for the copy into `rb` — only for it and the work before it — and moves its bytes
+    /// into `dst`, which must be as long as the copy.
+    fn finish_read(&self, rb: &mut Self::Readback, dst: &mut [u8]) -> Result<(), DeviceError>;
     /// Seconds to move `bytes` from page-locked host memory into `dst` with nothing else in the
     /// way: the host→device ceiling that [`Device::upload`] is measured against (`rowflow bench
     /// kernels`). `None` where host and device share memory and there is no such link.

@@ -2,7 +2,9 @@
 //! dot interaction → top MLP → sigmoid + binary cross-entropy.
 //!
 //! Every tensor lives on the device; a training step uploads the batch, launches the kernels in
-//! order and downloads only the per-sample losses (needed on the host for the progress bar).
+//! order and reads back only the per-sample losses (needed on the host for the progress bar).
+//! [`Dlrm::launch_step`] starts that read without waiting for it, so the host records the next
+//! step while the device still runs this one; [`Dlrm::finish_loss`] collects it later.
 
 use super::{Mlp, ModelConfig, ModelError, mlp::ParamRef};
 use crate::data::RowMap;
@@ -27,6 +29,22 @@ pub struct Step<D: Device> {
     pub evicted: Option<Evicted<D>>,
 }
 
+/// A launched step ([`Dlrm::launch_step`]): its loss on its way back, and what it evicted.
+pub struct Launched<D: Device> {
+    /// The batch's per-sample losses, being read back.
+    pub loss: PendingLoss,
+    /// The rows a planned step evicted, packed on the device, for the write-back stage
+    /// (`None` on demand).
+    pub evicted: Option<Evicted<D>>,
+}
+
+/// A step's losses on their way back from the device: redeem with [`Dlrm::finish_loss`].
+#[must_use = "a pending loss holds a readback until it is finished"]
+pub struct PendingLoss {
+    slot: usize,
+    samples: usize,
+}
+
 /// The model, its optimizer state and its activation buffers on device `D`.
 pub struct Dlrm<D: Device> {
     num_dense: usize,
@@ -44,6 +62,8 @@ pub struct Dlrm<D: Device> {
     inter: D::Buffer,
     dinter: D::Buffer,
     loss: D::Buffer,
+    /// Readbacks of the losses, one per step in flight, and which are taken.
+    loss_reads: Vec<(D::Readback, bool)>,
     host_out: Vec<f32>,
     /// Overrides the step's learning rate for the embeddings.
     embedding_lr: Option<f32>,
@@ -115,6 +135,7 @@ impl<D: Device> Dlrm<D> {
             inter: dev.alloc_elems(capacity * width)?,
             dinter: dev.alloc_elems(capacity * width)?,
             loss: dev.alloc_elems(capacity)?,
+            loss_reads: Vec::new(),
             host_out: vec![0.0; capacity],
             embedding_lr: cfg.embedding_lr,
         })
@@ -241,15 +262,59 @@ impl<D: Device> Dlrm<D> {
         residency: Residency<'_, D>,
         lr: f32,
     ) -> Result<Step<D>, ModelError> {
+        let Launched { loss, evicted } = self.launch_step(dev, batch, maps, residency, lr)?;
+        Ok(Step {
+            loss: self.finish_loss(dev, loss)?,
+            evicted,
+        })
+    }
+
+    /// [`Dlrm::train_step`] without waiting for the device: launches the step and starts
+    /// reading its losses back. Launches after it are ordered after it, so the next step may be
+    /// launched before this one's loss is finished.
+    pub fn launch_step(
+        &mut self,
+        dev: &D,
+        batch: &Batch,
+        maps: &[RowMap],
+        residency: Residency<'_, D>,
+        lr: f32,
+    ) -> Result<Launched<D>, ModelError> {
         let (n, evicted) = self.forward_backward(dev, batch, maps, residency)?;
         self.update_embeddings(dev, self.embedding_lr.unwrap_or(lr))?;
         self.top.update(dev, lr)?;
         self.bottom.update(dev, lr)?;
-        dev.download_f32(&self.loss, 0, &mut self.host_out[..n])?;
-        Ok(Step {
-            loss: self.host_out[..n].iter().map(|&l| l as f64).sum::<f64>() / n as f64,
+        let slot = match self.loss_reads.iter().position(|(_, taken)| !taken) {
+            Some(slot) => slot,
+            None => {
+                let readback = dev.alloc_readback(4 * self.capacity as u64)?;
+                self.loss_reads.push((readback, false));
+                self.loss_reads.len() - 1
+            }
+        };
+        let (readback, taken) = &mut self.loss_reads[slot];
+        dev.read_async(&self.loss, 0, 4 * n as u64, readback)?;
+        *taken = true;
+        Ok(Launched {
+            loss: PendingLoss { slot, samples: n },
             evicted,
         })
+    }
+
+    /// Whether a launched step's losses are back (its kernels have finished); never waits.
+    pub fn loss_ready(&self, dev: &D, loss: &PendingLoss) -> Result<bool, ModelError> {
+        Ok(dev.readback_ready(&self.loss_reads[loss.slot].0)?)
+    }
+
+    /// Waits for a launched step (only for it and the work before it) and returns its batch's
+    /// mean loss.
+    pub fn finish_loss(&mut self, dev: &D, loss: PendingLoss) -> Result<f64, ModelError> {
+        let PendingLoss { slot, samples: n } = loss;
+        let (readback, taken) = &mut self.loss_reads[slot];
+        *taken = false;
+        let out = &mut self.host_out[..n];
+        dev.finish_read(readback, bytemuck::cast_slice_mut(out))?;
+        Ok(out.iter().map(|&l| l as f64).sum::<f64>() / n as f64)
     }
 
     /// Gradients only (for gradient checks): the dense gradients are left in the MLPs'

@@ -8,7 +8,7 @@
 pub mod dlrm;
 pub mod mlp;
 
-pub use dlrm::{Dlrm, Step};
+pub use dlrm::{Dlrm, Launched, PendingLoss, Step};
 pub use mlp::Mlp;
 
 use crate::device::DeviceError;

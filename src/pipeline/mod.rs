@@ -16,9 +16,11 @@
 //! A policy is data the pipeline consults: with `lookahead` every stage above runs; the other
 //! policies (`all-on-device`, `host-only`, `lru`, `lfu`) have no planner, stager or write-back
 //! work, so the loader feeds the device step directly and the device step makes each batch's
-//! rows resident itself ([`crate::embedding::Residency::OnDemand`]). Either way the same loop ([`device`]) trains,
-//! times the stages, produces each step's `Snapshot` (`recorder`) and maps every failure to the
-//! stage that failed ([`PipelineError`]).
+//! rows resident itself ([`crate::embedding::Residency::OnDemand`]). Either way the same loop
+//! ([`steps`]) trains, times the stages, produces each step's `Snapshot` (`recorder`) and maps
+//! every failure to the stage that failed ([`PipelineError`]). The loop launches step n+1
+//! before it waits for step n's loss, so the host records a step while the device runs the one
+//! before (each snapshot's `overlapped` says whether it did).
 //!
 //! Lookahead rules (DESIGN.md, ScratchPipe):
 //! - The planner ([`planner`]) pins every row of the batches in its window and in flight, so the
@@ -30,7 +32,8 @@
 //! - The device step moves no embedding rows between host and device itself: the stager uploads
 //!   the fetched rows into circulating device staging and the write-back stage downloads the
 //!   victims from circulating victim buffers. On a GPU with a copy engine both transfers run
-//!   while the device trains; the device step reads back only the step's loss.
+//!   while the device trains; the device step reads back only the step's loss, and returns a
+//!   step's staging to the stager once that loss has landed (its kernels have finished).
 //!
 //! Imports: `data`, `device`, `embedding`, `model`, `telemetry` and the leaves; never `train` or
 //! `config` (a run hands the pipeline its [`Settings`]).
@@ -44,6 +47,7 @@ mod priority;
 mod recorder;
 mod stage;
 mod stager;
+mod steps;
 mod window;
 mod writeback;
 

@@ -38,6 +38,21 @@ pub(crate) struct StepRecord {
     pub eval: Option<EvalScore>,
     /// Whether the planner shortened its window for this batch (lookahead only).
     pub window_shrunk: Option<bool>,
+    /// Whether the host had recorded this whole step before the device finished the previous.
+    pub overlapped: bool,
+}
+
+impl StepRecord {
+    /// Sets the device stage's time (`lap`, named `device`): its entry among the stages and
+    /// the step's busy and waiting seconds.
+    pub fn set_device_time(&mut self, lap: StageTime) {
+        self.busy_s = lap.busy_s;
+        self.waiting_s = lap.waiting_s;
+        match self.stages.iter_mut().find(|s| s.stage == lap.stage) {
+            Some(s) => *s = lap,
+            None => self.stages.push(lap),
+        }
+    }
 }
 
 /// A run's record: accumulates its steps, makes each step's snapshot, and holds the totals the
@@ -53,6 +68,7 @@ pub struct Recorder {
     wait_total: f64,
     eval_seconds: f64,
     window_shrinks: Option<u64>,
+    overlapped_steps: u64,
     steps: u64,
     pub(super) transfer_bytes: u64,
 }
@@ -71,6 +87,7 @@ impl Recorder {
             wait_total: 0.0,
             eval_seconds: 0.0,
             window_shrinks: None,
+            overlapped_steps: 0,
             steps: 0,
             transfer_bytes: 0,
         }
@@ -88,6 +105,7 @@ impl Recorder {
         let mut total = TableStats::default();
         r.tables.iter().for_each(|t| total.accumulate(t));
         self.cumulative.add_step(&total);
+        self.overlapped_steps += r.overlapped as u64;
         if let Some(shrunk) = r.window_shrunk {
             *self.window_shrinks.get_or_insert(0) += shrunk as u64;
         }
@@ -131,6 +149,7 @@ impl Recorder {
             memory: r.memory,
             link_gbps: self.link_gbps,
             window_shrinks: self.window_shrinks,
+            overlapped: r.overlapped,
         }
     }
 
@@ -173,6 +192,11 @@ impl Recorder {
     /// Batches for which the lookahead planner shortened its window (`None` without one).
     pub fn window_shrinks(&self) -> Option<u64> {
         self.window_shrinks
+    }
+
+    /// Steps the host had recorded whole before the device finished the step before.
+    pub fn overlapped_steps(&self) -> u64 {
+        self.overlapped_steps
     }
 
     /// The modelled host↔device link, GB/s.

@@ -47,6 +47,15 @@ impl Clock {
         out
     }
 
+    /// Runs `f` without counting its time at all (the device stage's evaluation and reporting
+    /// are not the step's).
+    pub fn exclude<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        self.since += t.elapsed();
+        out
+    }
+
     /// The lap since the last one (busy = wall − waiting), and a new lap begins.
     pub fn lap(&mut self) -> StageTime {
         let wall = self.since.elapsed().as_secs_f64();

@@ -66,8 +66,9 @@ pub fn train<D: Device>(
 /// [`train`], also returning the trained model (its host stores hold every write-back), with
 /// `faults` injected into the lookahead pipeline (none by default; the hazard tests turn the
 /// feature `fault-injection` on to ask for some). `on_step` may stop the run after any step by
-/// answering `Break` (rowflow-studio's Stop): the summary then counts the steps that ran, and
-/// its test AUC is the last evaluation's, if any.
+/// answering `Break` (rowflow-studio's Stop): the step already launched after it (the host
+/// records a step while the device runs the one before) still runs and is reported; the summary
+/// counts the steps that ran, and its test AUC is the last evaluation's, if any.
 pub fn train_model<D: Device>(
     dev: &D,
     cfg: &RunConfig,

@@ -50,6 +50,9 @@ pub struct TrainSummary {
     pub final_train_loss: Option<f64>,
     /// Fraction of training time the device stage waited for data.
     pub device_idle_fraction: f64,
+    /// Fraction of steps the host had recorded whole before the device finished the step
+    /// before (host and device overlapped; 0 on the CPU, whose kernels finish as they return).
+    pub overlap_fraction: f64,
     /// Where embedding rows lived (`all-on-device`, `host-only`, `lru`, `lfu`, `lookahead`).
     pub policy: Policy,
     /// Batches the lookahead planner saw ahead (`null` for other policies).
@@ -132,6 +135,7 @@ impl TrainSummary {
             test_samples: data.test().len(),
             final_train_loss: record.final_loss(),
             device_idle_fraction: per_second(record.idle_seconds(), record.train_seconds()),
+            overlap_fraction: record.overlapped_steps() as f64 / steps.max(1) as f64,
             policy: placement.policy,
             lookahead: (placement.policy == Policy::Lookahead).then_some(cfg.lookahead),
             precision: cached.then_some(placement.precision),

@@ -135,6 +135,13 @@ fn range(
     Ok((offset as usize, end as usize))
 }
 
+/// Host memory for [`Device::read_async`] on the CPU: the copy is made at once.
+pub struct CpuReadback {
+    bytes: Vec<u8>,
+    /// The length of the copy made, until it is finished.
+    len: Option<u64>,
+}
+
 impl Device for CpuDevice {
     type Buffer = CpuBuffer;
 
@@ -210,6 +217,40 @@ impl Device for CpuDevice {
     }
 
     fn synchronize(&self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+
+    type Readback = CpuReadback;
+
+    fn alloc_readback(&self, bytes: u64) -> Result<CpuReadback, DeviceError> {
+        Ok(CpuReadback {
+            bytes: vec![0; bytes as usize],
+            len: None,
+        })
+    }
+
+    fn read_async(
+        &self,
+        src: &CpuBuffer,
+        offset: u64,
+        len: u64,
+        into: &mut CpuReadback,
+    ) -> Result<(), DeviceError> {
+        // Kernels have run by the time they return: the copy is made now.
+        super::check_read_fits(len, into.bytes.len() as u64)?;
+        into.len = None;
+        self.download(src, offset, &mut into.bytes[..len as usize])?;
+        into.len = Some(len);
+        Ok(())
+    }
+
+    fn readback_ready(&self, _rb: &CpuReadback) -> Result<bool, DeviceError> {
+        Ok(true)
+    }
+
+    fn finish_read(&self, rb: &mut CpuReadback, dst: &mut [u8]) -> Result<(), DeviceError> {
+        let len = super::check_finish_read(rb.len.take(), dst.len())? as usize;
+        dst.copy_from_slice(&rb.bytes[..len]);
         Ok(())
     }
 

@@ -10,9 +10,11 @@
 //!   first launch, for the device's compute capability, then cached for the life of the device.
 //!   `gemm` is cuBLAS (`dense.rs`: row-major handled by computing `Cᵀ = op(B)ᵀ·op(A)ᵀ` in
 //!   column-major).
-//! - **Streams** (`memory.rs`): kernels run on a compute stream, uploads and downloads on a copy
-//!   stream, ordered per buffer by events, so host↔device transfers of the next batch's rows
-//!   overlap the current training step. Transfers go through page-locked host chunks.
+//! - **Streams** (`memory.rs`): kernels run on a compute stream, uploads on a copy stream,
+//!   downloads and `read_async` on a readback stream, ordered per buffer by events, so
+//!   host↔device transfers of the next batch's rows and the read of the last step's loss overlap
+//!   the current training step. Transfers go through a pool of page-locked chunks (`pinned.rs`),
+//!   each caller holding its own, so no thread waits for the device under a lock.
 //! - **Launches** (`launch.rs`, called from `embedding.rs`, `dense.rs` and `quantize.rs`):
 //!   shapes are validated on the host with the same checks as every backend, then the kernel is
 //!   queued with its arguments in the order of its C signature; nothing waits for the device
@@ -25,16 +27,19 @@ mod dense;
 mod embedding;
 mod launch;
 mod memory;
+mod pinned;
 mod quantize;
 
 pub use compile::{ParamKind, compile_kernel, compile_source, nvrtc_available, nvrtc_version};
 pub use launch::signature;
 pub use memory::CudaBuffer;
+pub use pinned::CudaReadback;
 
 use super::{BackendKind, Device, DeviceError, DeviceInfo, KernelId};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
-use memory::{PinnedRing, driver, lock, recorded_event};
+use memory::{driver, lock, recorded_event};
+use pinned::PinnedPool;
 use std::sync::{Arc, Mutex};
 
 /// Whether the CUDA driver library can be loaded and reports at least one device; `Err` says
@@ -66,16 +71,18 @@ pub fn driver_available() -> Result<usize, DeviceError> {
     Ok(count as usize)
 }
 
-/// A CUDA GPU: one context, a compute and a copy stream, compiled kernels, cuBLAS.
+/// A CUDA GPU: one context, a compute, a copy and a readback stream, compiled kernels, cuBLAS.
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,
     compute: Arc<CudaStream>,
     copy: Arc<CudaStream>,
+    /// Device-to-host copies, apart from the uploads so neither waits behind the other.
+    readback: Arc<CudaStream>,
     blas: Mutex<CudaBlas>,
     arch: &'static str,
     /// Compiled kernels by [`KernelId`] index, filled on first use (`gemm`'s slot stays empty).
     functions: Mutex<[Option<CudaFunction>; KernelId::ALL.len()]>,
-    staging: Mutex<PinnedRing>,
+    staging: PinnedPool,
     /// Addresses for pointer arguments a launch does not use (state of a stateless move, SGD's
     /// accumulator): never read or written.
     dummy: [CudaBuffer; 2],
@@ -115,6 +122,9 @@ impl CudaDevice {
         let copy = ctx
             .new_stream()
             .map_err(driver("creating the copy stream"))?;
+        let readback = ctx
+            .new_stream()
+            .map_err(driver("creating the readback stream"))?;
         // SAFETY: dlopen only, as above.
         let blas_present =
             std::panic::catch_unwind(|| unsafe { cudarc::cublas::sys::is_culib_present() })
@@ -142,7 +152,7 @@ impl CudaDevice {
             )
             .map_err(driver("reading the multiprocessor count"))?;
         let total = ctx.total_mem().map_err(driver("reading the memory size"))?;
-        let staging = PinnedRing::new(&ctx)?;
+        let staging = PinnedPool::new(&ctx)?;
         let dummy = [
             CudaBuffer::zeroed(&ctx, &compute, 4)?,
             CudaBuffer::zeroed(&ctx, &compute, 4)?,
@@ -159,9 +169,10 @@ impl CudaDevice {
             ctx,
             compute,
             copy,
+            readback,
             blas: Mutex::new(blas),
             functions: Mutex::new(Default::default()),
-            staging: Mutex::new(staging),
+            staging,
         })
     }
 
@@ -180,13 +191,17 @@ impl CudaDevice {
         ))
     }
 
-    /// Makes the compute stream wait for pending uploads into `bufs`.
+    /// Makes the compute stream wait for pending uploads into `bufs` and reads of them.
     fn before_compute(&self, bufs: &[&CudaBuffer]) -> Result<(), DeviceError> {
         for b in bufs {
-            if let Some(e) = lock(&b.uses).copied.take() {
+            let (copied, read) = {
+                let mut uses = lock(&b.uses);
+                (uses.copied.take(), uses.read.take())
+            };
+            for e in [copied, read].into_iter().flatten() {
                 self.compute
                     .wait(&e)
-                    .map_err(driver("ordering a kernel after an upload"))?;
+                    .map_err(driver("ordering a kernel after a transfer"))?;
             }
         }
         Ok(())
@@ -212,14 +227,34 @@ impl CudaDevice {
             .map_err(driver("binding the CUDA context"))
     }
 
-    /// Readies a transfer into or out of `buf` on the copy stream: binds the context and makes
-    /// the copy stream wait for the last kernel that used `buf`.
-    fn before_transfer(&self, buf: &CudaBuffer) -> Result<(), DeviceError> {
+    /// Readies an upload into `buf` on the copy stream: binds the context and makes the copy
+    /// stream wait for the last kernel that used `buf` and the last read of it.
+    fn before_upload(&self, buf: &CudaBuffer) -> Result<(), DeviceError> {
         self.bind()?;
-        if let Some(e) = lock(&buf.uses).computed.clone() {
+        let (computed, read) = {
+            let mut uses = lock(&buf.uses);
+            (uses.computed.clone(), uses.read.take())
+        };
+        for e in [computed, read].into_iter().flatten() {
             self.copy
                 .wait(&e)
-                .map_err(driver("ordering a copy after a kernel"))?;
+                .map_err(driver("ordering an upload after a kernel or a read"))?;
+        }
+        Ok(())
+    }
+
+    /// Readies a read of `buf` on the readback stream: binds the context and makes the stream
+    /// wait for the last kernel that used `buf` and the last upload into it.
+    fn before_read(&self, buf: &CudaBuffer) -> Result<(), DeviceError> {
+        self.bind()?;
+        let (computed, copied) = {
+            let uses = lock(&buf.uses);
+            (uses.computed.clone(), uses.copied.clone())
+        };
+        for e in [computed, copied].into_iter().flatten() {
+            self.readback
+                .wait(&e)
+                .map_err(driver("ordering a read after a kernel or an upload"))?;
         }
         Ok(())
     }
@@ -253,8 +288,8 @@ impl Device for CudaDevice {
         if src.is_empty() {
             return Ok(());
         }
-        self.before_transfer(dst)?;
-        lock(&self.staging).upload(&self.ctx, &self.copy, dst.at(offset), src)?;
+        self.before_upload(dst)?;
+        self.staging.upload(&self.copy, dst.at(offset), src)?;
         let event = recorded_event(&self.ctx, &self.copy, "recording an upload event")?;
         lock(&dst.uses).copied = Some(Arc::new(event));
         Ok(())
@@ -265,15 +300,17 @@ impl Device for CudaDevice {
         if dst.is_empty() {
             return Ok(());
         }
-        // Uploads into `src` are on the copy stream already, so in order.
-        self.before_transfer(src)?;
-        lock(&self.staging).download(&self.ctx, &self.copy, src.at(offset), dst)
+        self.before_read(src)?;
+        self.staging.download(&self.readback, src.at(offset), dst)
     }
 
     fn time_pinned_upload(&self, dst: &CudaBuffer, bytes: u64) -> Result<Option<f64>, DeviceError> {
         dst.check("upload", 0, bytes)?;
-        self.before_transfer(dst)?;
-        let s = lock(&self.staging).time_raw_upload(&self.ctx, &self.copy, dst.at(0), bytes)?;
+        // Nothing else in the way: the time is the copy's alone, not that of kernels it would
+        // otherwise wait for.
+        self.synchronize()?;
+        self.before_upload(dst)?;
+        let s = self.staging.time_raw_upload(&self.copy, dst.at(0), bytes)?;
         Ok(Some(s))
     }
 
@@ -311,9 +348,43 @@ impl Device for CudaDevice {
         self.copy
             .synchronize()
             .map_err(driver("waiting for the copy stream"))?;
+        self.readback
+            .synchronize()
+            .map_err(driver("waiting for the readback stream"))?;
         self.compute
             .synchronize()
             .map_err(driver("waiting for the compute stream"))
+    }
+
+    type Readback = CudaReadback;
+
+    fn alloc_readback(&self, bytes: u64) -> Result<CudaReadback, DeviceError> {
+        CudaReadback::new(&self.ctx, bytes)
+    }
+
+    fn read_async(
+        &self,
+        src: &CudaBuffer,
+        offset: u64,
+        len: u64,
+        into: &mut CudaReadback,
+    ) -> Result<(), DeviceError> {
+        src.check("read_async", offset, len)?;
+        self.before_read(src)?;
+        let event = into.start(&self.ctx, &self.readback, src.at(offset), len)?;
+        // The buffer's next writer (a kernel, an upload) waits for this read.
+        lock(&src.uses).read = Some(event);
+        Ok(())
+    }
+
+    fn readback_ready(&self, rb: &CudaReadback) -> Result<bool, DeviceError> {
+        self.bind()?;
+        rb.ready()
+    }
+
+    fn finish_read(&self, rb: &mut CudaReadback, dst: &mut [u8]) -> Result<(), DeviceError> {
+        self.bind()?;
+        rb.finish(dst)
     }
 
     super::forward_kernels!(embedding: embedding, dense: dense, quantize: quantize);

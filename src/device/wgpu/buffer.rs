@@ -217,7 +217,7 @@ impl WgpuDevice {
         let mut parts = Vec::with_capacity(sizes.len());
         let mut first = 0;
         for &bytes in sizes {
-            self.stats.buffers.fetch_add(1, Ordering::Relaxed);
+            self.created.fetch_add(1, Ordering::Relaxed);
             parts.push(Part {
                 buffer: self.new_buffer(bytes)?,
                 first,

@@ -12,7 +12,9 @@
 //! the queue to have caught up (a download, `synchronize`), when the parameter ring wraps, and
 //! when the staged upload bytes pass `UPLOAD_FLUSH` (so a big initial table upload does not
 //! stage the whole table first). The launches' parameters are written to the ring once per
-//! submission.
+//! submission. Submitting is handed to a thread of its own (`submit.rs`), in order, so the
+//! recording thread goes on with the next step while the queue takes this one (lavapipe runs
+//! the work inside `queue.submit`).
 //!
 //! **Large buffers.** A buffer bigger than `max_buffer_size` is split into parts (whole rows
 //! for `alloc_rows`, `buffer.rs`); an embedding table, cache or Adagrad state bigger than
@@ -34,10 +36,12 @@ pub mod pipelines;
 pub mod probe;
 mod quantize;
 mod readback;
+mod submit;
 mod window;
 
 pub use buffer::WgpuBuffer;
 pub use probe::AdapterReport;
+pub use readback::WgpuReadback;
 
 use super::{BackendKind, Device, DeviceError, DeviceInfo, KernelId};
 use buffer::{Bind, BindGroupCache, part_sizes};
@@ -82,13 +86,6 @@ struct Pending {
     staged: u64,
 }
 
-/// What a device has created and submitted so far.
-#[derive(Default)]
-struct Counters {
-    buffers: AtomicU64,
-    submits: AtomicU64,
-}
-
 /// Buffers created and submissions made by a [`WgpuDevice`] so far (the staging belt's own
 /// chunks, reused once the device has read them, are not counted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,14 +101,15 @@ pub struct WgpuDevice {
     info: DeviceInfo,
     adapter: wgpu::AdapterInfo,
     device: wgpu::Device,
-    queue: wgpu::Queue,
     limits: Limits,
     pipelines: Pipelines,
     params: wgpu::Buffer,
     /// Stand-ins for optional bindings (two, so a read and a read-write slot never share one).
     dummy: [WgpuBuffer; 2],
     staging: readback::StagingPool,
-    stats: Counters,
+    /// Buffers created so far.
+    created: AtomicU64,
+    submitter: submit::Submitter,
     pending: Mutex<Pending>,
     cache: Arc<BindGroupCache>,
     errors: Arc<Mutex<Vec<String>>>,
@@ -195,6 +193,7 @@ impl WgpuDevice {
         let belt = wgpu::util::StagingBelt::new(device.clone(), UPLOAD_CHUNK);
         let cache = Arc::new(BindGroupCache::default());
         let name = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
+        let submitter = submit::Submitter::start(device.clone(), queue, params.clone())?;
         let mut dev = WgpuDevice {
             info: DeviceInfo {
                 backend: BackendKind::Wgpu,
@@ -206,12 +205,12 @@ impl WgpuDevice {
             // Placeholders until the device can allocate the real stand-ins, just below.
             dummy: [WgpuBuffer::none(&cache), WgpuBuffer::none(&cache)],
             device,
-            queue,
             limits,
             pipelines,
             params,
             staging: readback::StagingPool::default(),
-            stats: Counters::default(),
+            created: AtomicU64::new(0),
+            submitter,
             pending: Mutex::new(Pending {
                 encoder: None,
                 next_slot: 0,
@@ -255,42 +254,9 @@ impl WgpuDevice {
     /// Buffers created and submissions made so far.
     pub fn stats(&self) -> WgpuStats {
         WgpuStats {
-            buffers_created: self.stats.buffers.load(Ordering::Relaxed),
-            submits: self.stats.submits.load(Ordering::Relaxed),
+            buffers_created: self.created.load(Ordering::Relaxed),
+            submits: self.submitter.progress.count.load(Ordering::Relaxed),
         }
-    }
-
-    /// Submits one command buffer, counted.
-    fn submit(&self, commands: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
-        self.stats.submits.fetch_add(1, Ordering::Relaxed);
-        self.queue.submit([commands])
-    }
-
-    /// Submits the pending encoder, if any: the parameter ring is written once, the staging
-    /// belt closed before and recalled after. Returns the submission.
-    fn flush(&self, pending: &mut Pending) -> Option<wgpu::SubmissionIndex> {
-        let mut index = None;
-        if let Some(encoder) = pending.encoder.take() {
-            if !pending.params.is_empty() {
-                self.queue.write_buffer(&self.params, 0, &pending.params);
-            }
-            pending.belt.finish();
-            index = Some(self.submit(encoder.finish()));
-            pending.belt.recall();
-            // Runs the callbacks of work already done (the belt's chunks come back), without
-            // waiting for anything.
-            let _ = self.device.poll(wgpu::PollType::Poll);
-        }
-        pending.params.clear();
-        pending.next_slot = 0;
-        pending.staged = 0;
-        index
-    }
-
-    /// Submits whatever is pending.
-    fn flush_pending(&self) {
-        let mut pending = lock(&self.pending);
-        let _ = self.flush(&mut pending);
     }
 
     /// The pending command encoder (`pending.encoder`), started if there is none.
@@ -304,13 +270,6 @@ impl WgpuDevice {
                     label: Some("rowflow"),
                 })
         })
-    }
-
-    fn wait(&self) -> Result<(), DeviceError> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(backend_error)?;
-        self.take_errors()
     }
 
     /// Records one dispatch of `kernel` with `params` (4-byte words) over `groups` workgroups
@@ -345,7 +304,7 @@ impl WgpuDevice {
         );
         let mut pending = lock(&self.pending);
         if pending.next_slot == PARAM_SLOTS {
-            let _ = self.flush(&mut pending);
+            self.flush(&mut pending)?;
         }
         let slot = pending.next_slot;
         pending.next_slot += 1;
@@ -440,7 +399,7 @@ impl Device for WgpuDevice {
                 pending.staged += n;
                 done += n;
                 if pending.staged >= UPLOAD_FLUSH {
-                    let _ = self.flush(pending);
+                    self.flush(pending)?;
                 }
             }
         }
@@ -476,8 +435,32 @@ impl Device for WgpuDevice {
     }
 
     fn synchronize(&self) -> Result<(), DeviceError> {
-        self.flush_pending();
+        self.submit_all()?;
         self.wait()
+    }
+
+    type Readback = WgpuReadback;
+
+    fn alloc_readback(&self, bytes: u64) -> Result<WgpuReadback, DeviceError> {
+        self.new_readback(bytes)
+    }
+
+    fn read_async(
+        &self,
+        src: &WgpuBuffer,
+        offset: u64,
+        len: u64,
+        into: &mut WgpuReadback,
+    ) -> Result<(), DeviceError> {
+        self.start_read(src, offset, len, into)
+    }
+
+    fn readback_ready(&self, rb: &WgpuReadback) -> Result<bool, DeviceError> {
+        self.read_ready(rb)
+    }
+
+    fn finish_read(&self, rb: &mut WgpuReadback, dst: &mut [u8]) -> Result<(), DeviceError> {
+        self.end_read(rb, Some(dst))
     }
 
     super::forward_kernels!(embedding: embedding, dense: dense, quantize: quantize);
