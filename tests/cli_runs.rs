@@ -65,6 +65,48 @@ fn bench_kernels_json_has_every_kernel_on_every_backend() {
 }
 
 #[test]
+fn bench_data_json_measures_each_dataset_on_each_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..400).map(criteo_line).collect();
+    let file = criteo_file(dir.path(), &lines);
+    let o = rowflow(&[
+        "bench",
+        "data",
+        "--json",
+        "--steps",
+        "3",
+        "--threads",
+        "1,3",
+        "--criteo",
+        file.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let key = |r: &serde_json::Value| {
+        (
+            r["dataset"].as_str().unwrap().to_string(),
+            r["threads"].as_u64().unwrap(),
+        )
+    };
+    let got: Vec<_> = rows.iter().map(key).collect();
+    let path = file.display().to_string();
+    let want: Vec<(String, u64)> = ["synthetic-default", "large", path.as_str()]
+        .iter()
+        .flat_map(|d| [(d.to_string(), 1), (d.to_string(), 3)])
+        .collect();
+    assert_eq!(got, want);
+    for r in &rows {
+        assert_eq!(r["steps"], 3);
+        assert!(r["samples_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    fails_with(&rowflow(&["bench", "data", "--threads", "0"]), "--threads");
+}
+
+#[test]
 fn a_cached_int8_run_reports_memory_traffic_and_hotness() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path());

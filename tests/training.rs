@@ -104,6 +104,51 @@ fn same_seed_gives_identical_runs_whatever_the_thread_count() {
 }
 
 #[test]
+fn same_seed_gives_identical_batches_and_runs_for_1_and_n_loader_threads() {
+    let mut cfg = small_config(common::seed("loader threads"));
+    cfg.steps = Some(40);
+    cfg.eval_every = 20;
+    // Hotness is counted on the loader too: its reports must come out the same.
+    cfg.hotness_every = 10;
+    let runs: Vec<_> = [1, 3, 8]
+        .into_iter()
+        .map(|n| {
+            cfg.loader_threads = Some(n);
+            run(&cfg)
+        })
+        .collect();
+    let key = |s: &[Snapshot]| {
+        s.iter()
+            .map(|x| {
+                (
+                    x.loss.to_bits(),
+                    x.total.lookups,
+                    x.total.unique_rows,
+                    x.hotness.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (one, one_steps) = &runs[0];
+    assert_eq!(one.loader_threads, 1);
+    for (summary, steps) in &runs[1..] {
+        assert_eq!(
+            key(steps),
+            key(one_steps),
+            "{} threads",
+            summary.loader_threads
+        );
+        assert_eq!(
+            summary.test_auc.map(f64::to_bits),
+            one.test_auc.map(f64::to_bits)
+        );
+    }
+    cfg.loader_threads = Some(0);
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("--loader-threads"), "{e}");
+}
+
+#[test]
 fn steps_win_over_epochs_and_data_wraps_around() {
     let mut cfg = small_config(3);
     cfg.synthetic.train_samples = 1000;

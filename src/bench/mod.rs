@@ -1,6 +1,7 @@
 //! Benchmarks behind `rowflow bench`: each prints a table, or one JSON line per row with
 //! `--json`. Timings are medians of repeated runs; compare rows measured in the same run.
 
+pub mod data;
 pub mod kernels;
 mod kernels_dense;
 pub mod memory;

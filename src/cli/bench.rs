@@ -1,9 +1,10 @@
-//! `rowflow bench kernels | memory | pipeline`: flags for the library's benchmarks. Defaults
+//! `rowflow bench kernels | memory | pipeline | data`: flags for the library's benchmarks. Defaults
 //! come from the library's option structs, so `--help` and a library caller agree.
 
 use super::{choice, on_device, overlay, select};
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use rowflow::bench::data::{DataBenchOptions, run_data_bench};
 use rowflow::bench::kernels::{KernelBenchOptions, run_kernel_bench};
 use rowflow::bench::memory::{MemoryBenchOptions, run_memory_bench};
 use rowflow::bench::pipeline::{PipelineBenchOptions, run_pipeline_bench};
@@ -20,6 +21,9 @@ pub enum BenchCommand {
     Memory(MemoryBenchArgs),
     /// Throughput of every placement policy (lookahead windows, caches, links) on one workload.
     Pipeline(PipelineBenchArgs),
+    /// Samples/s of batch preparation alone (loader threads), for the synthetic default,
+    /// assets/large.toml and a Criteo file.
+    Data(DataBenchArgs),
 }
 
 /// Runs one benchmark on the backend its `--backend` resolves to.
@@ -36,6 +40,10 @@ pub fn run(which: BenchCommand) -> Result<()> {
             on_device!(select(a.target.backend)?, |dev| run_memory_bench(
                 dev, &options
             )?);
+        }
+        BenchCommand::Data(a) => {
+            let options = overlay(&DataBenchOptions::default(), &a)?;
+            run_data_bench(&options, a.json)?;
         }
         BenchCommand::Pipeline(a) => {
             let options = overlay(&PipelineBenchOptions::default(), &a)?;
@@ -235,4 +243,29 @@ struct PipelineSweepArgs {
     /// The modelled link each configuration also runs with (GB/s; 0 = only without).
     #[arg(long, default_value_t = pipeline().sweep.link_gbps)]
     link_gbps: f64,
+}
+
+fn data() -> DataBenchOptions {
+    DataBenchOptions::default()
+}
+
+/// `rowflow bench data`.
+#[derive(Args, Serialize)]
+pub struct DataBenchArgs {
+    /// One JSON line per (dataset, threads) instead of a table.
+    #[arg(long)]
+    #[serde(skip)]
+    json: bool,
+    /// Batches prepared per measurement.
+    #[arg(long, default_value_t = data().steps)]
+    steps: u64,
+    /// Loader thread counts to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = data().threads)]
+    threads: Vec<usize>,
+    /// A Criteo TSV file (plain or .gz); default: the sample in ../shared/data when present.
+    #[arg(long, value_name = "PATH")]
+    criteo: Option<std::path::PathBuf>,
+    /// Rows per table for the Criteo file's hashing.
+    #[arg(long, default_value_t = data().criteo_table_rows)]
+    criteo_table_rows: u32,
 }

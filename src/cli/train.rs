@@ -83,6 +83,9 @@ pub struct TrainArgs {
     /// Batches the lookahead planner sees ahead (--policy lookahead).
     #[arg(long, value_name = "W")]
     lookahead: Option<usize>,
+    /// Threads preparing batches (default: one per core, at most 8; printed).
+    #[arg(long, value_name = "N")]
+    loader_threads: Option<usize>,
     /// Charge host-device bytes to a modelled link of X GB/s (machines without one).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     link_gbps: Option<f64>,
@@ -187,6 +190,12 @@ fn train_on<D: Device>(dev: &D, cfg: &RunConfig) -> Result<TrainSummary> {
         eprintln!("synthetic data: teacher AUC {auc:.4} on the test split (the ceiling)");
     }
     let steps = planned_steps(cfg, data.train_samples())?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cfg.loader_threads();
+    eprintln!(
+        "loader: {threads} thread{} preparing batches ({cores} cores; --loader-threads to change)",
+        if threads == 1 { "" } else { "s" }
+    );
     let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")

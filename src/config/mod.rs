@@ -73,6 +73,8 @@ pub struct RunConfig {
     pub hotness_every: u64,
     /// Batches the lookahead planner sees ahead (`--policy lookahead`).
     pub lookahead: usize,
+    /// Threads preparing batches; `null`: one per core, at most 8 ([`RunConfig::loader_threads`]).
+    pub loader_threads: Option<usize>,
     /// Charge host↔device bytes to a modelled link of this many GB/s (machines without one:
     /// the CPU backend, lavapipe). `null`: no modelled link.
     pub link_gbps: Option<f64>,
@@ -80,6 +82,18 @@ pub struct RunConfig {
     pub model: ModelConfig,
     /// The synthetic generator's settings.
     pub synthetic: SyntheticOptions,
+}
+
+impl RunConfig {
+    /// Threads preparing batches: `loader_threads`, else one per core of this machine, at most 8
+    /// (batch preparation then keeps up with the device; more threads only contend).
+    pub fn loader_threads(&self) -> usize {
+        self.loader_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8)
+        })
+    }
 }
 
 impl Default for RunConfig {
@@ -108,6 +122,7 @@ impl Default for RunConfig {
             cache_rows: None,
             hotness_every: 100,
             lookahead: 8,
+            loader_threads: None,
             link_gbps: None,
             model: ModelConfig::default(),
             synthetic: SyntheticOptions::default(),

@@ -132,6 +132,9 @@ impl RunConfig {
             1,
             1024,
         )?;
+        if let Some(n) = self.loader_threads {
+            int("loader_threads", Some("--loader-threads"), n as u64, 1, 256)?;
+        }
         if let Some(g) = self.link_gbps {
             real("link_gbps", Some("--link-gbps"), g, 0.0, false, 1e6)?;
         }

@@ -150,6 +150,22 @@ pub trait Dataset: Send + Sync {
     fn train_samples(&self) -> u64;
     /// Opens the training split at its first sample.
     fn open_train(&self) -> Result<Box<dyn SampleStream + '_>, DataError>;
+    /// Whether [`Dataset::batch_at`] makes training batches — any batch, in any order, on any
+    /// thread (synthetic data) — so the loader can prepare several at once. Otherwise they come
+    /// in order from [`Dataset::open_train`].
+    fn random_access(&self) -> bool {
+        false
+    }
+    /// Replaces `out` with training batch `k` (0-based) of `batch_size` samples: the `k`-th batch
+    /// [`Dataset::open_train`]'s stream yields (epoch after epoch, a partial last batch dropped).
+    /// Only for datasets with [`Dataset::random_access`].
+    fn batch_at(&self, k: u64, batch_size: usize, out: &mut Batch) -> Result<(), DataError> {
+        let _ = (k, batch_size, out);
+        Err(DataError::Invalid(format!(
+            "{} cannot make batch {k} on its own: read it in order",
+            self.name()
+        )))
+    }
     /// The test split.
     fn test(&self) -> &Batch;
     /// The AUC of the process that generated the labels, on the test split (synthetic data

@@ -109,7 +109,6 @@ pub fn run<D: Device>(
     let faults = &settings.faults;
     let schema = data.schema();
     let tables = schema.table_rows.len();
-    let stream = data.open_train()?;
     let (depth, pool) = match settings.lookahead {
         Some(window) => (DEPTH, window + 4 * DEPTH + 6),
         None => (QUEUE_DEPTH, QUEUE_DEPTH + 2),
@@ -129,9 +128,10 @@ pub fn run<D: Device>(
             batch_size: settings.batch_size,
             hotness_every: settings.hotness_every,
             table_rows: schema.table_rows.iter().map(|&r| r as u64).collect(),
+            threads: settings.loader_threads,
         };
         let loader_ports = Ports::new("loader", free_rx, loaded_tx);
-        stages.spawn(scope, "loader", move || load(stream, job, loader_ports))?;
+        stages.spawn(scope, "loader", move || load(data, job, loader_ports))?;
         let side = match settings.lookahead {
             None => DeviceSide {
                 input: loaded_rx,

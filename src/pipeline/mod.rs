@@ -54,7 +54,7 @@ mod writeback;
 pub use device::run;
 pub use faults::Faults;
 pub use link::Link;
-pub use loader::Prepared;
+pub use loader::{Prepared, time_loader};
 pub use recorder::{EvalPoint, EvalScore, Recorder};
 
 use crate::data::DataError;
@@ -125,6 +125,8 @@ pub struct Settings {
     pub link: Link,
     /// Faults to inject (tests of the lookahead hazards; none by default).
     pub faults: Faults,
+    /// Threads preparing batches (at least 1); the batches are the same for any number.
+    pub loader_threads: usize,
 }
 
 impl Settings {

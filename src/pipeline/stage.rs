@@ -87,6 +87,11 @@ impl<I, O> Ports<I, O> {
         }
     }
 
+    /// Another handle on the input (for a helper thread of the stage).
+    pub fn input(&self) -> Receiver<I> {
+        self.input.clone()
+    }
+
     /// The next input, or `None` when the stage before has finished or stopped.
     pub fn recv(&mut self) -> Option<I> {
         let input = &self.input;

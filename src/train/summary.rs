@@ -50,6 +50,8 @@ pub struct TrainSummary {
     pub final_train_loss: Option<f64>,
     /// Fraction of training time the device stage waited for data.
     pub device_idle_fraction: f64,
+    /// Threads that prepared batches (`--loader-threads`).
+    pub loader_threads: usize,
     /// Fraction of steps the host had recorded whole before the device finished the step
     /// before (host and device overlapped; 0 on the CPU, whose kernels finish as they return).
     pub overlap_fraction: f64,
@@ -136,6 +138,7 @@ impl TrainSummary {
             final_train_loss: record.final_loss(),
             device_idle_fraction: per_second(record.idle_seconds(), record.train_seconds()),
             overlap_fraction: record.overlapped_steps() as f64 / steps.max(1) as f64,
+            loader_threads: cfg.loader_threads(),
             policy: placement.policy,
             lookahead: (placement.policy == Policy::Lookahead).then_some(cfg.lookahead),
             precision: cached.then_some(placement.precision),

@@ -163,22 +163,35 @@ struct SyntheticStream<'a> {
     next: u64,
 }
 
-impl SampleStream for SyntheticStream<'_> {
-    fn next_batch(&mut self, batch_size: usize, out: &mut Batch) -> Result<(), DataError> {
-        let n = self.ds.opts.train_samples;
+impl SyntheticDataset {
+    /// Checks that batches of `batch_size` fit the training split.
+    fn check_batch(&self, batch_size: usize) -> Result<(), DataError> {
+        let n = self.opts.train_samples;
         if batch_size == 0 || batch_size as u64 > n {
             return Err(DataError::Invalid(format!(
                 "batch size {batch_size} does not fit the {n} training samples; \
                  use a batch size between 1 and {n}"
             )));
         }
-        if self.next + batch_size as u64 > n {
+        Ok(())
+    }
+
+    /// Replaces `out` with samples `first .. first + len`.
+    fn samples_into(&self, first: u64, len: usize, out: &mut Batch) {
+        out.clear();
+        for i in first..first + len as u64 {
+            self.sample_into(i, out);
+        }
+    }
+}
+
+impl SampleStream for SyntheticStream<'_> {
+    fn next_batch(&mut self, batch_size: usize, out: &mut Batch) -> Result<(), DataError> {
+        self.ds.check_batch(batch_size)?;
+        if self.next + batch_size as u64 > self.ds.opts.train_samples {
             self.next = 0; // a partial last batch is dropped; the next epoch starts
         }
-        out.clear();
-        for i in self.next..self.next + batch_size as u64 {
-            self.ds.sample_into(i, out);
-        }
+        self.ds.samples_into(self.next, batch_size, out);
         self.next += batch_size as u64;
         Ok(())
     }
@@ -196,6 +209,15 @@ impl Dataset for SyntheticDataset {
     }
     fn open_train(&self) -> Result<Box<dyn SampleStream + '_>, DataError> {
         Ok(Box::new(SyntheticStream { ds: self, next: 0 }))
+    }
+    fn random_access(&self) -> bool {
+        true
+    }
+    fn batch_at(&self, k: u64, batch_size: usize, out: &mut Batch) -> Result<(), DataError> {
+        self.check_batch(batch_size)?;
+        let per_epoch = self.opts.train_samples / batch_size as u64;
+        self.samples_into((k % per_epoch) * batch_size as u64, batch_size, out);
+        Ok(())
     }
     fn test(&self) -> &Batch {
         &self.test
@@ -308,6 +330,19 @@ mod tests {
         assert!((0.75..=0.90).contains(&auc), "teacher AUC {auc}");
         let ctr = ds.test().labels.iter().sum::<f32>() / ds.test().len() as f32;
         assert!((0.1..0.6).contains(&ctr), "click rate {ctr}");
+    }
+
+    #[test]
+    fn batch_at_is_the_streams_kth_batch_across_epochs() {
+        let ds = SyntheticDataset::new(&sized(10, 5), &[50; 8], 1).unwrap();
+        let mut s = ds.open_train().unwrap();
+        let (mut a, mut b) = (Batch::new(13, 8), Batch::new(13, 8));
+        for k in 0..7 {
+            s.next_batch(3, &mut a).unwrap();
+            ds.batch_at(k, 3, &mut b).unwrap();
+            assert_eq!(a, b, "batch {k}");
+        }
+        assert!(ds.batch_at(0, 11, &mut b).is_err());
     }
 
     #[test]
