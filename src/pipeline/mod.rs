@@ -45,6 +45,7 @@ mod loader;
 pub mod planner;
 mod priority;
 mod recorder;
+mod side;
 mod stage;
 mod stager;
 mod steps;

@@ -8,9 +8,9 @@
 //! (`overlapped`: the host had recorded the whole step before the device finished the one
 //! before). A step that evaluates, the last step, and the step after a stop land at once.
 
-use super::device::DeviceSide;
 use super::faults::{DelayedStage, Faults};
 use super::recorder::{Recorder, StepRecord};
+use super::side::DeviceSide;
 use super::stage::Clock;
 use super::stager::UploadSet;
 use super::{Evaluate, PipelineError, Ready, Settings};
