@@ -18,10 +18,7 @@ fn check(backend: &str) -> (Option<i32>, Vec<serde_json::Value>, String) {
         ])
         .output()
         .unwrap();
-    let lines = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
+    let lines = common::cli::json_lines(&String::from_utf8_lossy(&o.stdout));
     (
         o.status.code(),
         lines,

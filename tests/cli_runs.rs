@@ -31,10 +31,7 @@ fn bench_kernels_json_has_every_kernel_on_every_backend() {
         ]);
         let (out, err) = text(&o);
         assert!(o.status.success(), "{backend}: {err}");
-        let rows: Vec<serde_json::Value> = out
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let rows = json_lines(&out);
         let names: Vec<&str> = rows.iter().map(|r| r["kernel"].as_str().unwrap()).collect();
         for k in [
             "copy",
@@ -82,10 +79,7 @@ fn bench_data_json_measures_each_dataset_on_each_thread_count() {
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(&out);
     let key = |r: &serde_json::Value| {
         (
             r["dataset"].as_str().unwrap().to_string(),
@@ -179,10 +173,7 @@ fn bench_memory_reports_every_configuration() {
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(&out);
     // Baseline + int8/int4 × 1 fraction × 2 roundings + fp16 and 10% extras.
     assert_eq!(rows.len(), 1 + 4 + 2, "{out}");
     let keys = [
@@ -314,10 +305,7 @@ fn bench_pipeline_reports_every_policy_window_and_link() {
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(&out);
     // Per link (none, 16 GB/s): 2 windows + lru + lfu + host-only + all-on-device.
     assert_eq!(rows.len(), 2 * 6, "{out}");
     let keys = [

@@ -19,7 +19,7 @@ use crate::embedding::Residency;
 use crate::embedding::hotness::report;
 use crate::embedding::transfer::DeviceRows;
 use crate::model::{Dlrm, Launched, PendingLoss};
-use crate::telemetry::{MemoryStats, Snapshot};
+use crate::telemetry::{MemoryStats, Snapshot, StageTime};
 use std::ops::ControlFlow;
 
 /// Why the device loop stopped before its last step.
@@ -171,8 +171,12 @@ fn launch<D: Device>(
     });
     let mut memory = memory(dev, model);
     let mut stages = std::mem::take(&mut prepared.times);
-    // The device's lap is filled in when the step is timed.
-    stages.push(Clock::new("device").lap());
+    // The device's lap is filled in when the step is timed (`StepRecord::set_device_time`).
+    stages.push(StageTime {
+        stage: "device".into(),
+        busy_s: 0.0,
+        waiting_s: 0.0,
+    });
     if let Some(l) = &side.lookahead {
         memory.device_bytes += l.bytes();
         stages.push(l.writeback_time());

@@ -80,3 +80,10 @@ pub fn available_backends() -> Vec<String> {
     }
     list
 }
+
+/// Parses every line of `out` as one JSON value (a `--json` command's rows), naming a bad line.
+pub fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
