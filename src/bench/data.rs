@@ -27,7 +27,7 @@ pub struct DataBenchOptions {
 
 impl Default for DataBenchOptions {
     fn default() -> Self {
-        let n = RunConfig::default().loader_threads();
+        let n = crate::config::default_loader_threads(crate::config::machine_cores());
         DataBenchOptions {
             steps: 200,
             threads: if n > 1 { vec![1, n] } else { vec![1] },

@@ -4,8 +4,8 @@ use super::{choice, on_device, overlay};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rowflow::config::{Fractions, RunConfig, TableRows};
-use rowflow::device::{BackendChoice, Device};
+use rowflow::config::{Fractions, RunConfig, TableRows, machine_cores};
+use rowflow::device::{BackendChoice, BackendKind, Device};
 use rowflow::embedding::Policy;
 use rowflow::precision::{Precision, Rounding};
 use rowflow::telemetry::{Snapshot, TelemetryWriter};
@@ -86,6 +86,9 @@ pub struct TrainArgs {
     /// Threads preparing batches (default: one per core, at most 8; printed).
     #[arg(long, value_name = "N")]
     loader_threads: Option<usize>,
+    /// Threads running the CPU backend's kernels (default: half the cores; printed).
+    #[arg(long, value_name = "N")]
+    compute_threads: Option<usize>,
     /// Charge host-device bytes to a modelled link of X GB/s (machines without one).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     link_gbps: Option<f64>,
@@ -122,7 +125,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let summary_out = cfg.summary_json.as_deref().map(Output::claim).transpose()?;
     let trained = (|| -> Result<TrainSummary> {
         let backend = super::select(cfg.backend)?;
-        Ok(on_device!(backend, |dev| train_on(dev, &cfg)?))
+        if backend != BackendKind::Cpu && cfg.compute_threads.is_some() {
+            anyhow::bail!(
+                "--compute-threads sets the cpu backend's kernel threads, but this run trains on \
+                 {backend}: drop it, or add `--backend cpu`"
+            );
+        }
+        let split = cfg.thread_split(backend, machine_cores());
+        Ok(on_device!(backend, cpu_threads: split.compute, |dev| {
+            train_on(dev, &cfg)?
+        }))
     })();
     let summary = match trained {
         Ok(summary) => summary,
@@ -190,12 +202,21 @@ fn train_on<D: Device>(dev: &D, cfg: &RunConfig) -> Result<TrainSummary> {
         eprintln!("synthetic data: teacher AUC {auc:.4} on the test split (the ceiling)");
     }
     let steps = planned_steps(cfg, data.train_samples())?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cfg.loader_threads();
-    eprintln!(
-        "loader: {threads} thread{} preparing batches ({cores} cores; --loader-threads to change)",
-        if threads == 1 { "" } else { "s" }
-    );
+    let cores = machine_cores();
+    let split = cfg.thread_split(dev.info().backend, cores);
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let threads = split.loader;
+    match split.compute {
+        Some(compute) => eprintln!(
+            "threads: {threads} preparing batches, {compute} running kernels ({cores} cores; \
+             --loader-threads, --compute-threads to change)"
+        ),
+        None => eprintln!(
+            "loader: {threads} thread{} preparing batches ({cores} cores; --loader-threads to \
+             change)",
+            plural(threads)
+        ),
+    }
     let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")

@@ -13,7 +13,7 @@ mod values;
 pub use values::{Fractions, PerTable, TableRows};
 
 use crate::data::synthetic::SyntheticOptions;
-use crate::device::BackendChoice;
+use crate::device::{BackendChoice, BackendKind};
 use crate::embedding::Policy;
 use crate::model::ModelConfig;
 use crate::precision::{Precision, Rounding};
@@ -73,8 +73,11 @@ pub struct RunConfig {
     pub hotness_every: u64,
     /// Batches the lookahead planner sees ahead (`--policy lookahead`).
     pub lookahead: usize,
-    /// Threads preparing batches; `null`: one per core, at most 8 ([`RunConfig::loader_threads`]).
+    /// Threads preparing batches; `null`: chosen from the machine ([`RunConfig::thread_split`]).
     pub loader_threads: Option<usize>,
+    /// Threads running the CPU backend's kernels (the CPU backend only); `null`: chosen with the
+    /// loader's ([`RunConfig::thread_split`]).
+    pub compute_threads: Option<usize>,
     /// Charge host↔device bytes to a modelled link of this many GB/s (machines without one:
     /// the CPU backend, lavapipe). `null`: no modelled link.
     pub link_gbps: Option<f64>,
@@ -84,15 +87,50 @@ pub struct RunConfig {
     pub synthetic: SyntheticOptions,
 }
 
+/// How a run's threads are shared between preparing batches and the CPU backend's kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadSplit {
+    /// Threads preparing batches (the loader's workers).
+    pub loader: usize,
+    /// Threads running the CPU backend's kernels, the training thread among them; `None` on a
+    /// GPU backend, whose kernels run on the device.
+    pub compute: Option<usize>,
+}
+
+/// This machine's cores (1 when it cannot say).
+pub fn machine_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Loader threads for a GPU backend: one per core, at most 8 (batch preparation then keeps up
+/// with the device; more threads only contend).
+pub fn default_loader_threads(cores: usize) -> usize {
+    cores.clamp(1, 8)
+}
+
 impl RunConfig {
-    /// Threads preparing batches: `loader_threads`, else one per core of this machine, at most 8
-    /// (batch preparation then keeps up with the device; more threads only contend).
-    pub fn loader_threads(&self) -> usize {
-        self.loader_threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(8)
-        })
+    /// The threads of a run on `backend` over `cores` cores: the configured counts, else chosen.
+    ///
+    /// On a GPU backend the loader gets one thread per core (at most 8). On the CPU backend the
+    /// loader and the kernels share the cores: the kernels get half of them (at least one),
+    /// the loader as many as the cores, at most 8. Oversubscribing by the loader's count pays
+    /// because its threads sleep whenever the batch queue is full, while the kernels' threads
+    /// never wait for each other on the caller's thread; BENCHMARKS.md ("Splitting the cores")
+    /// measures the alternatives.
+    pub fn thread_split(&self, backend: BackendKind, cores: usize) -> ThreadSplit {
+        let loader = self
+            .loader_threads
+            .unwrap_or_else(|| default_loader_threads(cores));
+        match backend {
+            BackendKind::Cpu => ThreadSplit {
+                loader,
+                compute: Some(self.compute_threads.unwrap_or((cores / 2).max(1))),
+            },
+            BackendKind::Wgpu | BackendKind::Cuda => ThreadSplit {
+                loader,
+                compute: None,
+            },
+        }
     }
 }
 
@@ -123,6 +161,7 @@ impl Default for RunConfig {
             hotness_every: 100,
             lookahead: 8,
             loader_threads: None,
+            compute_threads: None,
             link_gbps: None,
             model: ModelConfig::default(),
             synthetic: SyntheticOptions::default(),

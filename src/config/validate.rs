@@ -135,6 +135,15 @@ impl RunConfig {
         if let Some(n) = self.loader_threads {
             int("loader_threads", Some("--loader-threads"), n as u64, 1, 256)?;
         }
+        if let Some(n) = self.compute_threads {
+            int(
+                "compute_threads",
+                Some("--compute-threads"),
+                n as u64,
+                1,
+                256,
+            )?;
+        }
         if let Some(g) = self.link_gbps {
             real("link_gbps", Some("--link-gbps"), g, 0.0, false, 1e6)?;
         }

@@ -306,10 +306,14 @@ pub trait Device: Send + Sync + 'static {
 /// adagrad)`, where `adagrad` is Adagrad's `(state, eps)` and `None` means SGD.
 macro_rules! forward_kernels {
     (embedding: $e:path, dense: $d:path, quantize: $q:path $(,)?) => {
-        $crate::device::forward_kernels!(@each $e; bag_forward: BagForward);
-        $crate::device::forward_kernels!(@each $q;
+        $crate::device::forward_kernels!(embedding: $e, dense: $d, quantize: $q,
+            run: $crate::device::run_inline);
+    };
+    (embedding: $e:path, dense: $d:path, quantize: $q:path, run: $run:path $(,)?) => {
+        $crate::device::forward_kernels!(@each $e, $run; bag_forward: BagForward);
+        $crate::device::forward_kernels!(@each $q, $run;
             dequantize_rows: DequantizeRows, quantize_rows: QuantizeRows);
-        $crate::device::forward_kernels!(@each $d;
+        $crate::device::forward_kernels!(@each $d, $run;
             gemm: Gemm, bias_act_forward: BiasActForward, bias_act_backward: BiasActBackward,
             interaction_forward: InteractionForward, interaction_backward: InteractionBackward,
             bce_loss: BceLoss, dense_update: DenseUpdate);
@@ -321,7 +325,7 @@ macro_rules! forward_kernels {
             let kernel = $crate::device::KernelId::BagBackwardSgd.name();
             args.validate(kernel, None, |b| self.buffer_bytes(b))?;
             use $e as area;
-            area::bag_backward(self, args, None)
+            $run(self, || area::bag_backward(self, args, None))
         }
 
         fn bag_backward_adagrad(
@@ -333,21 +337,28 @@ macro_rules! forward_kernels {
             let kernel = $crate::device::KernelId::BagBackwardAdagrad.name();
             args.validate(kernel, Some(state), |b| self.buffer_bytes(b))?;
             use $e as area;
-            area::bag_backward(self, args, Some((state, eps)))
+            $run(self, || area::bag_backward(self, args, Some((state, eps))))
         }
     };
-    (@each $area:path; $($name:ident: $args:ident),* $(,)?) => {$(
+    (@each $area:path, $run:path; $($name:ident: $args:ident),* $(,)?) => {$(
         fn $name(
             &self,
             args: &$crate::device::$args<'_, Self::Buffer>,
         ) -> Result<(), $crate::device::DeviceError> {
             args.validate(|b| self.buffer_bytes(b))?;
             use $area as area;
-            area::$name(self, args)
+            $run(self, || area::$name(self, args))
         }
     )*};
 }
 pub(crate) use forward_kernels;
+
+/// How [`forward_kernels!`] runs a kernel's launch on a backend that needs nothing around it:
+/// directly, on the calling thread.
+#[inline(always)]
+pub(crate) fn run_inline<D, R>(_: &D, launch: impl FnOnce() -> R) -> R {
+    launch()
+}
 
 /// Typed helpers over [`Device`]'s byte transfers.
 pub trait DeviceExt: Device {

@@ -97,7 +97,9 @@ pub fn train_model<D: Device>(
         eval_every: cfg.eval_every,
         link: Link::new(cfg.link_gbps),
         faults: faults.clone(),
-        loader_threads: cfg.loader_threads(),
+        loader_threads: cfg
+            .thread_split(dev.info().backend, crate::config::machine_cores())
+            .loader,
     };
     // A cache must hold one batch's rows, so cached runs evaluate in training-sized batches,
     // which are known to fit.

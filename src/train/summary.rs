@@ -52,6 +52,8 @@ pub struct TrainSummary {
     pub device_idle_fraction: f64,
     /// Threads that prepared batches (`--loader-threads`).
     pub loader_threads: usize,
+    /// Threads that ran the CPU backend's kernels (`--compute-threads`); `null` on a GPU backend.
+    pub compute_threads: Option<usize>,
     /// Fraction of steps the host had recorded whole before the device finished the step
     /// before (host and device overlapped; 0 on the CPU, whose kernels finish as they return).
     pub overlap_fraction: f64,
@@ -138,7 +140,11 @@ impl TrainSummary {
             final_train_loss: record.final_loss(),
             device_idle_fraction: per_second(record.idle_seconds(), record.train_seconds()),
             overlap_fraction: record.overlapped_steps() as f64 / steps.max(1) as f64,
-            loader_threads: cfg.loader_threads(),
+            loader_threads: cfg
+                .thread_split(dev.info().backend, crate::config::machine_cores())
+                .loader,
+            compute_threads: (dev.info().backend == BackendKind::Cpu)
+                .then_some(dev.info().parallelism),
             policy: placement.policy,
             lookahead: (placement.policy == Policy::Lookahead).then_some(cfg.lookahead),
             precision: cached.then_some(placement.precision),

@@ -6,7 +6,7 @@
 //!
 //! **Features.** `dense_features` values drawn from N(0, 1). For each of the `tables` sparse
 //! features, `pooling_factor` rows: a popularity rank `r` is drawn from Zipf(`zipf_alpha`) over
-//! the table's rows, shifted by the drift (below) and mapped to a row id by a per-table
+//! the table's rows (exactly, an alias table for the hottest ranks: `zipf.rs`), shifted by the drift (below) and mapped to a row id by a per-table
 //! pseudo-random permutation (a 4-round Feistel network with cycle walking), so that hot rows are
 //! scattered over the table as in real data.
 //!
@@ -29,6 +29,7 @@
 mod options;
 mod permutation;
 mod teacher;
+mod zipf;
 
 pub use self::options::SyntheticOptions;
 pub use self::permutation::Permutation;
@@ -38,8 +39,11 @@ use super::{Batch, DataError, Dataset, SampleStream, Schema};
 use crate::metrics::auc;
 use crate::rng::splitmix64;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, StandardNormal, Zipf};
+use rand_distr::{Distribution, StandardNormal};
 use rand_pcg::Pcg64Mcg;
+use std::cell::RefCell;
+use std::sync::Arc;
+use zipf::ZipfRanks;
 
 /// The synthetic dataset: a generator for any sample index plus the materialised test split.
 pub struct SyntheticDataset {
@@ -47,7 +51,8 @@ pub struct SyntheticDataset {
     seed: u64,
     schema: Schema,
     perms: Vec<Permutation>,
-    zipfs: Vec<Zipf<f64>>,
+    /// Per table (tables of the same size share one).
+    zipfs: Vec<Arc<ZipfRanks>>,
     teacher: Teacher,
     test: Batch,
     teacher_auc: f64,
@@ -74,11 +79,15 @@ impl SyntheticDataset {
         if opts.teacher_dim == 0 {
             return invalid("synthetic.teacher_dim must be at least 1".into());
         }
-        let mut zipfs = Vec::with_capacity(table_rows.len());
-        for &rows in table_rows {
-            let z = Zipf::new(rows as f64, opts.zipf_alpha).map_err(|e| {
-                DataError::Invalid(format!("synthetic.zipf_alpha {}: {e}", opts.zipf_alpha))
-            })?;
+        let mut zipfs: Vec<Arc<ZipfRanks>> = Vec::with_capacity(table_rows.len());
+        for (t, &rows) in table_rows.iter().enumerate() {
+            let same = table_rows[..t].iter().position(|&r| r == rows);
+            let z = match same {
+                Some(j) => zipfs[j].clone(),
+                None => Arc::new(ZipfRanks::new(rows as u64, opts.zipf_alpha).map_err(|e| {
+                    DataError::Invalid(format!("synthetic.zipf_alpha {}: {e}", opts.zipf_alpha))
+                })?),
+            };
             zipfs.push(z);
         }
         let perms = Permutation::per_table(table_rows, seed);
@@ -110,6 +119,14 @@ impl SyntheticDataset {
     /// Appends sample `i` (training samples are `0..train_samples`, test samples follow) to
     /// `out` and returns the teacher's click probability for it.
     pub fn sample_into(&self, i: u64, out: &mut Batch) -> f64 {
+        // Scratch per thread: generating a batch allocates nothing once it has run.
+        thread_local! {
+            static SCRATCH: RefCell<Scratch> = RefCell::default();
+        }
+        SCRATCH.with_borrow_mut(|scratch| self.sample_with(i, out, scratch))
+    }
+
+    fn sample_with(&self, i: u64, out: &mut Batch, scratch: &mut Scratch) -> f64 {
         let mut rng = Pcg64Mcg::seed_from_u64(splitmix64(self.seed ^ splitmix64(i)));
         let d0 = out.dense.len();
         for _ in 0..self.opts.dense_features {
@@ -118,12 +135,17 @@ impl SyntheticDataset {
         }
         let shift = i.checked_div(self.opts.drift_samples_per_rank).unwrap_or(0);
         let l = self.opts.pooling_factor;
-        let mut rows = Vec::with_capacity(self.opts.tables * l);
-        let mut weights = Vec::with_capacity(self.opts.tables * l);
+        let Scratch {
+            rows,
+            weights,
+            vecs,
+        } = scratch;
+        rows.clear();
+        weights.clear();
         for (t, bags) in out.sparse.iter_mut().enumerate() {
             let n = self.schema.table_rows[t] as u64;
             for _ in 0..l {
-                let rank = self.zipfs[t].sample(&mut rng) as u64 - 1;
+                let rank = self.zipfs[t].sample(&mut rng);
                 let row = self.perms[t].apply((rank + shift) % n) as u32;
                 bags.indices.push(row);
                 rows.push(row);
@@ -131,10 +153,7 @@ impl SyntheticDataset {
             }
             bags.offsets.push(bags.indices.len() as u32);
         }
-        let mut scratch = Vec::new();
-        let logit = self
-            .teacher
-            .logit(&out.dense[d0..], &rows, &weights, l, &mut scratch);
+        let logit = self.teacher.logit(&out.dense[d0..], rows, weights, l, vecs);
         let p = 1.0 / (1.0 + (-logit).exp());
         let label = rng.random::<f64>() < p;
         out.labels.push(if label { 1.0 } else { 0.0 });
@@ -156,6 +175,17 @@ impl SyntheticDataset {
     pub fn options(&self) -> &SyntheticOptions {
         &self.opts
     }
+}
+
+/// Per-sample working memory of [`SyntheticDataset::sample_into`].
+#[derive(Default)]
+struct Scratch {
+    /// The sample's rows, table-major.
+    rows: Vec<u32>,
+    /// The teacher's weight of each row.
+    weights: Vec<f64>,
+    /// The teacher's vectors.
+    vecs: Vec<f64>,
 }
 
 struct SyntheticStream<'a> {

@@ -61,6 +61,9 @@ impl CpuBuffer {
 pub struct CpuDevice {
     info: DeviceInfo,
     live: Arc<AtomicU64>,
+    /// The kernels' own threads, the creating thread among them ([`CpuDevice::with_threads`]);
+    /// `None`: rayon's global pool.
+    pool: Option<rayon::ThreadPool>,
 }
 
 impl CpuDevice {
@@ -74,6 +77,37 @@ impl CpuDevice {
                 max_buffer_bytes: isize::MAX as u64,
             },
             live: Arc::new(AtomicU64::new(0)),
+            pool: None,
+        }
+    }
+
+    /// Creates the backend with `threads` kernel threads of its own, the calling thread being
+    /// one of them: kernels launched from this thread run on it and `threads - 1` helpers,
+    /// with no hand-off to another thread (with one thread, inline), so a training run can
+    /// leave the other cores to the loader. Kernels launched from other threads run on
+    /// rayon's global pool. For a process's main run: each such device keeps its helper
+    /// threads until the process ends (rayon cannot yet release a pool joined by the caller).
+    pub fn with_threads(threads: usize) -> Result<Self, DeviceError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("rowflow-cpu-{i}"))
+            .use_current_thread()
+            .build()
+            .map_err(|e| DeviceError::Unavailable {
+                backend: BackendKind::Cpu,
+                reason: format!("cannot start {threads} kernel threads: {e}"),
+            })?;
+        let mut dev = CpuDevice::new();
+        dev.info.parallelism = pool.current_num_threads();
+        dev.pool = Some(pool);
+        Ok(dev)
+    }
+
+    /// Runs a kernel launch on this device's threads (see [`CpuDevice::with_threads`]).
+    fn exec<R: Send>(&self, launch: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) if pool.current_thread_index().is_some() => pool.install(launch),
+            _ => launch(),
         }
     }
 
@@ -209,10 +243,12 @@ impl Device for CpuDevice {
         let from = src.read();
         let mut to = dst.write();
         // Large blocks per task: a plain streaming copy on every core.
-        to[c / 4..d / 4]
-            .par_chunks_mut(1 << 16)
-            .zip(from[a / 4..b / 4].par_chunks(1 << 16))
-            .for_each(|(o, i)| o.copy_from_slice(i));
+        let (to, from) = (&mut to[c / 4..d / 4], &from[a / 4..b / 4]);
+        self.exec(|| {
+            to.par_chunks_mut(1 << 16)
+                .zip(from.par_chunks(1 << 16))
+                .for_each(|(o, i)| o.copy_from_slice(i))
+        });
         Ok(())
     }
 
@@ -258,5 +294,6 @@ impl Device for CpuDevice {
         embedding: embedding::launch,
         dense: dense::launch,
         quantize: quantize::launch,
+        run: CpuDevice::exec,
     );
 }
