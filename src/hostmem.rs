@@ -1,10 +1,11 @@
 //! Host memory for large random-access structures (the CPU backend's buffers, cache
 //! directories, the lookahead planner's row maps) and the prefetch hint their readers use.
 //!
-//! Allocations of 2 MiB and more through [`HugePages`] are 2 MiB-aligned and advised to use
-//! transparent huge pages, so random probes stop missing the TLB on every access (a page walk
-//! under virtualisation costs several memory reads; 2 MiB pages cut those misses by 512×).
-#![allow(unsafe_code)] // An allocator, madvise(2), zero-filled slices of Zeroable types, a hint.
+//! Allocations of 2 MiB and more through [`HugePages`] are anonymous mappings of their own,
+//! 2 MiB-aligned and advised to use transparent huge pages before anything touches them, so
+//! random probes stop missing the TLB on every access (a page walk under virtualisation costs
+//! several memory reads; 2 MiB pages cut those misses by 512×).
+#![allow(unsafe_code)] // An allocator, mmap(2), madvise(2), zero-filled slices of Zeroable types, a hint.
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use std::alloc::Layout;
@@ -17,60 +18,113 @@ const HUGE: usize = 2 << 20;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HugePages;
 
-/// The layout actually used for a request of `layout`.
-fn huge_layout(layout: Layout) -> Option<Layout> {
-    (layout.size() >= HUGE)
-        .then(|| Layout::from_size_align(layout.size(), layout.align().max(HUGE)).ok())
-        .flatten()
+/// Whether a request is served by a huge-page mapping of its own.
+fn is_huge(layout: Layout) -> bool {
+    layout.size() >= HUGE && layout.align() <= HUGE
 }
 
-/// Allocates a large block for `layout` with `alloc` (the global allocator's `alloc` or
-/// `alloc_zeroed`) at the stricter `big` alignment, and advises huge pages for it.
-fn allocate_huge(
-    layout: Layout,
-    big: Layout,
-    alloc: unsafe fn(Layout) -> *mut u8,
-) -> Result<NonNull<[u8]>, AllocError> {
-    // SAFETY: `big` has a non-zero size (at least HUGE). Zeroed large blocks come straight from
-    // the kernel, so pages nothing touches cost nothing.
-    let ptr = NonNull::new(unsafe { alloc(big) }).ok_or(AllocError)?;
-    #[cfg(target_os = "linux")]
-    // SAFETY: the block [ptr, ptr + size) was just allocated and is 2 MiB-aligned; the advice
-    // only changes how the kernel backs it, and a refusal is harmless.
-    unsafe {
-        libc::madvise(
-            ptr.as_ptr().cast(),
-            big.size() & !(HUGE - 1),
-            libc::MADV_HUGEPAGE,
-        );
+/// Bytes of whole small pages covering `size`.
+fn page_round(size: usize) -> usize {
+    size.div_ceil(4096) * 4096
+}
+
+/// Maps a large block for `layout` (zero-filled, as anonymous memory is), 2 MiB-aligned, and
+/// advises huge pages for it before anything touches it: the kernel then backs each 2 MiB of it
+/// with one huge page at its first touch. (The global allocator zero-fills aligned blocks with
+/// a memset before returning them, which faults every small page first: no huge pages.)
+#[cfg(unix)]
+fn allocate_huge(layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    let size = page_round(layout.size());
+    let span = size + HUGE;
+    // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(AllocError);
     }
+    let start = base as usize;
+    let aligned = start.next_multiple_of(HUGE);
+    let (head, tail) = (aligned - start, span - (aligned - start) - size);
+    // SAFETY: both ranges lie inside the mapping just made and outside the block handed out;
+    // unmapping them trims it to exactly [aligned, aligned + size). madvise only changes how
+    // the kernel backs the block, and a refusal is harmless.
+    unsafe {
+        if head > 0 {
+            libc::munmap(base, head);
+        }
+        if tail > 0 {
+            libc::munmap((aligned + size) as *mut libc::c_void, tail);
+        }
+        #[cfg(target_os = "linux")]
+        libc::madvise(aligned as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
+    }
+    let ptr = NonNull::new(aligned as *mut u8).ok_or(AllocError)?;
     Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
 }
 
-// SAFETY: large blocks come from the global allocator with a stricter alignment and are freed
-// with that same layout (recomputed from the request's layout, which callers must pass back
-// unchanged); small blocks are delegated to `Global` unchanged. Blocks stay valid until freed.
+#[cfg(not(unix))]
+fn allocate_huge(layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    let big =
+        Layout::from_size_align(layout.size(), layout.align().max(HUGE)).map_err(|_| AllocError)?;
+    // SAFETY: `big` has a non-zero size (at least HUGE).
+    let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(big) }).ok_or(AllocError)?;
+    Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
+}
+
+/// Frees a block of [`allocate_huge`] for `layout`.
+///
+/// # Safety
+/// `ptr` came from `allocate_huge(layout)` with this `layout`, and is not used again.
+unsafe fn deallocate_huge(ptr: NonNull<u8>, layout: Layout) {
+    #[cfg(unix)]
+    // SAFETY: the block is exactly the mapping [ptr, ptr + page_round(size)) (see above).
+    unsafe {
+        libc::munmap(ptr.as_ptr().cast(), page_round(layout.size()));
+    }
+    #[cfg(not(unix))]
+    // SAFETY: allocated by the global allocator with this layout.
+    unsafe {
+        let big = Layout::from_size_align_unchecked(layout.size(), layout.align().max(HUGE));
+        std::alloc::dealloc(ptr.as_ptr(), big)
+    }
+}
+
+// SAFETY: large blocks are mappings of their own (zero-filled), freed with the request's layout
+// (which callers must pass back unchanged); small blocks are delegated to `Global` unchanged.
+// Blocks stay valid until freed; the alignment is at least 2 MiB ≥ any requested alignment up
+// to that (larger alignments are delegated to `Global`).
 unsafe impl Allocator for HugePages {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        match huge_layout(layout) {
-            Some(big) => allocate_huge(layout, big, std::alloc::alloc),
-            None => Global.allocate(layout),
+        if is_huge(layout) {
+            allocate_huge(layout)
+        } else {
+            Global.allocate(layout)
         }
     }
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        match huge_layout(layout) {
-            Some(big) => allocate_huge(layout, big, std::alloc::alloc_zeroed),
-            None => Global.allocate_zeroed(layout),
+        if is_huge(layout) {
+            allocate_huge(layout)
+        } else {
+            Global.allocate_zeroed(layout)
         }
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        match huge_layout(layout) {
-            // SAFETY: allocated by `allocate` above with exactly `big`.
-            Some(big) => unsafe { std::alloc::dealloc(ptr.as_ptr(), big) },
+        if is_huge(layout) {
+            // SAFETY: allocated by `allocate_huge` with this layout.
+            unsafe { deallocate_huge(ptr, layout) }
+        } else {
             // SAFETY: allocated by `Global` with `layout`.
-            None => unsafe { Global.deallocate(ptr, layout) },
+            unsafe { Global.deallocate(ptr, layout) }
         }
     }
 }

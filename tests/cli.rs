@@ -365,3 +365,102 @@ fn multi_hot_criteo_fields_train_as_bags_and_bad_names_are_named() {
         "synthetic generator has none",
     );
 }
+
+#[test]
+fn train_says_how_it_split_the_threads_and_checks_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, summary) = (tiny_config(dir.path()), dir.path().join("s.json"));
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--compute-threads",
+        "1",
+        "--loader-threads",
+        "2",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("threads: 2 preparing batches, 1 computing"),
+        "{err}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(
+        (&s["compute_threads"], &s["loader_threads"]),
+        (&1.into(), &2.into())
+    );
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--compute-threads",
+        "0",
+    ]);
+    let (_, err) = text(&o);
+    assert!(
+        !o.status.success() && err.contains("--compute-threads"),
+        "{err}"
+    );
+}
+
+#[test]
+fn profile_kernels_reports_each_kernels_time_on_the_cpu_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, summary) = (tiny_config(dir.path()), dir.path().join("s.json"));
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--profile-kernels",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("ms / step") && out.contains("bag_forward"),
+        "{out}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let profile = s["kernel_profile"].as_array().unwrap();
+    let steps = s["steps"].as_u64().unwrap();
+    let launches = |k: &str| {
+        profile
+            .iter()
+            .find(|p| p["kernel"] == k)
+            .map(|p| p["launches"].as_u64().unwrap())
+    };
+    // One forward per table per step (8 tables), plus the evaluation's.
+    assert!(launches("bag_forward").unwrap() >= 8 * steps, "{profile:?}");
+    assert!(launches("gemm").unwrap() > steps, "{profile:?}");
+    assert!(
+        profile
+            .iter()
+            .all(|p| p["seconds"].as_f64().unwrap() >= 0.0)
+    );
+    // Without the flag: null.
+    let o = rowflow(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(s["kernel_profile"].is_null(), "{s}");
+}

@@ -149,6 +149,49 @@ fn same_seed_gives_identical_batches_and_runs_for_1_and_n_loader_threads() {
 }
 
 #[test]
+fn the_cpu_kernels_give_identical_runs_on_1_and_n_threads_of_their_own() {
+    let mut cfg = small_config(common::seed("compute threads"));
+    cfg.steps = Some(30);
+    cfg.eval_every = 15;
+    // Each device joins the thread that creates it to its pool: a fresh thread per device.
+    let on_threads = |n: usize| {
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            let dev = CpuDevice::with_threads(n).unwrap();
+            assert_eq!(rowflow::device::Device::info(&dev).parallelism, n);
+            let data = open_dataset(&cfg).unwrap();
+            let mut losses = Vec::new();
+            let s = train(&dev, &cfg, data.as_ref(), &mut |s| {
+                losses.push(s.loss.to_bits())
+            })
+            .unwrap();
+            (s, losses)
+        })
+        .join()
+        .unwrap()
+    };
+    let (one, one_losses) = on_threads(1);
+    assert_eq!(one.compute_threads, Some(1));
+    let (three, three_losses) = on_threads(3);
+    assert_eq!(three.compute_threads, Some(3));
+    let (global, global_losses) = run(&cfg);
+    assert_eq!(one_losses, three_losses);
+    assert_eq!(
+        one_losses,
+        global_losses
+            .iter()
+            .map(|s| s.loss.to_bits())
+            .collect::<Vec<_>>()
+    );
+    for s in [&three, &global] {
+        assert_eq!(s.test_auc.map(f64::to_bits), one.test_auc.map(f64::to_bits));
+    }
+    cfg.compute_threads = Some(0);
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("--compute-threads"), "{e}");
+}
+
+#[test]
 fn steps_win_over_epochs_and_data_wraps_around() {
     let mut cfg = small_config(3);
     cfg.synthetic.train_samples = 1000;

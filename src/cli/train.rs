@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rowflow::config::{Fractions, RunConfig, TableRows, machine_cores};
+use rowflow::device::profile::KernelTime;
 use rowflow::device::{BackendChoice, BackendKind, Device};
 use rowflow::embedding::Policy;
 use rowflow::precision::{Precision, Rounding};
@@ -86,9 +87,13 @@ pub struct TrainArgs {
     /// Threads preparing batches (default: one per core, at most 8; printed).
     #[arg(long, value_name = "N")]
     loader_threads: Option<usize>,
-    /// Threads running the CPU backend's kernels (default: half the cores; printed).
+    /// Threads running the CPU backend's kernels (default: one per core; printed).
     #[arg(long, value_name = "N")]
     compute_threads: Option<usize>,
+    /// Time every kernel launch and report where the step's time goes (cpu backend).
+    #[arg(long)]
+    #[serde(skip)]
+    profile_kernels: bool,
     /// Charge host-device bytes to a modelled link of X GB/s (machines without one).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     link_gbps: Option<f64>,
@@ -121,18 +126,28 @@ impl TrainArgs {
 /// `rowflow train`: validates the config, checks that every output can be written, trains on
 /// the backend `--backend` resolves to, then prints and writes the summary.
 pub fn run(args: TrainArgs) -> Result<()> {
+    let profile = args.profile_kernels;
     let cfg = args.into_config()?;
     let summary_out = cfg.summary_json.as_deref().map(Output::claim).transpose()?;
     let trained = (|| -> Result<TrainSummary> {
         let backend = super::select(cfg.backend)?;
         if backend != BackendKind::Cpu && cfg.compute_threads.is_some() {
-            anyhow::bail!(
+            bail!(
                 "--compute-threads sets the cpu backend's kernel threads, but this run trains on \
+                 {backend}: drop it, or add `--backend cpu`"
+            );
+        }
+        if backend != BackendKind::Cpu && profile {
+            bail!(
+                "--profile-kernels times the cpu backend's kernels, but this run trains on \
                  {backend}: drop it, or add `--backend cpu`"
             );
         }
         let split = cfg.thread_split(backend, machine_cores());
         Ok(on_device!(backend, cpu_threads: split.compute, |dev| {
+            if profile && !dev.start_kernel_profile() {
+                bail!("--profile-kernels cannot time this backend's kernels; use `--backend cpu`");
+            }
             train_on(dev, &cfg)?
         }))
     })();
@@ -146,6 +161,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
     print_summary(&summary);
+    if let Some(profile) = &summary.kernel_profile {
+        print_kernel_profile(profile, &summary);
+    }
     if let Some(out) = summary_out {
         out.write(serde_json::to_string_pretty(&summary)? + "\n")?;
     }
@@ -208,7 +226,7 @@ fn train_on<D: Device>(dev: &D, cfg: &RunConfig) -> Result<TrainSummary> {
     let threads = split.loader;
     match split.compute {
         Some(compute) => eprintln!(
-            "threads: {threads} preparing batches, {compute} running kernels ({cores} cores; \
+            "threads: {threads} preparing batches, {compute} computing ({cores} cores; \
              --loader-threads, --compute-threads to change)"
         ),
         None => eprintln!(
@@ -263,6 +281,28 @@ fn train_on<D: Device>(dev: &D, cfg: &RunConfig) -> Result<TrainSummary> {
         w.finish().context("cannot flush the telemetry file")?;
     }
     Ok(summary)
+}
+
+/// The per-kernel table of `--profile-kernels`: time per step and share of the kernels' sum.
+fn print_kernel_profile(profile: &[KernelTime], s: &TrainSummary) {
+    let total: f64 = profile.iter().map(|k| k.seconds).sum();
+    println!(
+        "kernel time (all launches, evaluation included): {:.3} s of {:.3} s training",
+        total, s.train_seconds
+    );
+    println!(
+        "{:<24} {:>9} {:>11} {:>7}",
+        "kernel", "launches", "ms / step", "share"
+    );
+    for k in profile {
+        println!(
+            "{:<24} {:>9} {:>11.4} {:>6.1}%",
+            k.kernel,
+            k.launches,
+            1e3 * k.seconds / s.steps.max(1) as f64,
+            100.0 * k.seconds / total.max(f64::MIN_POSITIVE)
+        );
+    }
 }
 
 fn print_summary(s: &TrainSummary) {

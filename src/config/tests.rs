@@ -98,3 +98,22 @@ fn table_rows_parse() {
     );
     assert!(TableRows::parse("1,x").is_err());
 }
+
+#[test]
+fn threads_split_between_loader_and_cpu_kernels() {
+    use crate::device::BackendKind;
+    let cfg = RunConfig::default();
+    let cpu = cfg.thread_split(BackendKind::Cpu, 2);
+    assert_eq!((cpu.loader, cpu.compute), (2, Some(2)));
+    let gpu = cfg.thread_split(BackendKind::Wgpu, 32);
+    assert_eq!((gpu.loader, gpu.compute), (8, None));
+    let set = RunConfig {
+        loader_threads: Some(3),
+        compute_threads: Some(1),
+        ..RunConfig::default()
+    };
+    let cpu = set.thread_split(BackendKind::Cpu, 16);
+    assert_eq!((cpu.loader, cpu.compute), (3, Some(1)));
+    assert_eq!(set.thread_split(BackendKind::Cuda, 16).compute, None);
+    assert_eq!(cfg.thread_split(BackendKind::Cpu, 0).compute, Some(1));
+}

@@ -22,6 +22,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod kernels;
 mod on_device;
+pub mod profile;
 
 /// The `Device::alloc` contract every backend checks first: buffers hold 4-byte words.
 pub fn check_alloc(bytes: u64) -> Result<(), DeviceError> {
@@ -237,6 +238,16 @@ pub trait Device: Send + Sync + 'static {
     /// Waits for the copy into `rb` — only for it and the work before it — and moves its bytes
     /// into `dst`, which must be as long as the copy.
     fn finish_read(&self, rb: &mut Self::Readback, dst: &mut [u8]) -> Result<(), DeviceError>;
+    /// Starts timing each kernel launch, where launches finish as they return (the CPU
+    /// backend; a GPU's would need timestamps): `false` where this backend cannot.
+    fn start_kernel_profile(&self) -> bool {
+        false
+    }
+    /// Per kernel, launches and seconds since [`Device::start_kernel_profile`], the most time
+    /// first; `None` when not timing.
+    fn kernel_profile(&self) -> Option<Vec<profile::KernelTime>> {
+        None
+    }
     /// Seconds to move `bytes` from page-locked host memory into `dst` with nothing else in the
     /// way: the host→device ceiling that [`Device::upload`] is measured against (`rowflow bench
     /// kernels`). `None` where host and device share memory and there is no such link.
@@ -325,7 +336,7 @@ macro_rules! forward_kernels {
             let kernel = $crate::device::KernelId::BagBackwardSgd.name();
             args.validate(kernel, None, |b| self.buffer_bytes(b))?;
             use $e as area;
-            $run(self, || area::bag_backward(self, args, None))
+            $run(self, kernel, || area::bag_backward(self, args, None))
         }
 
         fn bag_backward_adagrad(
@@ -337,7 +348,7 @@ macro_rules! forward_kernels {
             let kernel = $crate::device::KernelId::BagBackwardAdagrad.name();
             args.validate(kernel, Some(state), |b| self.buffer_bytes(b))?;
             use $e as area;
-            $run(self, || area::bag_backward(self, args, Some((state, eps))))
+            $run(self, kernel, || area::bag_backward(self, args, Some((state, eps))))
         }
     };
     (@each $area:path, $run:path; $($name:ident: $args:ident),* $(,)?) => {$(
@@ -347,7 +358,7 @@ macro_rules! forward_kernels {
         ) -> Result<(), $crate::device::DeviceError> {
             args.validate(|b| self.buffer_bytes(b))?;
             use $area as area;
-            $run(self, || area::$name(self, args))
+            $run(self, stringify!($name), || area::$name(self, args))
         }
     )*};
 }
@@ -356,7 +367,7 @@ pub(crate) use forward_kernels;
 /// How [`forward_kernels!`] runs a kernel's launch on a backend that needs nothing around it:
 /// directly, on the calling thread.
 #[inline(always)]
-pub(crate) fn run_inline<D, R>(_: &D, launch: impl FnOnce() -> R) -> R {
+pub(crate) fn run_inline<D, R>(_: &D, _kernel: &'static str, launch: impl FnOnce() -> R) -> R {
     launch()
 }
 

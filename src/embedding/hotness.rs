@@ -34,6 +34,8 @@ pub const ID_BUCKETS: usize = 64;
 struct TableHotness {
     sampled: HashMap<u32, u64>,
     heavy: HashMap<u32, u64>,
+    /// The counts being cut (kept to allocate once).
+    cut_scratch: Vec<u64>,
     rows: u64,
     id_buckets: Vec<u64>,
 }
@@ -91,10 +93,14 @@ impl HotnessTracker {
             }
             *h.heavy.entry(row).or_insert(0) += c;
         }
-        if h.heavy.len() > 2 * CAPACITY {
+        if h.heavy.len() > 8 * CAPACITY {
             // Misra–Gries, batched: subtract the CAPACITY-th largest count from every counter
-            // and drop those that reach zero.
-            let mut counts: Vec<u64> = h.heavy.values().copied().collect();
+            // and drop those that reach zero. Each such cut takes at least CAPACITY times its
+            // size off the total, so the bound holds for any trigger above CAPACITY; a high
+            // one makes the cuts rare (the map holds up to 8·CAPACITY rows between them).
+            let counts = &mut h.cut_scratch;
+            counts.clear();
+            counts.extend(h.heavy.values().copied());
             let (_, &mut cut, _) = counts.select_nth_unstable_by(CAPACITY, |a, b| b.cmp(a));
             h.heavy.retain(|_, c| {
                 *c = c.saturating_sub(cut);

@@ -2,6 +2,7 @@
 
 use crate::config::RunConfig;
 use crate::data::Dataset;
+use crate::device::profile::KernelTime;
 use crate::device::{BackendKind, Device};
 use crate::embedding::Policy;
 use crate::model::Dlrm;
@@ -54,6 +55,9 @@ pub struct TrainSummary {
     pub loader_threads: usize,
     /// Threads that ran the CPU backend's kernels (`--compute-threads`); `null` on a GPU backend.
     pub compute_threads: Option<usize>,
+    /// Per kernel, launches and seconds over the run, evaluation included
+    /// (`--profile-kernels`; `null` otherwise).
+    pub kernel_profile: Option<Vec<KernelTime>>,
     /// Fraction of steps the host had recorded whole before the device finished the step
     /// before (host and device overlapped; 0 on the CPU, whose kernels finish as they return).
     pub overlap_fraction: f64,
@@ -145,6 +149,7 @@ impl TrainSummary {
                 .loader,
             compute_threads: (dev.info().backend == BackendKind::Cpu)
                 .then_some(dev.info().parallelism),
+            kernel_profile: dev.kernel_profile(),
             policy: placement.policy,
             lookahead: (placement.policy == Policy::Lookahead).then_some(cfg.lookahead),
             precision: cached.then_some(placement.precision),

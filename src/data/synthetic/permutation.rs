@@ -3,25 +3,33 @@
 
 use crate::rng::{Stream, splitmix64};
 
-/// A pseudo-random bijection of `0..n`: a balanced Feistel network on the smallest even-bit
-/// domain covering `n`, with cycle walking to stay inside `0..n`.
+/// A pseudo-random bijection of `0..n`: a 4-round (unbalanced) Feistel network on the smallest
+/// power-of-two domain covering `n`, with cycle walking to stay inside `0..n` (fewer than two
+/// rounds of walking on average, as the domain is under `2n`).
 #[derive(Clone, Debug)]
 pub struct Permutation {
     n: u64,
-    half_bits: u32,
+    /// Bits of the high part (`a`) and of the low part (`b`) of a value, `a + b` in all.
+    high_bits: u32,
+    low_bits: u32,
     keys: [u64; 4],
 }
 
 impl Permutation {
     /// A permutation of `0..n` (n ≥ 1) chosen by `seed`.
     pub fn new(n: u64, seed: u64) -> Self {
-        let bits = 64 - (n.max(2) - 1).leading_zeros();
-        let half_bits = bits.div_ceil(2).max(1);
+        let bits = (64 - (n.max(2) - 1).leading_zeros()).max(2);
+        let low_bits = bits.div_ceil(2);
         let mut keys = [0u64; 4];
         for (r, k) in keys.iter_mut().enumerate() {
             *k = splitmix64(seed ^ (r as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
         }
-        Permutation { n, half_bits, keys }
+        Permutation {
+            n,
+            high_bits: bits - low_bits,
+            low_bits,
+            keys,
+        }
     }
 
     /// One permutation per table, of `0..table_rows[t]` for table `t`, chosen by member `t` of
@@ -40,19 +48,24 @@ impl Permutation {
             .collect()
     }
 
+    /// Four Feistel rounds on `a + b`-bit values. Each round maps `(l, r)` (`l` the high `a`
+    /// bits, `r` the low `b` bits) to `(r, l ^ F(r))`, `r` moved to the top: a bijection of
+    /// the whole domain, whatever `a` and `b`.
     fn round(&self, x: u64) -> u64 {
-        let mask = (1u64 << self.half_bits) - 1;
-        let (mut l, mut r) = (x >> self.half_bits, x & mask);
+        let (a, b) = (self.high_bits, self.low_bits);
+        let (mask_a, mask_b) = ((1u64 << a) - 1, (1u64 << b) - 1);
+        let mut x = x;
         for k in self.keys {
-            let f = splitmix64(r ^ k) & mask;
-            (l, r) = (r, l ^ f);
+            let (l, r) = (x >> b, x & mask_b);
+            let f = splitmix64(r ^ k) & mask_a;
+            x = (r << a) | (l ^ f);
         }
-        (l << self.half_bits) | r
+        x
     }
 
     /// The image of `x < n`.
     pub fn apply(&self, x: u64) -> u64 {
-        // The domain is < 4n, so the expected number of walks is < 4.
+        // The domain is < 2n, so the expected number of walks is < 2.
         let mut y = self.round(x);
         while y >= self.n {
             y = self.round(y);

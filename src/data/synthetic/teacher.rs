@@ -9,9 +9,9 @@ use rand_pcg::Pcg64Mcg;
 use super::options::SyntheticOptions;
 use crate::rng::{Stream, splitmix64};
 
-/// Uniform value with unit variance in [-√3, √3] from a hash.
-fn unit_uniform(h: u64) -> f64 {
-    let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+/// Uniform value with unit variance in [-√3, √3] from 32 bits of a hash.
+fn unit_uniform(bits: u32) -> f64 {
+    let u = (bits as f64 + 0.5) / (1u64 << 32) as f64;
     (2.0 * u - 1.0) * 3f64.sqrt()
 }
 
@@ -57,11 +57,12 @@ impl Teacher {
         }
     }
 
-    /// Component `j` of the teacher embedding of `row` in table `t`.
-    fn embedding(&self, t: usize, row: u32, j: usize) -> f64 {
-        let cell = ((t as u64) << 40) ^ ((row as u64) << 8) ^ j as u64;
+    /// Components `2m` and `2m + 1` of the teacher embedding of `row` in table `t`: one hash,
+    /// 32 bits each.
+    fn embedding_pair(&self, t: usize, row: u32, m: usize) -> [f64; 2] {
+        let cell = ((t as u64) << 40) ^ ((row as u64) << 8) ^ m as u64;
         let h = splitmix64(self.seed ^ splitmix64(Stream::TeacherEmbedding.key(cell)));
-        unit_uniform(h)
+        [unit_uniform(h as u32), unit_uniform((h >> 32) as u32)]
     }
 
     /// The logit of a sample: its `dense` features, and per table `l` looked-up rows with the
@@ -91,8 +92,12 @@ impl Teacher {
         let lnorm = 1.0 / (l.max(1) as f64).sqrt();
         for (p, (&r, &w)) in rows.iter().zip(weights).enumerate() {
             let ti = p / l;
-            for j in 0..k {
-                vecs[(ti + 1) * k + j] += self.embedding(ti, r, j) * w * lnorm;
+            let v = &mut vecs[(ti + 1) * k..(ti + 2) * k];
+            for (m, pair) in v.chunks_mut(2).enumerate() {
+                let e = self.embedding_pair(ti, r, m);
+                for (x, e) in pair.iter_mut().zip(e) {
+                    *x += e * w * lnorm;
+                }
             }
         }
         let knorm = 1.0 / (k as f64).sqrt();

@@ -22,6 +22,7 @@ pub use embedding::{BagGrads, bag_backward_adagrad, bag_backward_sgd, bag_forwar
 pub use quantize::{dequantize_rows, quantize_rows};
 
 use super::kernels::distinct;
+use super::profile::{KernelClock, KernelTime};
 use super::{BackendKind, Device, DeviceError, DeviceInfo};
 use crate::hostmem::{HugeSlice, try_zeroed_slice};
 use rayon::prelude::*;
@@ -64,6 +65,8 @@ pub struct CpuDevice {
     /// The kernels' own threads, the creating thread among them ([`CpuDevice::with_threads`]);
     /// `None`: rayon's global pool.
     pool: Option<rayon::ThreadPool>,
+    /// Per-kernel time, once started ([`Device::start_kernel_profile`]).
+    clock: KernelClock,
 }
 
 impl CpuDevice {
@@ -78,6 +81,7 @@ impl CpuDevice {
             },
             live: Arc::new(AtomicU64::new(0)),
             pool: None,
+            clock: KernelClock::default(),
         }
     }
 
@@ -103,12 +107,13 @@ impl CpuDevice {
         Ok(dev)
     }
 
-    /// Runs a kernel launch on this device's threads (see [`CpuDevice::with_threads`]).
-    fn exec<R: Send>(&self, launch: impl FnOnce() -> R + Send) -> R {
-        match &self.pool {
+    /// Runs `kernel`'s launch on this device's threads (see [`CpuDevice::with_threads`]),
+    /// timed when profiling.
+    fn exec<R: Send>(&self, kernel: &'static str, launch: impl FnOnce() -> R + Send) -> R {
+        self.clock.time(kernel, || match &self.pool {
             Some(pool) if pool.current_thread_index().is_some() => pool.install(launch),
             _ => launch(),
-        }
+        })
     }
 
     /// Bytes of all buffers of this device alive now (their allocated capacity).
@@ -209,7 +214,8 @@ impl Device for CpuDevice {
         let (a, b) = range("upload", dst, offset, src.len())?;
         let mut words = dst.write();
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words[..]);
-        bytes[a..b].copy_from_slice(src);
+        self.clock
+            .time("upload", || bytes[a..b].copy_from_slice(src));
         Ok(())
     }
 
@@ -217,7 +223,8 @@ impl Device for CpuDevice {
         let (a, b) = range("download", src, offset, dst.len())?;
         let words = src.read();
         let bytes: &[u8] = bytemuck::cast_slice(&words[..]);
-        dst.copy_from_slice(&bytes[a..b]);
+        self.clock
+            .time("download", || dst.copy_from_slice(&bytes[a..b]));
         Ok(())
     }
 
@@ -244,7 +251,7 @@ impl Device for CpuDevice {
         let mut to = dst.write();
         // Large blocks per task: a plain streaming copy on every core.
         let (to, from) = (&mut to[c / 4..d / 4], &from[a / 4..b / 4]);
-        self.exec(|| {
+        self.exec("copy_buffer", || {
             to.par_chunks_mut(1 << 16)
                 .zip(from.par_chunks(1 << 16))
                 .for_each(|(o, i)| o.copy_from_slice(i))
@@ -288,6 +295,15 @@ impl Device for CpuDevice {
         let len = super::check_finish_read(rb.len.take(), dst.len())? as usize;
         dst.copy_from_slice(&rb.bytes[..len]);
         Ok(())
+    }
+
+    fn start_kernel_profile(&self) -> bool {
+        self.clock.start();
+        true
+    }
+
+    fn kernel_profile(&self) -> Option<Vec<KernelTime>> {
+        self.clock.report()
     }
 
     super::forward_kernels!(
