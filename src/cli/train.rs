@@ -287,7 +287,7 @@ fn train_on<D: Device>(dev: &D, cfg: &RunConfig) -> Result<TrainSummary> {
 fn print_kernel_profile(profile: &[KernelTime], s: &TrainSummary) {
     let total: f64 = profile.iter().map(|k| k.seconds).sum();
     println!(
-        "kernel time (all launches, evaluation included): {:.3} s of {:.3} s training",
+        "kernel time (training steps and evaluations): {:.3} s of {:.3} s training",
         total, s.train_seconds
     );
     println!(

@@ -88,6 +88,10 @@ pub fn train_model<D: Device>(
     let lookahead =
         (placement.policy == crate::embedding::Policy::Lookahead).then_some(cfg.lookahead);
     let mut model = Dlrm::new(dev, &cfg.model, schema, placement, capacity, cfg.seed)?;
+    // A kernel profile covers the training loop and its evaluations, not the tables' start.
+    if dev.kernel_profile().is_some() {
+        dev.start_kernel_profile();
+    }
     let settings = Settings {
         steps,
         batch_size: cfg.batch_size,

@@ -55,7 +55,7 @@ pub struct TrainSummary {
     pub loader_threads: usize,
     /// Threads that ran the CPU backend's kernels (`--compute-threads`); `null` on a GPU backend.
     pub compute_threads: Option<usize>,
-    /// Per kernel, launches and seconds over the run, evaluation included
+    /// Per kernel, launches and seconds over the training loop, evaluations included
     /// (`--profile-kernels`; `null` otherwise).
     pub kernel_profile: Option<Vec<KernelTime>>,
     /// Fraction of steps the host had recorded whole before the device finished the step

@@ -66,6 +66,17 @@ pub fn bias_act_backward(y: &[f32], dy: &mut [f32], dbias: &mut [f32], act: Acti
         .enumerate()
         .for_each(|(blk, out)| {
             let c0 = blk * COLS_PER_TASK;
+            if let Ok(out) = <&mut [f32; COLS_PER_TASK]>::try_from(&mut *out) {
+                // A full block: a fixed-width accumulator the compiler keeps in registers.
+                let mut acc = [0f32; COLS_PER_TASK];
+                for row in dy.chunks_exact(cols) {
+                    for (a, v) in acc.iter_mut().zip(&row[c0..c0 + COLS_PER_TASK]) {
+                        *a += *v;
+                    }
+                }
+                *out = acc;
+                return;
+            }
             out.fill(0.0);
             for row in dy.chunks_exact(cols) {
                 for (o, v) in out.iter_mut().zip(&row[c0..]) {
