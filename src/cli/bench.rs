@@ -28,16 +28,18 @@ pub enum BenchCommand {
 
 /// Runs one benchmark on the backend its `--backend` resolves to.
 pub fn run(which: BenchCommand) -> Result<()> {
+    // The CPU backend runs its kernels as training does: on every core, this thread among them.
+    let cpu = Some(rowflow::config::machine_cores());
     match which {
         BenchCommand::Kernels(a) => {
             let options = overlay(&KernelBenchOptions::default(), &a)?;
-            on_device!(select(a.target.backend)?, |dev| run_kernel_bench(
+            on_device!(select(a.target.backend)?, cpu_threads: cpu, |dev| run_kernel_bench(
                 dev, &options
             )?);
         }
         BenchCommand::Memory(a) => {
             let options = overlay(&MemoryBenchOptions::default(), &a)?;
-            on_device!(select(a.target.backend)?, |dev| run_memory_bench(
+            on_device!(select(a.target.backend)?, cpu_threads: cpu, |dev| run_memory_bench(
                 dev, &options
             )?);
         }
@@ -47,7 +49,7 @@ pub fn run(which: BenchCommand) -> Result<()> {
         }
         BenchCommand::Pipeline(a) => {
             let options = overlay(&PipelineBenchOptions::default(), &a)?;
-            on_device!(select(a.target.backend)?, |dev| run_pipeline_bench(
+            on_device!(select(a.target.backend)?, cpu_threads: cpu, |dev| run_pipeline_bench(
                 dev, &options
             )?);
         }
