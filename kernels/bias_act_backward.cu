@@ -1,9 +1,10 @@
-// bias_act_backward: dy[r, c] *= act'(y[r, c]) in place (ReLU, when relu != 0: dy = 0 where
-// y <= 0; a NaN y keeps its gradient, as on the CPU), then dbias[c] = sum over r of dy[r, c]
+// bias_act_backward: dy[r, c] *= act'(y[r, c]) in place (act 1, ReLU: dy = 0 where y <= 0, a NaN
+// y keeping its gradient as on the CPU; act 2, sigmoid: y (1 − y), each product rounded as on
+// the CPU; act 0: unchanged), then dbias[c] = sum over r of dy[r, c]
 // (overwritten), rows summed in increasing order from +0: the CPU's bits.
 // One thread owns a whole column (grid-stride over cols), so the sum has the CPU's order and needs
 // no atomics; neighbouring threads read neighbouring words of each row (coalesced).
-// Args: y (f32 [rows*cols]), dy (f32 [rows*cols], updated), dbias (f32 [cols], written), rows (u32), cols (u32), relu (u32, 0/1)
+// Args: y (f32 [rows*cols]), dy (f32 [rows*cols], updated), dbias (f32 [cols], written), rows (u32), cols (u32), act (u32, 0/1/2)
 // Launch: block 256 threads; grid ceil(cols / 256) blocks in x, may be capped (grid-stride over columns); one thread per column; no shared memory.
 
 extern "C" __global__ void bias_act_backward(const float* __restrict__ y,
@@ -11,7 +12,7 @@ extern "C" __global__ void bias_act_backward(const float* __restrict__ y,
                                              float* __restrict__ dbias,
                                              unsigned int rows,
                                              unsigned int cols,
-                                             unsigned int relu)
+                                             unsigned int act)
 {
     const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
     for (unsigned long long c = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; c < cols;
@@ -19,9 +20,13 @@ extern "C" __global__ void bias_act_backward(const float* __restrict__ y,
         float acc = 0.0f;
         for (unsigned long long idx = c, r = 0; r < rows; ++r, idx += cols) {
             float v = dy[idx];
-            if (relu != 0u && y[idx] <= 0.0f) {
+            if (act == 1u && y[idx] <= 0.0f) {
                 v = 0.0f;
                 dy[idx] = 0.0f;
+            } else if (act == 2u) {
+                const float s = y[idx];
+                v = __fmul_rn(v, __fmul_rn(s, __fsub_rn(1.0f, s)));
+                dy[idx] = v;
             }
             acc = __fadd_rn(acc, v);
         }

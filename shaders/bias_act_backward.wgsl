@@ -1,5 +1,5 @@
-// bias_act_backward: dy[r, c] *= act'(y[r, c]) in place (ReLU's derivative is 0 where y <= 0,
-// when relu != 0), then dbias[c] = sum over r of dy[r, c].
+// bias_act_backward: dy[r, c] *= act'(y[r, c]) in place (act 1, ReLU: 0 where y <= 0; act 2,
+// sigmoid: y (1 − y); act 0, identity: 1), then dbias[c] = sum over r of dy[r, c].
 // A workgroup owns 16 adjacent columns (so each row's 16 words are read together) and splits
 // their rows over 16 lanes: lane l sums rows l, l + 16, l + 32, … in increasing order, then the
 // lanes' partial sums are added in a fixed tree (8, 4, 2, 1 apart). The order is the same on
@@ -12,7 +12,7 @@
 struct Params {
     rows: u32,
     cols: u32,
-    relu: u32,
+    act: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,9 +41,13 @@ fn main(
             let idx = r * p.cols + c;
             var v = dy[idx];
             // `<=` as on the CPU; a NaN y keeps its gradient there too.
-            if p.relu != 0u && y[idx] <= 0.0 {
+            if p.act == 1u && y[idx] <= 0.0 {
                 v = 0.0;
                 dy[idx] = 0.0;
+            } else if p.act == 2u {
+                let s = y[idx];
+                v = v * (s * (1.0 - s));
+                dy[idx] = v;
             }
             acc += v;
         }

@@ -1,5 +1,5 @@
-// bias_act_forward: x[r, c] = act(x[r, c] + bias[c]) in place; act is ReLU when relu != 0,
-// else the identity.
+// bias_act_forward: x[r, c] = act(x[r, c] + bias[c]) in place; act is the identity (act = 0),
+// ReLU (1) or the sigmoid (2, in the stable form of the CPU's `sigmoid`).
 // Bindings: 0 uniform Params (dynamic offset), 1 x (read_write, [rows, cols]), 2 bias (read, [cols]).
 // Dispatch: one invocation per element, linear index over rows * cols; workgroup size 64,
 //           workgroups split over x and y.
@@ -7,7 +7,7 @@
 struct Params {
     rows: u32,
     cols: u32,
-    relu: u32,
+    act: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,9 +24,20 @@ fn main(
         return;
     }
     let z = x[i] + bias[i % p.cols];
-    if p.relu != 0u {
+    if p.act == 1u {
         x[i] = max(z, 0.0);
+    } else if p.act == 2u {
+        x[i] = sigmoid(z);
     } else {
         x[i] = z;
     }
+}
+
+// The logistic function, with no overflow of exp for either sign (as the CPU's `sigmoid`).
+fn sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        return 1.0 / (1.0 + exp(-z));
+    }
+    let e = exp(z);
+    return e / (1.0 + e);
 }

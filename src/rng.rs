@@ -44,6 +44,9 @@ pub enum Stream {
     SequenceTable = 0x5E0,
     /// The 1-in-16 sample of rows whose access counts the hotness histogram keeps exactly.
     HotnessSample = 0x407,
+    /// The per-feature hash coefficients and decoder weights of DHE: feature `f` uses
+    /// `seed ^ (f + constant)`.
+    Dhe = 0xD4E0,
 }
 
 impl Stream {

@@ -66,9 +66,11 @@ macro_rules! parity_tests {
         mod $backend {
             use super::*;
             use rowflow::check::{
-                bag_backward, bag_forward, bce_loss, bias_act, dense_update, gemm, interaction,
-                lookahead_equals_all_on_device, quantize_rows, training, transfers,
+                bag_backward, bag_forward, bce_loss, bias_act, dense_update, dhe, gemm,
+                hash_encode, interaction, lookahead_equals_all_on_device, quantize_rows, training,
+                transfers,
             };
+            use rowflow::device::HashTransform;
             macro_rules! with_dev {
                 (|$d:ident| $body:expr) => {
                     if let Some(dev) = $make {
@@ -178,6 +180,28 @@ macro_rules! parity_tests {
             #[test]
             fn dense_update_adagrad_matches_cpu() {
                 with_dev!(|d| check(d, "dense_update", |d, c, k| dense_update(d, c, true, k)));
+            }
+            #[test]
+            fn hash_encode_uniform_is_bit_identical_to_cpu() {
+                with_dev!(|d| check(d, "hash_encode", |d, c, k| hash_encode(
+                    d,
+                    c,
+                    HashTransform::Uniform,
+                    k
+                )));
+            }
+            #[test]
+            fn hash_encode_gaussian_matches_cpu() {
+                with_dev!(|d| check(d, "hash_encode", |d, c, k| hash_encode(
+                    d,
+                    c,
+                    HashTransform::Gaussian,
+                    k
+                )));
+            }
+            #[test]
+            fn a_whole_dhe_forward_and_backward_matches_cpu() {
+                with_dev!(|d| check(d, "dhe", dhe));
             }
             #[test]
             fn uploads_downloads_and_copies_are_exact() {

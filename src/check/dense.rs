@@ -19,7 +19,7 @@ pub fn bias_act<D: Device>(
 ) -> Result<(), DeviceError> {
     let mut r = ck.rng();
     for (rows, cols) in [(1, 1), (63, 3), (64, 64), (65, 100), (1000, 17)] {
-        for act in [Activation::Relu, Activation::Identity] {
+        for act in [Activation::Relu, Activation::Identity, Activation::Sigmoid] {
             let (x, bias, dy) = (
                 uniform(&mut r, rows * cols),
                 uniform(&mut r, cols),

@@ -12,18 +12,20 @@
 //!   functions are not correctly rounded.
 
 mod dense;
+mod hash;
 mod kernels;
 mod quantize;
 mod training;
 
 pub use dense::{bias_act, interaction};
+pub use hash::{dhe, hash_encode};
 pub use kernels::{bag_backward, bag_forward, bce_loss, dense_update, gemm, transfers};
 pub use quantize::quantize_rows;
 pub use training::{lookahead_equals_all_on_device, training};
 
 use crate::data::Bags;
 use crate::device::cpu::CpuDevice;
-use crate::device::{Device, Pooling};
+use crate::device::{Device, HashTransform, Pooling};
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use serde::Serialize;
@@ -259,6 +261,10 @@ pub fn run<D: Device>(dev: &D, ck: &mut Checker, quick: bool) {
             quantize_rows(dev, cpu, stochastic, ck)
         );
     }
+    for transform in [HashTransform::Uniform, HashTransform::Gaussian] {
+        case!("hash_encode", hash_encode(dev, cpu, transform, ck));
+    }
+    case!("dhe", dhe(dev, cpu, ck));
     case!("transfers", transfers(dev, ck));
     let steps = if quick { 30 } else { 200 };
     case!("training", training(dev, cpu, steps, ck));

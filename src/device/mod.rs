@@ -69,9 +69,9 @@ pub mod wgpu;
 
 pub use kernels::{
     Activation, BagBackward, BagForward, BagShape, BceLoss, BiasActBackward, BiasActForward,
-    BiasActShape, DenseUpdate, DequantizeRows, Gemm, InteractionBackward, InteractionForward,
-    InteractionShape, KernelId, Optimizer, OptimizerRule, Pooling, QuantizeRows, RowGradMap,
-    RowMove, StateRows, Strided, sigmoid,
+    BiasActShape, DenseUpdate, DequantizeRows, Gemm, HashEncode, HashShape, HashTransform,
+    InteractionBackward, InteractionForward, InteractionShape, KernelId, Optimizer, OptimizerRule,
+    Pooling, QuantizeRows, RowGradMap, RowMove, StateRows, Strided, sigmoid,
 };
 pub use select::{
     BackendChoice, BackendKind, BackendReport, Selection, probe_backends, select_backend,
@@ -307,6 +307,8 @@ pub trait Device: Send + Sync + 'static {
     fn bce_loss(&self, args: &BceLoss<'_, Self::Buffer>) -> Result<(), DeviceError>;
     /// SGD or Adagrad step on a dense parameter tensor.
     fn dense_update(&self, args: &DenseUpdate<'_, Self::Buffer>) -> Result<(), DeviceError>;
+    /// A DHE's first layer: each id's `k` hashes, transformed to real numbers.
+    fn hash_encode(&self, args: &HashEncode<'_, Self::Buffer>) -> Result<(), DeviceError>;
 }
 
 /// Writes the kernel methods of a backend's `impl Device` once for all backends. Each checks its
@@ -316,12 +318,14 @@ pub trait Device: Send + Sync + 'static {
 /// arguments. Both fused backwards go to that module's one `bag_backward(device, args,
 /// adagrad)`, where `adagrad` is Adagrad's `(state, eps)` and `None` means SGD.
 macro_rules! forward_kernels {
-    (embedding: $e:path, dense: $d:path, quantize: $q:path $(,)?) => {
-        $crate::device::forward_kernels!(embedding: $e, dense: $d, quantize: $q,
+    (embedding: $e:path, dense: $d:path, quantize: $q:path, hash: $h:path $(,)?) => {
+        $crate::device::forward_kernels!(embedding: $e, dense: $d, quantize: $q, hash: $h,
             run: $crate::device::run_inline);
     };
-    (embedding: $e:path, dense: $d:path, quantize: $q:path, run: $run:path $(,)?) => {
+    (embedding: $e:path, dense: $d:path, quantize: $q:path, hash: $h:path,
+        run: $run:path $(,)?) => {
         $crate::device::forward_kernels!(@each $e, $run; bag_forward: BagForward);
+        $crate::device::forward_kernels!(@each $h, $run; hash_encode: HashEncode);
         $crate::device::forward_kernels!(@each $q, $run;
             dequantize_rows: DequantizeRows, quantize_rows: QuantizeRows);
         $crate::device::forward_kernels!(@each $d, $run;

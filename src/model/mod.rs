@@ -5,9 +5,11 @@
 //!
 //! Imports: `data`, `device`, `embedding` and the leaves; never the pipeline that drives it.
 
+pub mod dhe;
 pub mod dlrm;
 pub mod mlp;
 
+pub use dhe::{Dhe, DheConfig, DheOutput};
 pub use dlrm::{Dlrm, Launched, PendingLoss, Step};
 pub use mlp::Mlp;
 
@@ -38,6 +40,9 @@ pub enum ModelError {
     /// MLP layer sizes that cannot make a network.
     #[error("an MLP needs at least two non-zero layer sizes, got {0:?}")]
     LayerSizes(Vec<usize>),
+    /// A model setting out of range (the message names the key).
+    #[error("{0}")]
+    Config(String),
     /// The embedding tables failed (a cache too small, a row past its table, …).
     #[error(transparent)]
     Embedding(#[from] EmbeddingError),

@@ -34,6 +34,7 @@ pub fn bias_act_forward(x: &mut [f32], bias: &[f32], act: Activation) {
                     *v = match act {
                         Activation::Relu => z.max(0.0),
                         Activation::Identity => z,
+                        Activation::Sigmoid => sigmoid(z),
                     };
                 }
             }
@@ -47,8 +48,9 @@ pub fn bias_act_backward(y: &[f32], dy: &mut [f32], dbias: &mut [f32], act: Acti
     if cols == 0 {
         return;
     }
-    if act == Activation::Relu {
-        dy.par_chunks_mut(ELEMS_PER_TASK)
+    match act {
+        Activation::Relu => dy
+            .par_chunks_mut(ELEMS_PER_TASK)
             .zip(y.par_chunks(ELEMS_PER_TASK))
             .for_each(|(d, y)| {
                 d.iter_mut().zip(y).for_each(|(d, y)| {
@@ -56,7 +58,13 @@ pub fn bias_act_backward(y: &[f32], dy: &mut [f32], dbias: &mut [f32], act: Acti
                         *d = 0.0
                     }
                 })
-            });
+            }),
+        // σ' = y (1 − y), rounded as the shaders do: 1 − y, then · y, then · dy.
+        Activation::Sigmoid => dy
+            .par_chunks_mut(ELEMS_PER_TASK)
+            .zip(y.par_chunks(ELEMS_PER_TASK))
+            .for_each(|(d, y)| d.iter_mut().zip(y).for_each(|(d, y)| *d *= *y * (1.0 - *y))),
+        Activation::Identity => {}
     }
     // Column blocks in parallel; each column's sum runs over rows in order.
     const COLS_PER_TASK: usize = 16;

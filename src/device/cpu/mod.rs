@@ -5,12 +5,13 @@
 //! thread count. Launches run synchronously in the caller's thread (ordered by construction).
 //!
 //! The kernels are free functions over slices, named like the shaders (`bag_forward` …), in one
-//! file per area as on every backend (`embedding.rs`, `dense.rs`, `quantize.rs`), so they can be
+//! file per area as on every backend (`embedding.rs`, `dense.rs`, `quantize.rs`, `hash.rs`), so they can be
 //! tested directly; each file's `launch` module is [`CpuDevice`]'s side of its `Device` methods:
 //! it locks the buffers and calls them.
 
 mod dense;
 mod embedding;
+mod hash;
 mod quantize;
 mod simd;
 
@@ -19,6 +20,7 @@ pub use dense::{
     interaction_forward,
 };
 pub use embedding::{BagGrads, bag_backward_adagrad, bag_backward_sgd, bag_forward};
+pub use hash::hash_encode;
 pub use quantize::{dequantize_rows, quantize_rows};
 
 use super::kernels::distinct;
@@ -310,6 +312,7 @@ impl Device for CpuDevice {
         embedding: embedding::launch,
         dense: dense::launch,
         quantize: quantize::launch,
+        hash: hash::launch,
         run: CpuDevice::exec,
     );
 }

@@ -55,6 +55,7 @@ pub fn signature(kernel: KernelId) -> &'static [ParamKind] {
         KernelId::InteractionBackward => &[Ptr, Ptr, Ptr, Ptr, Ptr, U32, U32, U32, U32],
         KernelId::BceLoss => &[Ptr, Ptr, Ptr, Ptr, U32, F32],
         KernelId::DenseUpdate => &[Ptr, Ptr, Ptr, U32, F32, U32, F32],
+        KernelId::HashEncode => &[Ptr, Ptr, Ptr, U32, U32, U32, U32, U32, F32],
         // cuBLAS: no entry point of ours.
         KernelId::Gemm => &[],
     }

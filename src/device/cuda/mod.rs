@@ -25,6 +25,7 @@
 pub mod compile;
 mod dense;
 mod embedding;
+mod hash;
 mod launch;
 mod memory;
 mod pinned;
@@ -387,5 +388,7 @@ impl Device for CudaDevice {
         rb.finish(dst)
     }
 
-    super::forward_kernels!(embedding: embedding, dense: dense, quantize: quantize);
+    super::forward_kernels!(
+        embedding: embedding, dense: dense, quantize: quantize, hash: hash
+    );
 }

@@ -11,6 +11,20 @@ pub enum Activation {
     Relu,
     /// `x`.
     Identity,
+    /// `1 / (1 + e^-x)`, in the stable form of [`sigmoid`]; its derivative `y (1 − y)` is
+    /// taken from the output.
+    Sigmoid,
+}
+
+impl Activation {
+    /// The kernels' code for it: 0 identity, 1 ReLU, 2 sigmoid.
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::Identity => 0,
+            Activation::Relu => 1,
+            Activation::Sigmoid => 2,
+        }
+    }
 }
 
 /// Arguments of `gemm`: `C = alpha * op(A) * op(B) + beta * C`, all row-major, where `op(A)` is
@@ -50,9 +64,10 @@ pub struct BiasActShape {
 }
 
 impl BiasActShape {
-    /// The words both bias + activation kernels take, in their order: `[rows, cols, relu]`.
+    /// The words both bias + activation kernels take, in their order: `[rows, cols, act]`
+    /// ([`Activation::code`]).
     pub(crate) fn words(&self) -> [u32; 3] {
-        [self.rows, self.cols, (self.act == Activation::Relu) as u32]
+        [self.rows, self.cols, self.act.code()]
     }
 
     /// Elements of the `[rows, cols]` matrix.

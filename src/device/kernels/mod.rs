@@ -1,5 +1,6 @@
 //! The kernels every backend runs: their names ([`KernelId`]) and their arguments (buffers plus
-//! shapes), grouped by area like the backends' files: [`embedding`], [`dense`], [`quantize`].
+//! shapes), grouped by area like the backends' files: [`embedding`], [`dense`], [`quantize`],
+//! [`hash`].
 //!
 //! Each argument struct names the kernel it feeds (`shaders/NAME.wgsl`, `kernels/NAME.cu`, CPU
 //! `NAME`). Shapes are element counts; every f32/u32 tensor is row-major and dense unless a
@@ -9,6 +10,7 @@
 
 pub mod dense;
 pub mod embedding;
+pub mod hash;
 pub mod quantize;
 
 pub use dense::{
@@ -16,6 +18,7 @@ pub use dense::{
     InteractionBackward, InteractionForward, InteractionShape, interaction_width, sigmoid,
 };
 pub use embedding::{BagBackward, BagForward, BagShape, Pooling, RowGradMap, Strided};
+pub use hash::{HashEncode, HashShape, HashTransform};
 pub use quantize::{DequantizeRows, QuantizeRows, RowMove, StateRows};
 
 use super::DeviceError;
@@ -106,6 +109,8 @@ kernel_ids! {
         BceLoss = "bce_loss",
         /// SGD or Adagrad on dense parameters.
         DenseUpdate = "dense_update",
+        /// A DHE's first layer: k universal hashes of each id, as real numbers.
+        HashEncode = "hash_encode",
     }
     library: {
         /// `C = alpha * op(A) * op(B) + beta * C` (cuBLAS on CUDA).

@@ -140,7 +140,7 @@ pub(super) fn dense_update(
 
 /// Launches `kernel` over `threads` threads, with whole-buffer bindings of `buffers` (in the
 /// shader's binding order) and the shader's parameter words `params`.
-fn launch_whole(
+pub(super) fn launch_whole(
     dev: &WgpuDevice,
     kernel: KernelId,
     buffers: &[(&str, &WgpuBuffer)],

@@ -32,6 +32,7 @@
 mod buffer;
 mod dense;
 mod embedding;
+mod hash;
 pub mod pipelines;
 pub mod probe;
 mod quantize;
@@ -463,5 +464,7 @@ impl Device for WgpuDevice {
         self.end_read(rb, Some(dst))
     }
 
-    super::forward_kernels!(embedding: embedding, dense: dense, quantize: quantize);
+    super::forward_kernels!(
+        embedding: embedding, dense: dense, quantize: quantize, hash: hash
+    );
 }

@@ -36,6 +36,7 @@ pub fn storage(kernel: KernelId) -> &'static [Access] {
         KernelId::DenseUpdate => &[W, R, W],
         KernelId::DequantizeRows => &[R, R, W, R, W],
         KernelId::QuantizeRows => &[R, R, R, W, R, W],
+        KernelId::HashEncode => &[R, R, W],
     }
 }
 
