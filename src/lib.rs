@@ -17,6 +17,7 @@ mod names;
 pub mod bench;
 pub mod bounds;
 pub mod check;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
