@@ -1,11 +1,11 @@
 //! Host memory for large random-access structures (the CPU backend's buffers, cache
 //! directories, the lookahead planner's row maps) and the prefetch hint their readers use.
 //!
-//! Allocations of 2 MiB and more through [`HugePages`] are anonymous mappings of their own,
-//! 2 MiB-aligned and advised to use transparent huge pages before anything touches them, so
-//! random probes stop missing the TLB on every access (a page walk under virtualisation costs
-//! several memory reads; 2 MiB pages cut those misses by 512×).
-#![allow(unsafe_code)] // An allocator, mmap(2), madvise(2), zero-filled slices of Zeroable types, a hint.
+//! Allocations of 2 MiB and more through [`HugePages`] are 2 MiB-aligned and advised to use
+//! transparent huge pages before anything touches them, so random probes stop missing the TLB
+//! on every access (a page walk under virtualisation costs several memory reads; 2 MiB pages
+//! cut those misses by 512×).
+#![allow(unsafe_code)] // An allocator, madvise(2), zero-filled slices of Zeroable types, a hint.
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use std::alloc::Layout;
@@ -23,88 +23,46 @@ fn is_huge(layout: Layout) -> bool {
     layout.size() >= HUGE && layout.align() <= HUGE
 }
 
-/// Bytes of whole small pages covering `size`.
-fn page_round(size: usize) -> usize {
-    size.div_ceil(4096) * 4096
+/// The layout a large request is served with: 2 MiB-aligned.
+fn huge_layout(layout: Layout) -> Result<Layout, AllocError> {
+    Layout::from_size_align(layout.size(), HUGE).map_err(|_| AllocError)
 }
 
-/// Maps a large block for `layout` (zero-filled, as anonymous memory is), 2 MiB-aligned, and
-/// advises huge pages for it before anything touches it: the kernel then backs each 2 MiB of it
-/// with one huge page at its first touch. (The global allocator zero-fills aligned blocks with
-/// a memset before returning them, which faults every small page first: no huge pages.)
-#[cfg(unix)]
-fn allocate_huge(layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-    let size = page_round(layout.size());
-    let span = size + HUGE;
-    // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            span,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(AllocError);
-    }
-    let start = base as usize;
-    let aligned = start.next_multiple_of(HUGE);
-    let (head, tail) = (aligned - start, span - (aligned - start) - size);
-    // SAFETY: both ranges lie inside the mapping just made and outside the block handed out;
-    // unmapping them trims it to exactly [aligned, aligned + size). madvise only changes how
-    // the kernel backs the block, and a refusal is harmless.
-    unsafe {
-        if head > 0 {
-            libc::munmap(base, head);
-        }
-        if tail > 0 {
-            libc::munmap((aligned + size) as *mut libc::c_void, tail);
-        }
-        #[cfg(target_os = "linux")]
-        libc::madvise(aligned as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
-    }
-    let ptr = NonNull::new(aligned as *mut u8).ok_or(AllocError)?;
-    Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
-}
-
-#[cfg(not(unix))]
-fn allocate_huge(layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-    let big =
-        Layout::from_size_align(layout.size(), layout.align().max(HUGE)).map_err(|_| AllocError)?;
+/// Allocates a large block for `layout` from the global allocator, 2 MiB-aligned, and advises
+/// huge pages for it **before** anything touches it, then zero-fills it when asked: the kernel
+/// backs each 2 MiB with one huge page at its first touch. (The global allocator's own
+/// `alloc_zeroed` for such an alignment memsets the block before returning it, which faults
+/// every small page first: no huge pages.) Freed blocks go back to the allocator, which hands
+/// them out again without new page faults — a structure rebuilt every step costs no zeroing.
+fn allocate_huge(layout: Layout, zeroed: bool) -> Result<NonNull<[u8]>, AllocError> {
+    let big = huge_layout(layout)?;
     // SAFETY: `big` has a non-zero size (at least HUGE).
-    let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(big) }).ok_or(AllocError)?;
+    let ptr = NonNull::new(unsafe { std::alloc::alloc(big) }).ok_or(AllocError)?;
+    #[cfg(target_os = "linux")]
+    // SAFETY: the block [ptr, ptr + size) was just allocated and is 2 MiB-aligned; the advice
+    // only changes how the kernel backs it, and a refusal is harmless.
+    unsafe {
+        libc::madvise(
+            ptr.as_ptr().cast(),
+            big.size() & !(HUGE - 1),
+            libc::MADV_HUGEPAGE,
+        );
+    }
+    if zeroed {
+        // SAFETY: the block is `big.size()` writable bytes.
+        unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, big.size()) };
+    }
     Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
 }
 
-/// Frees a block of [`allocate_huge`] for `layout`.
-///
-/// # Safety
-/// `ptr` came from `allocate_huge(layout)` with this `layout`, and is not used again.
-unsafe fn deallocate_huge(ptr: NonNull<u8>, layout: Layout) {
-    #[cfg(unix)]
-    // SAFETY: the block is exactly the mapping [ptr, ptr + page_round(size)) (see above).
-    unsafe {
-        libc::munmap(ptr.as_ptr().cast(), page_round(layout.size()));
-    }
-    #[cfg(not(unix))]
-    // SAFETY: allocated by the global allocator with this layout.
-    unsafe {
-        let big = Layout::from_size_align_unchecked(layout.size(), layout.align().max(HUGE));
-        std::alloc::dealloc(ptr.as_ptr(), big)
-    }
-}
-
-// SAFETY: large blocks are mappings of their own (zero-filled), freed with the request's layout
-// (which callers must pass back unchanged); small blocks are delegated to `Global` unchanged.
-// Blocks stay valid until freed; the alignment is at least 2 MiB ≥ any requested alignment up
-// to that (larger alignments are delegated to `Global`).
+// SAFETY: large blocks come from the global allocator with a 2 MiB alignment and are freed
+// with that same layout (recomputed from the request's layout, which callers must pass back
+// unchanged); small blocks and larger alignments are delegated to `Global` unchanged. Blocks
+// stay valid until freed.
 unsafe impl Allocator for HugePages {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if is_huge(layout) {
-            allocate_huge(layout)
+            allocate_huge(layout, false)
         } else {
             Global.allocate(layout)
         }
@@ -112,7 +70,7 @@ unsafe impl Allocator for HugePages {
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if is_huge(layout) {
-            allocate_huge(layout)
+            allocate_huge(layout, true)
         } else {
             Global.allocate_zeroed(layout)
         }
@@ -120,8 +78,13 @@ unsafe impl Allocator for HugePages {
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if is_huge(layout) {
-            // SAFETY: allocated by `allocate_huge` with this layout.
-            unsafe { deallocate_huge(ptr, layout) }
+            // SAFETY: allocated by `allocate_huge` with exactly this 2 MiB-aligned layout.
+            unsafe {
+                std::alloc::dealloc(
+                    ptr.as_ptr(),
+                    Layout::from_size_align_unchecked(layout.size(), HUGE),
+                )
+            }
         } else {
             // SAFETY: allocated by `Global` with `layout`.
             unsafe { Global.deallocate(ptr, layout) }
@@ -147,8 +110,7 @@ pub fn zeroed_slice<T: bytemuck::Zeroable>(len: usize) -> HugeSlice<T> {
     unsafe { zeroed.assume_init() }
 }
 
-/// [`zeroed_slice`], or `None` when the memory cannot be had. Large blocks come zeroed from
-/// the kernel, so pages nothing touches cost nothing.
+/// [`zeroed_slice`], or `None` when the memory cannot be had.
 pub fn try_zeroed_slice<T: bytemuck::Zeroable>(len: usize) -> Option<HugeSlice<T>> {
     let zeroed =
         allocator_api2::boxed::Box::<[T], HugePages>::try_new_zeroed_slice_in(len, HugePages)
