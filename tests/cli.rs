@@ -370,44 +370,32 @@ fn multi_hot_criteo_fields_train_as_bags_and_bad_names_are_named() {
 fn train_says_how_it_split_the_threads_and_checks_the_counts() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, summary) = (tiny_config(dir.path()), dir.path().join("s.json"));
-    let o = rowflow(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--compute-threads",
-        "1",
-        "--loader-threads",
-        "2",
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    let summary_flag = summary.to_str().unwrap();
+    let o = train_cpu(
+        Some(&cfg),
+        &[
+            "--compute-threads",
+            "1",
+            "--loader-threads",
+            "2",
+            "--summary-json",
+            summary_flag,
+        ],
+    );
     let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
     assert!(
         err.contains("threads: 2 preparing batches, 1 computing"),
         "{err}"
     );
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let s = read_json(&summary);
     assert_eq!(
         (&s["compute_threads"], &s["loader_threads"]),
         (&1.into(), &2.into())
     );
-    let o = rowflow(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--backend",
-        "cpu",
+    fails_with(
+        &train_cpu(Some(&cfg), &["--compute-threads", "0"]),
         "--compute-threads",
-        "0",
-    ]);
-    let (_, err) = text(&o);
-    assert!(
-        !o.status.success() && err.contains("--compute-threads"),
-        "{err}"
     );
 }
 
@@ -415,24 +403,18 @@ fn train_says_how_it_split_the_threads_and_checks_the_counts() {
 fn profile_kernels_reports_each_kernels_time_on_the_cpu_only() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, summary) = (tiny_config(dir.path()), dir.path().join("s.json"));
-    let o = rowflow(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--profile-kernels",
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ]);
+    let summary_flag = summary.to_str().unwrap();
+    let o = train_cpu(
+        Some(&cfg),
+        &["--profile-kernels", "--summary-json", summary_flag],
+    );
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(
         out.contains("ms / step") && out.contains("bag_forward"),
         "{out}"
     );
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let s = read_json(&summary);
     let profile = s["kernel_profile"].as_array().unwrap();
     let steps = s["steps"].as_u64().unwrap();
     let launches = |k: &str| {
@@ -450,17 +432,8 @@ fn profile_kernels_reports_each_kernels_time_on_the_cpu_only() {
             .all(|p| p["seconds"].as_f64().unwrap() >= 0.0)
     );
     // Without the flag: null.
-    let o = rowflow(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ]);
+    let o = train_cpu(Some(&cfg), &["--summary-json", summary_flag]);
     assert!(o.status.success());
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let s = read_json(&summary);
     assert!(s["kernel_profile"].is_null(), "{s}");
 }
