@@ -8,9 +8,11 @@ pub mod criteo;
 pub mod replay;
 mod rowmap;
 pub mod sequence;
+mod split;
 pub mod synthetic;
 
 pub use rowmap::RowMap;
+pub use split::{FeatureSplit, SplitDataset};
 
 use std::path::PathBuf;
 
@@ -22,6 +24,10 @@ pub struct Bags {
     pub offsets: Vec<u32>,
     /// Row ids, each below the table's row count.
     pub indices: Vec<u32>,
+    /// The raw id behind each index, before any hashing into the table (a Criteo file's 64-bit
+    /// categorical value), for representations that hash ids themselves (DHE). Empty when the
+    /// source's ids are its rows (synthetic data).
+    pub raw: Vec<u64>,
 }
 
 impl Bags {
@@ -30,6 +36,7 @@ impl Bags {
         Bags {
             offsets: vec![0],
             indices: Vec::new(),
+            raw: Vec::new(),
         }
     }
     /// Number of bags.
@@ -45,14 +52,80 @@ impl Bags {
         self.indices.extend_from_slice(rows);
         self.offsets.push(self.indices.len() as u32);
     }
+    /// Appends one bag of rows with the raw ids they were hashed from (one per row).
+    pub fn push_raw(&mut self, rows: &[u32], raw: &[u64]) {
+        debug_assert_eq!(rows.len(), raw.len());
+        self.raw.extend_from_slice(raw);
+        self.push(rows);
+    }
     /// The rows of bag `b`.
     pub fn bag(&self, b: usize) -> &[u32] {
         &self.indices[self.offsets[b] as usize..self.offsets[b + 1] as usize]
+    }
+    /// The raw ids of bag `b`'s rows (empty when the source keeps none).
+    fn raw_bag(&self, b: usize) -> &[u64] {
+        match self.raw.is_empty() {
+            true => &[],
+            false => &self.raw[self.offsets[b] as usize..self.offsets[b + 1] as usize],
+        }
+    }
+    /// Whether the rows are the ids (no raw ids kept).
+    fn ids_are_rows(&self) -> bool {
+        self.raw.is_empty()
+    }
+    /// Appends every lookup's id (the raw id, or the row when none is kept) to `out`.
+    pub fn ids_into(&self, out: &mut Vec<u64>) {
+        match self.ids_are_rows() {
+            true => out.extend(self.indices.iter().map(|&r| u64::from(r))),
+            false => out.extend_from_slice(&self.raw),
+        }
     }
     fn clear(&mut self) {
         self.offsets.clear();
         self.offsets.push(0);
         self.indices.clear();
+        self.raw.clear();
+    }
+}
+
+/// One hashed feature's ids for a batch in CSR form: bag `b` holds the raw ids
+/// `ids[offsets[b] .. offsets[b + 1]]` (what a DHE embeds; no table, so no row range).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdBags {
+    /// `len + 1` entries, starting at 0, non-decreasing.
+    pub offsets: Vec<u32>,
+    /// Raw 64-bit ids.
+    pub ids: Vec<u64>,
+}
+
+impl Default for IdBags {
+    fn default() -> Self {
+        IdBags {
+            offsets: vec![0],
+            ids: Vec::new(),
+        }
+    }
+}
+
+impl IdBags {
+    /// Number of bags.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+    /// True when there are no bags.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Replaces the contents with `bags`' ids (raw ids, or rows when it keeps none).
+    pub fn copy_ids(&mut self, bags: &Bags) {
+        self.offsets.clone_from(&bags.offsets);
+        self.ids.clear();
+        bags.ids_into(&mut self.ids);
+    }
+    fn clear(&mut self) {
+        self.offsets.clear();
+        self.offsets.push(0);
+        self.ids.clear();
     }
 }
 
@@ -67,6 +140,8 @@ pub struct Batch {
     pub labels: Vec<f32>,
     /// One entry per table.
     pub sparse: Vec<Bags>,
+    /// One entry per hashed (DHE) feature, after a [`FeatureSplit`]; empty from the sources.
+    pub hashed: Vec<IdBags>,
 }
 
 impl Batch {
@@ -77,6 +152,7 @@ impl Batch {
             dense: Vec::new(),
             labels: Vec::new(),
             sparse: vec![Bags::new(); tables],
+            hashed: Vec::new(),
         }
     }
     /// Number of samples.
@@ -92,6 +168,7 @@ impl Batch {
         self.dense.clear();
         self.labels.clear();
         self.sparse.iter_mut().for_each(Bags::clear);
+        self.hashed.iter_mut().for_each(IdBags::clear);
     }
     /// Appends sample `i` of `other` (same schema).
     pub fn push_from(&mut self, other: &Batch, i: usize) {
@@ -100,7 +177,16 @@ impl Batch {
             .extend_from_slice(&other.dense[i * d..(i + 1) * d]);
         self.labels.push(other.labels[i]);
         for (mine, theirs) in self.sparse.iter_mut().zip(&other.sparse) {
-            mine.push(theirs.bag(i));
+            match theirs.ids_are_rows() {
+                true => mine.push(theirs.bag(i)),
+                false => mine.push_raw(theirs.bag(i), theirs.raw_bag(i)),
+            }
+        }
+        self.hashed.resize_with(other.hashed.len(), IdBags::default);
+        for (mine, theirs) in self.hashed.iter_mut().zip(&other.hashed) {
+            let (a, b) = (theirs.offsets[i] as usize, theirs.offsets[i + 1] as usize);
+            mine.ids.extend_from_slice(&theirs.ids[a..b]);
+            mine.offsets.push(mine.ids.len() as u32);
         }
     }
     /// Replaces `out`'s contents with samples `start .. start + len` of `self`.
@@ -118,6 +204,16 @@ impl Batch {
             let end = s.offsets[start + len];
             o.indices
                 .extend_from_slice(&s.indices[base as usize..end as usize]);
+            if !s.raw.is_empty() {
+                o.raw.extend_from_slice(&s.raw[base as usize..end as usize]);
+            }
+            o.offsets
+                .extend(s.offsets[start + 1..=start + len].iter().map(|x| x - base));
+        }
+        out.hashed.resize_with(self.hashed.len(), IdBags::default);
+        for (o, s) in out.hashed.iter_mut().zip(&self.hashed) {
+            let (base, end) = (s.offsets[start], s.offsets[start + len]);
+            o.ids.extend_from_slice(&s.ids[base as usize..end as usize]);
             o.offsets
                 .extend(s.offsets[start + 1..=start + len].iter().map(|x| x - base));
         }

@@ -125,7 +125,7 @@ impl<D: Device> EmbeddingTables<D> {
                     });
                 }
                 let inputs = &mut self.inputs[t];
-                inputs.upload_lookups(dev, &bags.indices, bags)?;
+                inputs.upload_lookups(dev, &bags.indices, &bags.offsets)?;
                 inputs.upload_map(dev, map)?;
                 // Every row is resident: all unique rows hit, nothing travels.
                 stats.hits = stats.unique_rows;
@@ -147,7 +147,7 @@ impl<D: Device> EmbeddingTables<D> {
                         &mut stats,
                     )?);
                     let inputs = &mut self.inputs[t];
-                    inputs.upload_lookups(dev, &fetched[t].indices, bags)?;
+                    inputs.upload_lookups(dev, &fetched[t].indices, &bags.offsets)?;
                     inputs.upload_map(dev, &fetched[t].map)?;
                 }
                 _ => {
@@ -160,7 +160,7 @@ impl<D: Device> EmbeddingTables<D> {
                     map.rename_lookups(&self.slot_of, &mut self.remapped);
                     map.rename_into(&self.slot_of, &mut self.renamed);
                     let inputs = &mut self.inputs[t];
-                    inputs.upload_lookups(dev, &self.remapped, bags)?;
+                    inputs.upload_lookups(dev, &self.remapped, &bags.offsets)?;
                     inputs.upload_map(dev, &self.renamed)?;
                 }
             }
@@ -172,7 +172,7 @@ impl<D: Device> EmbeddingTables<D> {
         }))
     }
 
-    /// Evaluation: pools a batch's lookups (`sparse`) into `out` (`[bags, tables, dim]`), reading
+    /// Evaluation: pools a batch's lookups (`sparse`) into `out` (`[bags, vectors, dim]`), reading
     /// through the caches without changing them, one table at a time so that tables share one
     /// buffer of rows read for evaluation. Counts what it found resident.
     pub fn forward_eval(
@@ -186,7 +186,10 @@ impl<D: Device> EmbeddingTables<D> {
             return Err(mismatch("sparse features", sparse.len(), n));
         }
         self.tick += 1;
-        let (dim, stride) = (self.settings.dim as u32, (n * self.settings.dim) as u32);
+        let (dim, stride) = (
+            self.settings.dim as u32,
+            self.vectors * self.settings.dim as u32,
+        );
         for (t, bags) in sparse.iter().enumerate() {
             let mut map = std::mem::take(&mut self.local_map);
             map.build(bags);
@@ -215,17 +218,18 @@ impl<D: Device> EmbeddingTables<D> {
                 let unique = &map.unique_rows;
                 cache.read_only(&mut at, unique, &mut self.slot_of, &mut stats)?;
                 map.rename_lookups(&self.slot_of, &mut self.remapped);
-                self.inputs[t].upload_lookups(dev, &self.remapped, bags)?;
+                self.inputs[t].upload_lookups(dev, &self.remapped, &bags.offsets)?;
                 (at.io.eval_rows.buffer(), map.unique() as u32)
             }
             Err(_) => {
                 let table = &self.tables[t];
-                self.inputs[t].upload_lookups(dev, &bags.indices, bags)?;
+                self.inputs[t].upload_lookups(dev, &bags.indices, &bags.offsets)?;
                 (&table.weights, table.slots)
             }
         };
         let pooling = self.settings.pooling;
-        self.inputs[t].pool(dev, (source, rows), dim, pooling, out, stride, t)?;
+        let at = self.positions[t];
+        self.inputs[t].pool(dev, (source, rows), dim, pooling, out, stride, at)?;
         self.stats[t] = stats;
         Ok(())
     }
@@ -269,21 +273,22 @@ impl<D: Device> EmbeddingTables<D> {
         Ok(())
     }
 
-    /// Pooled lookups of the prepared training batch into `out`, laid out `[bags, tables, dim]`.
+    /// Pooled lookups of the prepared training batch into `out`, laid out `[bags, vectors,
+    /// dim]`, table `t` at vector `positions[t]` ([`EmbeddingTables::place_vectors`]).
     pub fn forward(&self, dev: &D, out: &D::Buffer) -> Result<(), DeviceError> {
         let (dim, pooling) = (self.settings.dim as u32, self.settings.pooling);
-        let stride = self.tables.len() as u32 * dim;
+        let stride = self.vectors * dim;
         for (t, (table, inputs)) in self.tables.iter().zip(&self.inputs).enumerate() {
             let source = (&table.weights, table.slots);
-            inputs.pool(dev, source, dim, pooling, out, stride, t)?;
+            inputs.pool(dev, source, dim, pooling, out, stride, self.positions[t])?;
         }
         Ok(())
     }
 
     /// Fused backward + optimizer step for the prepared training batch, given the gradient of
-    /// `forward`'s output (`[bags, tables, dim]`).
+    /// `forward`'s output (`[bags, vectors, dim]`).
     pub fn backward(&self, dev: &D, grad: &D::Buffer, lr: f32) -> Result<(), EmbeddingError> {
-        let (dim, t_count) = (self.settings.dim as u32, self.tables.len() as u32);
+        let dim = self.settings.dim as u32;
         for (t, (table, inputs)) in self.tables.iter().zip(&self.inputs).enumerate() {
             if !inputs.has_map {
                 return Err(EmbeddingError::Inconsistent {
@@ -308,8 +313,8 @@ impl<D: Device> EmbeddingTables<D> {
                 },
                 grad: Strided {
                     buffer: grad,
-                    stride: t_count * dim,
-                    offset: t as u32 * dim,
+                    stride: self.vectors * dim,
+                    offset: self.positions[t] * dim,
                 },
                 lr,
             };

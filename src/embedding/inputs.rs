@@ -1,17 +1,25 @@
 //! One table's inputs for a batch on the device: its lookups, bag offsets and unique-row map,
 //! in buffers reused batch after batch.
 
-use crate::data::{Bags, RowMap};
+use crate::data::RowMap;
 use crate::device::{BagForward, BagShape, Device, DeviceError, DeviceVec, Pooling, Strided};
 
-/// One table's inputs for the current batch, on the device.
-pub(super) struct BatchInputs<D: Device> {
+/// One table's inputs for the current batch, on the device (also a DHE feature's, whose
+/// "table" is its batch of computed vectors).
+pub struct BatchInputs<D: Device> {
+    /// `[lookups]` u32 rows.
     pub indices: DeviceVec<D>,
+    /// `[bags + 1]` u32 bag offsets.
     pub offsets: DeviceVec<D>,
+    /// The unique-row map: rows, where each row's bags start, the bags.
     pub unique_rows: DeviceVec<D>,
+    /// See `unique_rows`.
     pub row_starts: DeviceVec<D>,
+    /// See `unique_rows`.
     pub bag_ids: DeviceVec<D>,
+    /// Bags of the current batch.
     pub bags: usize,
+    /// Unique rows of the current batch.
     pub unique: usize,
     /// Whether the unique-row map of the current batch is uploaded (a training batch).
     pub has_map: bool,
@@ -41,16 +49,16 @@ impl<D: Device> BatchInputs<D> {
             + self.bag_ids.bytes()
     }
 
-    /// Uploads a batch's lookups (`indices`, renamed or not) and its bag offsets.
+    /// Uploads a batch's lookups (`indices`, renamed or not) and its bag `offsets`.
     pub fn upload_lookups(
         &mut self,
         dev: &D,
         indices: &[u32],
-        bags: &Bags,
+        offsets: &[u32],
     ) -> Result<(), DeviceError> {
         self.indices.upload_elems(dev, indices)?;
-        self.offsets.upload_elems(dev, &bags.offsets)?;
-        self.bags = bags.len();
+        self.offsets.upload_elems(dev, offsets)?;
+        self.bags = offsets.len() - 1;
         self.has_map = false;
         Ok(())
     }
@@ -65,8 +73,8 @@ impl<D: Device> BatchInputs<D> {
         Ok(())
     }
 
-    /// Pools the uploaded lookups of table `t` from `table` (`rows` rows of `dim`) into `out`,
-    /// laid out `[bags, tables, dim]` (`stride = tables · dim`).
+    /// Pools the uploaded lookups from `table` (`rows` rows of `dim`) into vector `at` of
+    /// `out`, laid out `[bags, vectors, dim]` (`stride = vectors · dim`).
     #[allow(clippy::too_many_arguments)]
     pub fn pool(
         &self,
@@ -76,7 +84,7 @@ impl<D: Device> BatchInputs<D> {
         pooling: Pooling,
         out: &D::Buffer,
         stride: u32,
-        t: usize,
+        at: u32,
     ) -> Result<(), DeviceError> {
         dev.bag_forward(&BagForward {
             table,
@@ -91,7 +99,7 @@ impl<D: Device> BatchInputs<D> {
             out: Strided {
                 buffer: out,
                 stride,
-                offset: t as u32 * dim,
+                offset: at * dim,
             },
         })
     }

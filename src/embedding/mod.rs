@@ -25,5 +25,6 @@ pub mod transfer;
 pub use batch::Residency;
 pub use cache::{DeviceCache, lock_store};
 pub use error::EmbeddingError;
+pub use inputs::BatchInputs;
 pub use policy::{Placement, Policy};
 pub use tables::{EmbeddingSettings, EmbeddingTables};

@@ -71,6 +71,9 @@ pub struct EmbeddingTables<D: Device> {
     pub(super) remapped: Vec<u32>,
     pub(super) local_map: RowMap,
     pub(super) renamed: RowMap,
+    /// Vectors per bag in the pooled output, and the vector each table pools into.
+    pub(super) vectors: u32,
+    pub(super) positions: Vec<u32>,
 }
 
 /// `[slots × dim]` rows and, for Adagrad, `[slots]` accumulators starting at `init`.
@@ -168,7 +171,21 @@ impl<D: Device> EmbeddingTables<D> {
             remapped: Vec::new(),
             local_map: RowMap::new(),
             renamed: RowMap::new(),
+            vectors: rows.len() as u32,
+            positions: (0..rows.len() as u32).collect(),
         })
+    }
+
+    /// Lays the pooled output out as `[bags, vectors, dim]` with table `t` at vector
+    /// `positions[t]` (by default `[bags, tables, dim]`, table `t` at `t`), to share the
+    /// interaction's input with other representations.
+    pub fn place_vectors(&mut self, vectors: usize, positions: &[usize]) {
+        assert!(
+            positions.len() == self.tables.len() && positions.iter().all(|&p| p < vectors),
+            "one position per table, each below {vectors}: {positions:?}"
+        );
+        self.vectors = vectors as u32;
+        self.positions = positions.iter().map(|&p| p as u32).collect();
     }
 
     /// Number of tables.

@@ -169,14 +169,21 @@ impl<D: Device> Dhe<D> {
         })
     }
 
-    /// Embeds `ids` (raw 64-bit ids, one per sample): the result is in [`Dhe::output`],
-    /// `[ids.len() × dim]`.
+    /// Embeds `ids` (raw 64-bit ids): the result is in [`Dhe::output`], `[ids.len() × dim]`.
+    /// Room grows when a batch has more ids than the last (multi-hot bags).
     pub fn forward(&mut self, dev: &D, ids: &[u64]) -> Result<(), ModelError> {
-        if ids.is_empty() || ids.len() > self.capacity {
+        if ids.is_empty() {
             return Err(ModelError::BatchSize {
-                samples: ids.len(),
+                samples: 0,
                 capacity: self.capacity,
             });
+        }
+        if ids.len() > self.capacity {
+            let capacity = ids.len().next_power_of_two();
+            self.ids = dev.alloc_elems(2 * capacity)?;
+            self.encoded = dev.alloc_elems(capacity * self.shape.k as usize)?;
+            self.decoder.reserve(dev, capacity)?;
+            self.capacity = capacity;
         }
         self.words.clear();
         self.words
@@ -282,8 +289,20 @@ mod tests {
         // Another feature hashes differently; the same feature and seed the same.
         assert_ne!(coefficients(7, 2, 16, p), coefficients(7, 3, 16, p));
         assert_eq!(coefficients(7, 2, 16, p), c);
-        let e = dhe.forward(&dev, &[0; 11]).unwrap_err().to_string();
-        assert!(e.contains("1 to 10"), "{e}");
+        let e = dhe.forward(&dev, &[]).unwrap_err().to_string();
+        assert!(e.contains("a batch of 0 samples"), "{e}");
+        // More ids than the room made: the buffers grow, the weights stay.
+        let before = dev.read_f32(dhe.params()[0].value, 0..16 * 8).unwrap();
+        let many: Vec<u64> = (0..37).collect();
+        dhe.forward(&dev, &many).unwrap();
+        let grown = dev.read_f32(dhe.output(), 0..37 * 4).unwrap();
+        dhe.forward(&dev, &ids).unwrap();
+        assert_eq!(dev.read_f32(dhe.output(), 0..4 * 4).unwrap(), out);
+        assert_eq!(&grown[..2 * 4], &out[..2 * 4], "ids 0 and 1 embed the same");
+        assert_eq!(
+            dev.read_f32(dhe.params()[0].value, 0..16 * 8).unwrap(),
+            before
+        );
     }
 
     #[test]

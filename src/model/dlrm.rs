@@ -6,7 +6,7 @@
 //! [`Dlrm::launch_step`] starts that read without waiting for it, so the host records the next
 //! step while the device still runs this one; [`Dlrm::finish_loss`] collects it later.
 
-use super::{Mlp, ModelConfig, ModelError, mlp::ParamRef};
+use super::{HashedFeatures, Layout, Mlp, ModelConfig, ModelError, mlp::ParamRef};
 use crate::data::RowMap;
 use crate::data::{Batch, Schema};
 use crate::device::kernels::interaction_width;
@@ -53,9 +53,14 @@ pub struct Dlrm<D: Device> {
     bottom: Mlp<D>,
     top: Mlp<D>,
     embeddings: EmbeddingTables<D>,
+    /// The DHE features (none when every feature is a table).
+    hashed: HashedFeatures<D>,
+    layout: Layout,
+    /// Embedding vectors per sample: tables' and DHEs'.
+    vectors: usize,
     dense_in: DeviceVec<D>,
     labels: DeviceVec<D>,
-    /// `[capacity, tables, dim]` pooled embeddings and their gradient.
+    /// `[capacity, vectors, dim]` pooled embeddings and their gradient.
     pooled: D::Buffer,
     dpooled: D::Buffer,
     /// `[capacity, interaction_width]` top-MLP input and its gradient.
@@ -70,8 +75,10 @@ pub struct Dlrm<D: Device> {
 }
 
 impl<D: Device> Dlrm<D> {
-    /// Builds the model for data of `schema`, its embeddings placed as `placement` says, for
-    /// batches of up to `capacity` samples, with weights drawn from `seed`.
+    /// Builds the model for data of `schema`, its embedding tables placed as `placement` says
+    /// (a placement for the tables of `cfg`'s layout: `cfg.layout(…).split.schema(schema)`), for
+    /// batches of up to `capacity` samples, with weights drawn from `seed`. Batches must be split
+    /// by the same layout when it has DHE features (`data::SplitDataset`).
     pub fn new(
         dev: &D,
         cfg: &ModelConfig,
@@ -80,13 +87,14 @@ impl<D: Device> Dlrm<D> {
         capacity: usize,
         seed: u64,
     ) -> Result<Self, ModelError> {
-        let tables = schema.table_rows.len();
-        let dim = cfg.dim;
+        let layout = cfg.layout(schema.table_rows.len())?;
+        let table_rows = layout.split.schema(schema).table_rows;
+        let (dim, vectors) = (cfg.dim, layout.vectors);
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let mut bottom_sizes = vec![schema.num_dense];
         bottom_sizes.extend(&cfg.bottom_mlp);
         bottom_sizes.push(dim);
-        let width = interaction_width(tables as u32, dim as u32) as usize;
+        let width = interaction_width(vectors as u32, dim as u32) as usize;
         let mut top_sizes = vec![width];
         top_sizes.extend(&cfg.top_mlp);
         top_sizes.push(1);
@@ -113,13 +121,24 @@ impl<D: Device> Dlrm<D> {
             rule: cfg.embedding_rule(),
             init_scale: cfg.embedding_init_scale,
         };
-        let embeddings = EmbeddingTables::new(
+        let mut embeddings = EmbeddingTables::new(
             dev,
-            &schema.table_rows,
+            &table_rows,
             settings,
             placement,
             capacity,
             Stream::EmbeddingInit.key(seed),
+        )?;
+        embeddings.place_vectors(vectors, &layout.table_vectors);
+        let hashed = HashedFeatures::new(
+            dev,
+            &cfg.dhe,
+            &layout,
+            dim,
+            capacity,
+            rule,
+            cfg.pooling,
+            seed,
         )?;
         Ok(Dlrm {
             num_dense: schema.num_dense,
@@ -128,10 +147,13 @@ impl<D: Device> Dlrm<D> {
             bottom,
             top,
             embeddings,
+            hashed,
+            layout,
+            vectors,
             dense_in: DeviceVec::new(dev, capacity * schema.num_dense)?,
             labels: DeviceVec::new(dev, capacity)?,
-            pooled: dev.alloc_elems(capacity * tables * dim)?,
-            dpooled: dev.alloc_elems(capacity * tables * dim)?,
+            pooled: dev.alloc_elems(capacity * vectors * dim)?,
+            dpooled: dev.alloc_elems(capacity * vectors * dim)?,
             inter: dev.alloc_elems(capacity * width)?,
             dinter: dev.alloc_elems(capacity * width)?,
             loss: dev.alloc_elems(capacity)?,
@@ -164,7 +186,6 @@ impl<D: Device> Dlrm<D> {
 
     /// Everything after the pooled embeddings: bottom MLP, interaction, top MLP.
     fn forward_dense(&self, dev: &D, n: usize) -> Result<(), ModelError> {
-        let tables = self.embeddings.tables() as u32;
         self.bottom.forward(dev, self.dense_in.buffer(), n)?;
         dev.interaction_forward(&InteractionForward {
             dense: self.bottom.output(),
@@ -172,7 +193,7 @@ impl<D: Device> Dlrm<D> {
             out: &self.inter,
             shape: InteractionShape {
                 batch: n as u32,
-                tables,
+                tables: self.vectors as u32,
                 dim: self.dim as u32,
             },
         })?;
@@ -184,6 +205,8 @@ impl<D: Device> Dlrm<D> {
         let n = self.upload_inputs(dev, batch)?;
         self.embeddings
             .forward_eval(dev, &batch.sparse, &self.pooled)?;
+        self.hashed
+            .forward(dev, &batch.hashed, &self.pooled, false)?;
         self.forward_dense(dev, n)?;
         Ok(n)
     }
@@ -223,6 +246,8 @@ impl<D: Device> Dlrm<D> {
             .embeddings
             .prepare_batch(dev, &batch.sparse, maps, residency)?;
         self.embeddings.forward(dev, &self.pooled)?;
+        self.hashed
+            .forward(dev, &batch.hashed, &self.pooled, true)?;
         self.forward_dense(dev, n)?;
         self.bce(dev, n)?;
         self.top.backward(dev, &self.inter, Some(&self.dinter), n)?;
@@ -234,11 +259,12 @@ impl<D: Device> Dlrm<D> {
             demb: &self.dpooled,
             shape: InteractionShape {
                 batch: n as u32,
-                tables: self.embeddings.tables() as u32,
+                tables: self.vectors as u32,
                 dim: self.dim as u32,
             },
         })?;
         self.bottom.backward(dev, self.dense_in.buffer(), None, n)?;
+        self.hashed.backward(dev, &self.dpooled)?;
         Ok((n, evicted))
     }
 
@@ -282,6 +308,7 @@ impl<D: Device> Dlrm<D> {
     ) -> Result<Launched<D>, ModelError> {
         let (n, evicted) = self.forward_backward(dev, batch, maps, residency)?;
         self.update_embeddings(dev, self.embedding_lr.unwrap_or(lr))?;
+        self.hashed.update(dev, lr)?;
         self.top.update(dev, lr)?;
         self.bottom.update(dev, lr)?;
         let slot = match self.loss_reads.iter().position(|(_, taken)| !taken) {
@@ -317,7 +344,7 @@ impl<D: Device> Dlrm<D> {
         Ok(out.iter().map(|&l| l as f64).sum::<f64>() / n as f64)
     }
 
-    /// Gradients only (for gradient checks): the dense gradients are left in the MLPs'
+    /// Gradients only (for gradient checks): the dense and DHE gradients are left in the MLPs'
     /// gradient buffers; the embeddings get their fused update with `embedding_lr`.
     pub fn compute_gradients(
         &mut self,
@@ -353,7 +380,18 @@ impl<D: Device> Dlrm<D> {
         &mut self.embeddings
     }
 
-    /// Every dense parameter (bottom MLP first, then top), with its gradient buffer.
+    /// The DHE features.
+    pub fn hashed(&self) -> &HashedFeatures<D> {
+        &self.hashed
+    }
+
+    /// Where each feature's vectors go.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Every dense parameter (bottom MLP first, then top, then the DHE decoders), with its
+    /// gradient buffer.
     pub fn dense_params(&self) -> Vec<ParamRef<'_, D::Buffer>> {
         let mut v: Vec<_> = self.bottom.params();
         v.iter_mut()
@@ -362,6 +400,7 @@ impl<D: Device> Dlrm<D> {
         top.iter_mut()
             .for_each(|p| p.name = format!("top.{}", p.name));
         v.extend(top);
+        v.extend(self.hashed.params());
         v
     }
 
@@ -375,6 +414,7 @@ impl<D: Device> Dlrm<D> {
         self.bottom.device_bytes(dev)
             + self.top.device_bytes(dev)
             + self.embeddings.device_bytes(dev)
+            + self.hashed.device_bytes(dev)
             + self.dense_in.bytes()
             + self.labels.bytes()
             + [

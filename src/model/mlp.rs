@@ -98,6 +98,20 @@ impl<D: Device> Mlp<D> {
         })
     }
 
+    /// Makes room for batches of up to `capacity` samples: the activations grow, the weights and
+    /// their state stay.
+    pub fn reserve(&mut self, dev: &D, capacity: usize) -> Result<(), DeviceError> {
+        if capacity <= self.capacity {
+            return Ok(());
+        }
+        for l in &mut self.layers {
+            l.y = dev.alloc_elems(capacity * l.output)?;
+            l.dy = dev.alloc_elems(capacity * l.output)?;
+        }
+        self.capacity = capacity;
+        Ok(())
+    }
+
     fn check_batch(&self, batch: usize) -> Result<(), ModelError> {
         if batch > self.capacity {
             return Err(ModelError::BatchSize {

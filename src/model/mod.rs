@@ -7,11 +7,15 @@
 
 pub mod dhe;
 pub mod dlrm;
+pub mod hashed;
 pub mod mlp;
+pub mod repr;
 
 pub use dhe::{Dhe, DheConfig, DheOutput};
 pub use dlrm::{Dlrm, Launched, PendingLoss, Step};
+pub use hashed::HashedFeatures;
 pub use mlp::Mlp;
+pub use repr::{Layout, Representation};
 
 use crate::device::DeviceError;
 use crate::embedding::EmbeddingError;
@@ -78,12 +82,24 @@ pub struct ModelConfig {
     pub embedding_init_scale: f32,
     /// Learning rate of the embeddings (`null`: the run's `lr`).
     pub embedding_lr: Option<f32>,
+    /// How each sparse feature is represented: `table`, `dhe`, `hybrid` or `select`.
+    pub representation: Representation,
+    /// Features (numbered from 0) that are DHEs under `select`, or hybrids under `hybrid`
+    /// (empty: every feature).
+    pub dhe_features: Vec<usize>,
+    /// The DHEs' sizes (`[model.dhe]`).
+    pub dhe: DheConfig,
 }
 
 impl ModelConfig {
     /// The rule for dense parameters.
     pub fn dense_rule(&self) -> OptimizerRule {
         self.rule(self.dense_optimizer)
+    }
+
+    /// Where the vectors of data with `features` sparse features go.
+    pub fn layout(&self, features: usize) -> Result<Layout, ModelError> {
+        Layout::new(self.representation, &self.dhe_features, features).map_err(ModelError::Config)
     }
 
     /// The rule for embedding rows.
@@ -113,6 +129,9 @@ impl Default for ModelConfig {
             adagrad_init: 0.01,
             embedding_init_scale: 0.05,
             embedding_lr: None,
+            representation: Representation::Table,
+            dhe_features: Vec::new(),
+            dhe: DheConfig::default(),
         }
     }
 }

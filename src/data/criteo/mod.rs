@@ -43,7 +43,7 @@ mod parse;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use self::parse::{NUM_DENSE, NUM_SPARSE};
+pub use self::parse::{MISSING_ID, NUM_DENSE, NUM_SPARSE};
 
 use self::lines::Lines;
 use self::parse::{Parser, Sample};

@@ -26,7 +26,14 @@ pub(super) struct Sample {
     pub(super) rows: [u32; NUM_SPARSE],
     /// The rows of multi-hot fields (empty for one-hot fields).
     pub(super) lists: Vec<Vec<u32>>,
+    /// The raw value behind each row of `rows` ([`MISSING_ID`] for a missing value).
+    pub(super) raw: [u64; NUM_SPARSE],
+    /// The raw values behind each row of `lists`.
+    pub(super) raw_lists: Vec<Vec<u64>>,
 }
+
+/// The raw id of a missing categorical value (what a DHE hashes for it; a table reads row 0).
+pub const MISSING_ID: u64 = u64::MAX;
 
 impl Default for Sample {
     fn default() -> Self {
@@ -35,6 +42,8 @@ impl Default for Sample {
             dense: [0.0; NUM_DENSE],
             rows: [0; NUM_SPARSE],
             lists: vec![Vec::new(); NUM_SPARSE],
+            raw: [MISSING_ID; NUM_SPARSE],
+            raw_lists: vec![Vec::new(); NUM_SPARSE],
         }
     }
 }
@@ -46,9 +55,9 @@ impl Sample {
         out.dense.extend_from_slice(&self.dense);
         for (c, (bags, &row)) in out.sparse.iter_mut().zip(&self.rows).enumerate() {
             if self.lists[c].is_empty() {
-                bags.push(&[row]);
+                bags.push_raw(&[row], &[self.raw[c]]);
             } else {
-                bags.push(&self.lists[c]);
+                bags.push_raw(&self.lists[c], &self.raw_lists[c]);
             }
         }
     }
@@ -178,10 +187,17 @@ impl Parser {
                         // A sequence: every value hashed as a one-hot value would be; an empty
                         // field is the missing row alone, as for a one-hot field.
                         out.lists[c].clear();
+                        out.raw_lists[c].clear();
                         for v in text.split(|&b| b == self.separator) {
                             match parse_hex(v) {
-                                Some(v) => out.lists[c].push(self.row(c, v)),
-                                None if text.is_empty() => out.lists[c].push(0),
+                                Some(v) => {
+                                    out.lists[c].push(self.row(c, v));
+                                    out.raw_lists[c].push(v);
+                                }
+                                None if text.is_empty() => {
+                                    out.lists[c].push(0);
+                                    out.raw_lists[c].push(MISSING_ID);
+                                }
                                 None => {
                                     return Err(bad(
                                         i,
@@ -193,11 +209,11 @@ impl Parser {
                         }
                         continue;
                     }
-                    out.rows[c] = if text.is_empty() {
-                        0
+                    (out.rows[c], out.raw[c]) = if text.is_empty() {
+                        (0, MISSING_ID)
                     } else {
                         match parse_hex(text) {
-                            Some(v) => self.row(c, v),
+                            Some(v) => (self.row(c, v), v),
                             None => return Err(bad(i, "1 to 16 hex digits", text)),
                         }
                     };

@@ -123,6 +123,12 @@ fn multi_hot_fields_become_sequences_hashed_like_one_hot_values() {
     s.push_into(&mut batch);
     assert_eq!(batch.sparse[2].bag(0).len(), 3);
     assert_eq!(batch.sparse[3].bag(0).len(), 1, "other fields stay one-hot");
+    // The raw values stay beside their rows, for hashing representations (DHE).
+    assert_eq!(batch.sparse[2].raw, vec![0xa1, 0xb2, 0xa1]);
+    let missing = parse(&parser, &line_with(0, 16, "")).unwrap();
+    assert_eq!(missing.raw_lists[2], vec![crate::data::criteo::MISSING_ID]);
+    let one = parse(&one_hot, &line_with(0, 17, "00ff00ff")).unwrap();
+    assert_eq!(one.raw[3], 0x00ff_00ff);
     assert_eq!(
         parse(&parser, &line_with(0, 16, "")).unwrap().lists[2],
         vec![0]
