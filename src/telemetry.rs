@@ -144,6 +144,9 @@ pub struct MemoryStats {
     pub device_bytes: u64,
     /// The embedding tables fully in FP32, for comparison.
     pub fp32_equivalent_bytes: u64,
+    /// The DHE decoders' weights and biases in FP32 (0 without DHE features).
+    #[serde(default)]
+    pub dhe_parameter_bytes: u64,
 }
 
 /// The state of a training run after one step.

@@ -68,9 +68,10 @@ macro_rules! parity_tests {
             use rowflow::check::{
                 bag_backward, bag_forward, bce_loss, bias_act, dense_update, dhe, gemm,
                 hash_encode, interaction, lookahead_equals_all_on_device, quantize_rows, training,
-                transfers,
+                training_as, transfers,
             };
             use rowflow::device::HashTransform;
+            use rowflow::model::Representation;
             macro_rules! with_dev {
                 (|$d:ident| $body:expr) => {
                     if let Some(dev) = $make {
@@ -218,6 +219,26 @@ macro_rules! parity_tests {
             #[test]
             fn thirty_training_steps_match_cpu() {
                 with_dev!(|d| check(d, "training", |d, c, k| training(d, c, 30, k)));
+            }
+            #[test]
+            fn hybrid_training_matches_cpu() {
+                with_dev!(|d| check(d, "training", |d, c, k| training_as(
+                    d,
+                    c,
+                    20,
+                    Representation::Hybrid,
+                    k
+                )));
+            }
+            #[test]
+            fn dhe_training_matches_cpu() {
+                with_dev!(|d| check(d, "training", |d, c, k| training_as(
+                    d,
+                    c,
+                    20,
+                    Representation::Select,
+                    k
+                )));
             }
             #[test]
             fn quantize_and_dequantize_nearest_match_cpu() {

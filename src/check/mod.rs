@@ -21,7 +21,7 @@ pub use dense::{bias_act, interaction};
 pub use hash::{dhe, hash_encode};
 pub use kernels::{bag_backward, bag_forward, bce_loss, dense_update, gemm, transfers};
 pub use quantize::quantize_rows;
-pub use training::{lookahead_equals_all_on_device, training};
+pub use training::{lookahead_equals_all_on_device, training, training_as};
 
 use crate::data::Bags;
 use crate::device::cpu::CpuDevice;
@@ -268,6 +268,10 @@ pub fn run<D: Device>(dev: &D, ck: &mut Checker, quick: bool) {
     case!("transfers", transfers(dev, ck));
     let steps = if quick { 30 } else { 200 };
     case!("training", training(dev, cpu, steps, ck));
+    case!(
+        "training",
+        training_as(dev, cpu, steps, crate::model::Representation::Hybrid, ck)
+    );
     case!(
         "lookahead",
         lookahead_equals_all_on_device(dev, steps.min(60), ck)

@@ -3,12 +3,13 @@
 
 use super::{Checker, SUM};
 use crate::config::RunConfig;
+use crate::data::SplitDataset;
 use crate::data::synthetic::{SyntheticDataset, SyntheticOptions};
 use crate::data::{Batch, Dataset, RowMap, Schema};
 use crate::device::cpu::CpuDevice;
 use crate::device::{Device, DeviceError, DeviceExt, Optimizer};
 use crate::embedding::{Placement, Policy, Residency};
-use crate::model::{Dlrm, ModelConfig};
+use crate::model::{DheConfig, Dlrm, ModelConfig, Representation};
 use std::ops::ControlFlow;
 
 /// A backend error raised while training or comparing (it is not a kernel's).
@@ -28,6 +29,19 @@ pub fn training<D: Device>(
     steps: usize,
     ck: &mut Checker,
 ) -> Result<(), DeviceError> {
+    training_as(dev, cpu, steps, Representation::Table, ck)
+}
+
+/// [`training`] with the features represented as `representation` says (`hybrid`: tables 0
+/// and 2 are also DHEs; `select`: tables 1 and 3 are DHEs alone), with small DHEs (k = 32,
+/// decoder 32-16-D, gaussian hashes): the decoders' weights are compared too.
+pub fn training_as<D: Device>(
+    dev: &D,
+    cpu: &CpuDevice,
+    steps: usize,
+    representation: Representation,
+    ck: &mut Checker,
+) -> Result<(), DeviceError> {
     let seed = ck.seed();
     let opts = SyntheticOptions {
         tables: 4,
@@ -35,17 +49,32 @@ pub fn training<D: Device>(
         test_samples: 300,
         ..Default::default()
     };
-    let data = SyntheticDataset::new(&opts, &[500, 2000, 50, 1000], seed).map_err(model_error)?;
-    let schema: Schema = data.schema().clone();
+    let whole = SyntheticDataset::new(&opts, &[500, 2000, 50, 1000], seed).map_err(model_error)?;
+    let schema: Schema = whole.schema().clone();
     let cfg = ModelConfig {
         embedding_optimizer: Optimizer::Adagrad,
+        representation,
+        dhe_features: match representation {
+            Representation::Hybrid => vec![0, 2],
+            Representation::Select => vec![1, 3],
+            _ => Vec::new(),
+        },
+        dhe: DheConfig {
+            k: 32,
+            hidden: vec![16],
+            transform: crate::device::HashTransform::Gaussian,
+            ..DheConfig::default()
+        },
         ..Default::default()
     };
+    let layout = cfg.layout(4).map_err(model_error)?;
+    let data = SplitDataset::new(&whole, layout.split.clone()).map_err(model_error)?;
+    let tables = layout.split.tables.len();
     let all = Placement::all_on_device();
     let mut a = Dlrm::new(dev, &cfg, &schema, all.clone(), 512, seed).map_err(model_error)?;
     let mut b = Dlrm::new(cpu, &cfg, &schema, all, 512, seed).map_err(model_error)?;
     let mut stream = data.open_train().map_err(model_error)?;
-    let mut batch = Batch::new(schema.num_dense, 4);
+    let mut batch = Batch::new(schema.num_dense, tables);
     let (mut la, mut lb) = (Vec::new(), Vec::new());
     for _ in 0..steps {
         stream.next_batch(128, &mut batch).map_err(model_error)?;
@@ -69,7 +98,7 @@ pub fn training<D: Device>(
         );
         ck.compare("training", &pa.name, &wa, &wb, (1e-4, 1e-4));
     }
-    for t in 0..4 {
+    for t in 0..tables {
         let (wa, wb) = (
             a.embeddings().read_table(dev, t).map_err(model_error)?,
             b.embeddings().read_table(cpu, t).map_err(model_error)?,

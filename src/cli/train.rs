@@ -8,6 +8,7 @@ use rowflow::config::{Fractions, RunConfig, TableRows, machine_cores};
 use rowflow::device::profile::KernelTime;
 use rowflow::device::{BackendChoice, BackendKind, Device};
 use rowflow::embedding::Policy;
+use rowflow::model::Representation;
 use rowflow::precision::{Precision, Rounding};
 use rowflow::telemetry::{Snapshot, TelemetryWriter};
 use rowflow::train::{TrainSummary, open_dataset, planned_steps, train};
@@ -97,6 +98,32 @@ pub struct TrainArgs {
     /// Charge host-device bytes to a modelled link of X GB/s (machines without one).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     link_gbps: Option<f64>,
+    #[command(flatten)]
+    model: ModelFlags,
+}
+
+/// The flags that set `[model]` keys.
+#[serde_with::skip_serializing_none]
+#[derive(Args, Serialize)]
+struct ModelFlags {
+    /// How each sparse feature is represented: a table, a DHE (deep hash embedding), both
+    /// (hybrid), or a DHE for the features of --dhe-features and tables for the rest (select).
+    #[arg(long, value_parser = choice::<Representation>())]
+    representation: Option<Representation>,
+    /// Features (numbered from 0) that are DHEs (select) or hybrids (hybrid; default all).
+    #[arg(long, value_delimiter = ',', value_name = "F,F,…")]
+    dhe_features: Option<Vec<usize>>,
+    #[command(flatten)]
+    dhe: DheFlags,
+}
+
+/// The flags that set `[model.dhe]` keys.
+#[serde_with::skip_serializing_none]
+#[derive(Args, Serialize)]
+struct DheFlags {
+    /// Hashes per id, the DHE decoder's input size (default 1024).
+    #[arg(long = "dhe-k", value_name = "K")]
+    k: Option<usize>,
 }
 
 impl TrainArgs {
@@ -317,6 +344,18 @@ fn print_summary(s: &TrainSummary) {
         f(s.test_logloss),
         f(s.teacher_auc),
         s.test_samples
+    );
+    println!(
+        "{} representation{}: {:.1} MB of parameters in FP32 ({} in DHE decoders), {:.0} forward \
+         FLOPs per sample",
+        s.representation.name(),
+        match s.dhe_features.is_empty() {
+            true => String::new(),
+            false => format!(" (DHE on features {:?})", s.dhe_features),
+        },
+        s.parameter_bytes as f64 / 1e6,
+        s.dhe_parameters,
+        s.flops_per_sample
     );
     if s.policy.is_cached() {
         println!(

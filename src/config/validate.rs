@@ -117,6 +117,20 @@ impl RunConfig {
             true,
             1e3,
         )?;
+        m.dhe.check().map_err(|message| ConfigError::Invalid {
+            key: "model.dhe",
+            flag: message.contains("dhe.k ").then_some("--dhe-k"),
+            message,
+        })?;
+        let features = match self.is_synthetic() {
+            true => self.synthetic.tables,
+            false => crate::data::criteo::NUM_SPARSE,
+        };
+        m.layout(features).map_err(|e| ConfigError::Invalid {
+            key: "model.representation",
+            flag: Some("--representation"),
+            message: e.to_string(),
+        })?;
         let cache_rows = self
             .cache_rows
             .as_ref()

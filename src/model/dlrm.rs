@@ -404,6 +404,29 @@ impl<D: Device> Dlrm<D> {
         v
     }
 
+    /// Bytes of every trainable value in FP32: table rows, MLPs, DHE decoders (optimizer state
+    /// and activations not counted) — a representation's size, whatever its placement.
+    pub fn parameter_bytes(&self) -> u64 {
+        let dense: u64 = self.dense_params().iter().map(|p| p.len as u64).sum();
+        self.embeddings.fp32_bytes() + 4 * dense
+    }
+
+    /// Forward FLOPs per sample of `batch` (split by this model's layout), averaged over it:
+    /// both MLPs' and the DHE decoders' multiply-adds (two each), the hash transforms, the
+    /// tables' and DHEs' pooling additions and the interaction's dot products.
+    pub fn flops_per_sample(&self, batch: &Batch) -> f64 {
+        let n = batch.len().max(1) as f64;
+        let dim = self.dim as f64;
+        let lookups: usize = batch.sparse.iter().map(|b| b.indices.len()).sum();
+        let ids: usize = batch.hashed.iter().map(|b| b.ids.len()).sum();
+        let pairs = (self.vectors * (self.vectors + 1) / 2) as f64;
+        let per_id = self.hashed.flops_per_sample(1.0) / self.hashed.len().max(1) as f64;
+        (self.bottom.flops_per_sample() + self.top.flops_per_sample()) as f64
+            + 2.0 * pairs * dim
+            + (lookups + ids) as f64 * dim / n
+            + ids as f64 * per_id / n
+    }
+
     /// Largest batch the model accepts.
     pub fn capacity(&self) -> usize {
         self.capacity

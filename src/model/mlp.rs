@@ -112,6 +112,15 @@ impl<D: Device> Mlp<D> {
         Ok(())
     }
 
+    /// Forward floating-point operations per sample: two per multiply-add of the weights
+    /// (biases and activations not counted).
+    pub fn flops_per_sample(&self) -> u64 {
+        self.layers
+            .iter()
+            .map(|l| 2 * (l.input * l.output) as u64)
+            .sum()
+    }
+
     fn check_batch(&self, batch: usize) -> Result<(), ModelError> {
         if batch > self.capacity {
             return Err(ModelError::BatchSize {

@@ -7,32 +7,20 @@
 //! MLP's, `2·F + 1` for the dot interaction.
 
 use crate::data::FeatureSplit;
-use serde::{Deserialize, Serialize};
 
-/// The representation of the sparse features (`--representation`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Representation {
-    /// Every feature an embedding table.
-    #[default]
-    Table,
-    /// Every feature a DHE: no tables.
-    Dhe,
-    /// Every feature (or those of `dhe_features`) both a table and a DHE.
-    Hybrid,
-    /// The features of `dhe_features` a DHE, the others tables.
-    Select,
-}
-
-impl Representation {
-    /// The name as the flag spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Representation::Table => "table",
-            Representation::Dhe => "dhe",
-            Representation::Hybrid => "hybrid",
-            Representation::Select => "select",
-        }
+named_enum! {
+    /// The representation of the sparse features (`--representation`).
+    #[derive(Default)]
+    pub enum Representation as "kebab-case" {
+        /// Every feature an embedding table.
+        #[default]
+        Table,
+        /// Every feature a DHE: no tables.
+        Dhe,
+        /// Every feature (or those of `dhe_features`) both a table and a DHE.
+        Hybrid,
+        /// The features of `dhe_features` a DHE, the others tables.
+        Select,
     }
 }
 

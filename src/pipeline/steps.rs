@@ -251,5 +251,6 @@ fn memory<D: Device>(dev: &D, model: &Dlrm<D>) -> MemoryStats {
         device_cache_bytes: emb.device_bytes(dev),
         device_bytes: model.device_bytes(dev),
         fp32_equivalent_bytes: emb.fp32_bytes(),
+        dhe_parameter_bytes: 4 * model.hashed().parameters(),
     }
 }

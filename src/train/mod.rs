@@ -11,7 +11,7 @@ pub use crate::pipeline::{EvalPoint, Faults};
 pub use summary::TrainSummary;
 
 use crate::config::{ConfigError, RunConfig};
-use crate::data::{Batch, DataError, Dataset};
+use crate::data::{Batch, DataError, Dataset, SplitDataset};
 use crate::device::Device;
 use crate::metrics::{auc, log_loss};
 use crate::model::{Dlrm, ModelError};
@@ -78,6 +78,18 @@ pub fn train_model<D: Device>(
 ) -> Result<(TrainSummary, Dlrm<D>), TrainError> {
     cfg.validate()?;
     let steps = planned_steps(cfg, data.train_samples())?;
+    let full_schema = data.schema().clone();
+    // With DHE features, the pipeline carries batches split by the model's layout: the tables'
+    // lookups (which the loader maps, the planner plans and the caches serve) and the DHEs' ids.
+    let layout = cfg.model.layout(full_schema.table_rows.len())?;
+    let split;
+    let data: &dyn Dataset = match layout.tables_only() {
+        true => data,
+        false => {
+            split = SplitDataset::new(data, layout.split.clone())?;
+            &split
+        }
+    };
     let test = data.test();
     let capacity = cfg
         .batch_size
@@ -87,7 +99,7 @@ pub fn train_model<D: Device>(
     let cached = placement.policy.is_cached();
     let lookahead =
         (placement.policy == crate::embedding::Policy::Lookahead).then_some(cfg.lookahead);
-    let mut model = Dlrm::new(dev, &cfg.model, schema, placement, capacity, cfg.seed)?;
+    let mut model = Dlrm::new(dev, &cfg.model, &full_schema, placement, capacity, cfg.seed)?;
     // A kernel profile covers the training loop and its evaluations, not the tables' start.
     if dev.kernel_profile().is_some() {
         dev.start_kernel_profile();

@@ -5,7 +5,7 @@ use crate::data::Dataset;
 use crate::device::profile::KernelTime;
 use crate::device::{BackendKind, Device};
 use crate::embedding::Policy;
-use crate::model::Dlrm;
+use crate::model::{Dlrm, Representation};
 use crate::pipeline::{EvalPoint, Recorder};
 use crate::precision::{Precision, Rounding};
 use serde::Serialize;
@@ -91,6 +91,16 @@ pub struct TrainSummary {
     pub bytes_d2h: u64,
     /// `(bytes_h2d + bytes_d2h) / samples`.
     pub bytes_per_sample: f64,
+    /// How the sparse features were represented (`table`, `dhe`, `hybrid`, `select`).
+    pub representation: Representation,
+    /// The features with a DHE (numbered from 0).
+    pub dhe_features: Vec<usize>,
+    /// Trainable values of the DHE decoders.
+    pub dhe_parameters: u64,
+    /// Every trainable value in FP32 (table rows, MLPs, DHE decoders), in bytes.
+    pub parameter_bytes: u64,
+    /// Forward FLOPs per sample (MLPs, DHEs, pooling, interaction), on the test split.
+    pub flops_per_sample: f64,
     /// Every evaluation, in order.
     pub evals: Vec<EvalPoint>,
 }
@@ -170,6 +180,11 @@ impl TrainSummary {
             bytes_h2d: c.bytes_h2d,
             bytes_d2h: c.bytes_d2h,
             bytes_per_sample: (c.bytes_h2d + c.bytes_d2h) as f64 / samples.max(1) as f64,
+            representation: cfg.model.representation,
+            dhe_features: model.layout().split.hashed.clone(),
+            dhe_parameters: model.hashed().parameters(),
+            parameter_bytes: model.parameter_bytes(),
+            flops_per_sample: model.flops_per_sample(data.test()),
             evals: record.evals().to_vec(),
         }
     }
