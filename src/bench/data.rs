@@ -55,7 +55,7 @@ pub struct DataBenchRow {
 }
 
 /// The Criteo sample shipped beside the repository, if there is one.
-fn shared_sample() -> Option<PathBuf> {
+pub(crate) fn shared_sample() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .ok()?

@@ -6,6 +6,7 @@ pub mod kernels;
 mod kernels_dense;
 pub mod memory;
 pub mod pipeline;
+pub mod repr;
 
 use crate::bounds::Min;
 use crate::data::DataError;

@@ -8,6 +8,8 @@ use rowflow::bench::data::{DataBenchOptions, run_data_bench};
 use rowflow::bench::kernels::{KernelBenchOptions, run_kernel_bench};
 use rowflow::bench::memory::{MemoryBenchOptions, run_memory_bench};
 use rowflow::bench::pipeline::{PipelineBenchOptions, run_pipeline_bench};
+use rowflow::bench::repr::{ReprBenchOptions, run_repr_bench};
+use rowflow::model::Representation;
 use rowflow::device::{BackendChoice, Optimizer};
 use rowflow::embedding::Policy;
 use rowflow::precision::{Precision, Rounding};
@@ -24,6 +26,9 @@ pub enum BenchCommand {
     /// Samples/s of batch preparation alone (loader threads), for the synthetic default,
     /// assets/large.toml and a Criteo file.
     Data(DataBenchArgs),
+    /// Table, DHE and hybrid representations: AUC, parameter bytes, FLOPs per sample and
+    /// inference latency per batch size on each backend present (MP-Rec's comparison).
+    Repr(ReprBenchArgs),
 }
 
 /// Runs one benchmark on the backend its `--backend` resolves to.
@@ -46,6 +51,13 @@ pub fn run(which: BenchCommand) -> Result<()> {
         BenchCommand::Data(a) => {
             let options = overlay(&DataBenchOptions::default(), &a)?;
             run_data_bench(&options, a.json)?;
+        }
+        BenchCommand::Repr(a) => {
+            let mut options = overlay(&ReprBenchOptions::default(), &a)?;
+            if let Some(k) = a.dhe_k {
+                options.run.model.dhe.k = k;
+            }
+            run_repr_bench(&options)?;
         }
         BenchCommand::Pipeline(a) => {
             let options = overlay(&PipelineBenchOptions::default(), &a)?;
@@ -270,4 +282,49 @@ pub struct DataBenchArgs {
     /// Rows per table for the Criteo file's hashing.
     #[arg(long, default_value_t = data().criteo_table_rows)]
     criteo_table_rows: u32,
+}
+
+fn repr() -> ReprBenchOptions {
+    ReprBenchOptions::default()
+}
+
+/// `rowflow bench repr`.
+#[derive(Args, Serialize)]
+pub struct ReprBenchArgs {
+    /// One JSON line per (data, representation) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Representations to compare.
+    #[arg(long, value_parser = choice::<Representation>(), value_delimiter = ',',
+          default_values_t = repr().representations)]
+    representations: Vec<Representation>,
+    /// Batch sizes whose inference latency is measured.
+    #[arg(long, value_delimiter = ',', default_values_t = repr().batch_sizes)]
+    batch_sizes: Vec<usize>,
+    /// Timed runs per latency (the median is reported, after two warm-ups).
+    #[arg(long, default_value_t = repr().reps)]
+    reps: usize,
+    /// Backends whose latency is measured [default: every backend present, but a software
+    /// wgpu adapter (lavapipe): name it to time it].
+    #[arg(long, value_delimiter = ',', value_parser = ["cpu", "wgpu", "cuda"])]
+    backends: Vec<String>,
+    /// Training samples of the synthetic runs (one epoch).
+    #[arg(long, default_value_t = repr().synthetic_samples)]
+    synthetic_samples: u64,
+    /// Test samples of the synthetic data.
+    #[arg(long, default_value_t = repr().synthetic_test_samples)]
+    synthetic_test_samples: u64,
+    /// A Criteo TSV file (plain or .gz); default: the sample in ../shared/data when present.
+    #[arg(long, value_name = "PATH")]
+    criteo: Option<std::path::PathBuf>,
+    /// Rows per table for the Criteo file's hashing.
+    #[arg(long, default_value_t = repr().criteo_table_rows)]
+    criteo_table_rows: u32,
+    /// Passes over the Criteo file's training split.
+    #[arg(long, default_value_t = repr().criteo_epochs)]
+    criteo_epochs: u64,
+    /// Hashes per id of the DHEs [default: 1024, the artifact's].
+    #[arg(long = "dhe-k", value_name = "K")]
+    #[serde(skip)]
+    dhe_k: Option<usize>,
 }
