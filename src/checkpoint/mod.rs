@@ -197,6 +197,32 @@ impl Checkpoint {
         }
     }
 
+    /// The u8 tensor `name`, which must have shape `shape`.
+    pub fn u8(&self, name: &str, shape: &[usize]) -> Result<&[u8], CheckpointError> {
+        match self.get(name, shape, Dtype::U8)? {
+            Values::U8(v) => Ok(v),
+            _ => unreachable!("checked by get"),
+        }
+    }
+
+    /// The i64 tensor `name`, which must have shape `shape`.
+    pub fn i64(&self, name: &str, shape: &[usize]) -> Result<&[i64], CheckpointError> {
+        match self.get(name, shape, Dtype::I64)? {
+            Values::I64(v) => Ok(v),
+            _ => unreachable!("checked by get"),
+        }
+    }
+
+    /// The tensor `name`, whatever its shape.
+    pub fn tensor(&self, name: &str) -> Result<&Tensor, CheckpointError> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| CheckpointError::Missing {
+                path: PathBuf::from(TENSORS_FILE),
+                name: name.into(),
+            })
+    }
+
     fn get(&self, name: &str, shape: &[usize], dtype: Dtype) -> Result<&Values, CheckpointError> {
         let t = self
             .tensors

@@ -9,9 +9,9 @@ use rowflow::bench::kernels::{KernelBenchOptions, run_kernel_bench};
 use rowflow::bench::memory::{MemoryBenchOptions, run_memory_bench};
 use rowflow::bench::pipeline::{PipelineBenchOptions, run_pipeline_bench};
 use rowflow::bench::repr::{ReprBenchOptions, run_repr_bench};
-use rowflow::model::Representation;
 use rowflow::device::{BackendChoice, Optimizer};
 use rowflow::embedding::Policy;
+use rowflow::model::Representation;
 use rowflow::precision::{Precision, Rounding};
 use serde::Serialize;
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod eval;
 mod info;
 mod shard;
 mod train;
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     /// Train a DLRM model (synthetic data by default) and evaluate it on the test split.
     Train(train::TrainArgs),
+    /// Score a saved model (`train --save DIR`) on a test set: AUC and log loss.
+    Eval(eval::EvalArgs),
     /// List the backends present on this machine, and why the others are not usable.
     Info {
         /// One JSON object per backend instead of text.
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Info { json } => info::run(json),
         Command::Check(args) => check::run(args),
         Command::Bench { which } => bench::run(which),

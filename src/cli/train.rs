@@ -98,6 +98,16 @@ pub struct TrainArgs {
     /// Charge host-device bytes to a modelled link of X GB/s (machines without one).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     link_gbps: Option<f64>,
+    /// Save a checkpoint to DIR after the last step (and every --save-every steps); written
+    /// atomically, so a run killed mid-save leaves the previous one loadable.
+    #[arg(long, value_name = "DIR")]
+    save: Option<PathBuf>,
+    /// Steps between checkpoints (0: only after the last).
+    #[arg(long, value_name = "N")]
+    save_every: Option<u64>,
+    /// Continue the run saved in DIR, with the same settings (--steps counts all steps).
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     #[command(flatten)]
     model: ModelFlags,
 }

@@ -81,6 +81,12 @@ pub struct RunConfig {
     /// Charge host↔device bytes to a modelled link of this many GB/s (machines without one:
     /// the CPU backend, lavapipe). `null`: no modelled link.
     pub link_gbps: Option<f64>,
+    /// Save a checkpoint to this directory (after the last step, and every `save_every`).
+    pub save: Option<PathBuf>,
+    /// Steps between checkpoints (0: only after the last step); needs `save`.
+    pub save_every: u64,
+    /// Continue the run saved in this checkpoint directory (`steps` counts all steps).
+    pub resume: Option<PathBuf>,
     /// Model sizes and optimizers.
     pub model: ModelConfig,
     /// The synthetic generator's settings.
@@ -164,6 +170,9 @@ impl Default for RunConfig {
             loader_threads: None,
             compute_threads: None,
             link_gbps: None,
+            save: None,
+            save_every: 0,
+            resume: None,
             model: ModelConfig::default(),
             synthetic: SyntheticOptions::default(),
         }

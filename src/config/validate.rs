@@ -131,6 +131,13 @@ impl RunConfig {
             flag: Some("--representation"),
             message: e.to_string(),
         })?;
+        if self.save_every > 0 && self.save.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "save_every",
+                flag: Some("--save-every"),
+                message: "checkpoints need a directory: add --save DIR".into(),
+            });
+        }
         let cache_rows = self
             .cache_rows
             .as_ref()

@@ -185,7 +185,8 @@ impl<D: Device> EmbeddingTables<D> {
         if sparse.len() != n {
             return Err(mismatch("sparse features", sparse.len(), n));
         }
-        self.tick += 1;
+        // No tick: an evaluation reads the caches without changing them, so training (its
+        // uses' order, its rounding noise) is the same whenever and however often it evaluates.
         let (dim, stride) = (
             self.settings.dim as u32,
             self.vectors * self.settings.dim as u32,

@@ -161,4 +161,80 @@ impl Directory {
             .filter(|(_, r)| **r != EMPTY)
             .map(|(s, r)| (s as u32, *r))
     }
+
+    /// Everything the directory holds, for a checkpoint.
+    pub fn state(&self) -> DirectoryState {
+        DirectoryState {
+            slot_row: self.slot_row.clone(),
+            last_use: self.last_use.clone(),
+            uses: self.uses.clone(),
+            dirty: self.dirty.clone(),
+            pinned: self.pinned.clone(),
+            epoch: self.epoch,
+            free: self.free.clone(),
+        }
+    }
+
+    /// Replaces the directory with a saved one of the same slot count; `Err` says what does
+    /// not fit (another size, a row twice, a free slot that is occupied).
+    pub fn restore(&mut self, s: DirectoryState) -> Result<(), String> {
+        let n = self.slot_row.len();
+        let sizes = [
+            s.slot_row.len(),
+            s.last_use.len(),
+            s.uses.len(),
+            s.dirty.len(),
+        ];
+        if sizes.iter().chain([&s.pinned.len()]).any(|&l| l != n) {
+            return Err(format!("a directory of {sizes:?} slots for a cache of {n}"));
+        }
+        let mut map = huge_map(n);
+        let mut occupied = 0;
+        for (slot, &row) in s.slot_row.iter().enumerate() {
+            if row != EMPTY {
+                if map.insert(row, slot as u32).is_some() {
+                    return Err(format!("row {row} is in two slots"));
+                }
+                occupied += 1;
+            }
+        }
+        // Only on-demand inserts keep the free list up to date (the lookahead planner chooses
+        // slots itself), so it is kept as saved; it must name slots of this cache.
+        if s.free.iter().any(|&f| f as usize >= n) {
+            return Err(format!("the free list names a slot past the cache's {n}"));
+        }
+        *self = Directory {
+            map,
+            occupied,
+            slot_row: s.slot_row,
+            last_use: s.last_use,
+            uses: s.uses,
+            dirty: s.dirty,
+            pinned: s.pinned,
+            epoch: s.epoch,
+            free: s.free,
+        };
+        Ok(())
+    }
+}
+
+/// A directory's contents ([`Directory::state`]): per slot its row (`u32::MAX`: empty), last
+/// use, use count, dirty flag and pin epoch; the current epoch; the free slots in the order
+/// on-demand inserts take them (from the end).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirectoryState {
+    /// Row per slot.
+    pub slot_row: Vec<u32>,
+    /// Tick (on demand) or step (lookahead) of each slot's last use.
+    pub last_use: Vec<u64>,
+    /// Uses per slot.
+    pub uses: Vec<u32>,
+    /// Modified since fetched.
+    pub dirty: Vec<bool>,
+    /// The epoch each slot was last pinned in.
+    pub pinned: Vec<u64>,
+    /// The current epoch.
+    pub epoch: u64,
+    /// Free slots.
+    pub free: Vec<u32>,
 }

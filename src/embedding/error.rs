@@ -55,6 +55,9 @@ pub enum EmbeddingError {
         /// The table.
         table: usize,
     },
+    /// A checkpoint that does not fit the tables (another shape, a missing tensor).
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A batch or plan that does not fit the tables: a bug in rowflow's pipeline, not the
     /// user's input.
     #[error("table {table}: {message} (a bug in rowflow; please report it)")]

@@ -17,6 +17,7 @@ mod error;
 pub mod hotness;
 mod init;
 mod inputs;
+mod persist;
 mod policy;
 pub mod store;
 mod tables;

@@ -121,6 +121,33 @@ impl HostStore {
         }
     }
 
+    /// The packed rows (`rows × row_words` words in the store's precision) and the optimizer
+    /// state, for a checkpoint.
+    pub fn raw(&self) -> (&[u32], Option<&[f32]>) {
+        (&self.data, self.state.as_deref())
+    }
+
+    /// Replaces the packed rows and state with saved ones of the same sizes; `Err` names the
+    /// sizes that differ.
+    pub fn restore(&mut self, words: &[u32], state: Option<&[f32]>) -> Result<(), String> {
+        if words.len() != self.data.len()
+            || state.map(<[f32]>::len) != self.state.as_ref().map(Vec::len)
+        {
+            return Err(format!(
+                "a store of {} words and {:?} states for one of {} and {:?}",
+                words.len(),
+                state.map(<[f32]>::len),
+                self.data.len(),
+                self.state.as_ref().map(Vec::len)
+            ));
+        }
+        self.data.copy_from_slice(words);
+        if let (Some(mine), Some(saved)) = (&mut self.state, state) {
+            mine.copy_from_slice(saved);
+        }
+        Ok(())
+    }
+
     /// Row `row` as FP32 values (dequantized).
     pub fn read_row(&self, row: u32, out: &mut [f32]) {
         let r = row as usize;

@@ -42,8 +42,12 @@ pub struct ParamRef<'a, B> {
     pub value: &'a B,
     /// The gradient from the last backward.
     pub grad: &'a B,
+    /// Adagrad's accumulators (`None` with SGD).
+    pub state: Option<&'a B>,
     /// Elements.
     pub len: usize,
+    /// Its shape: `[out, in]` for a weight, `[out]` for a bias.
+    pub shape: Vec<usize>,
 }
 
 impl<D: Device> Mlp<D> {
@@ -242,13 +246,17 @@ impl<D: Device> Mlp<D> {
                 name: format!("layer{l}.weight"),
                 value: &layer.w,
                 grad: &layer.dw,
+                state: layer.state.as_ref().map(|(w, _)| w),
                 len: layer.input * layer.output,
+                shape: vec![layer.output, layer.input],
             });
             out.push(ParamRef {
                 name: format!("layer{l}.bias"),
                 value: &layer.b,
                 grad: &layer.db,
+                state: layer.state.as_ref().map(|(_, b)| b),
                 len: layer.output,
+                shape: vec![layer.output],
             });
         }
         out

@@ -9,6 +9,7 @@ pub mod dhe;
 pub mod dlrm;
 pub mod hashed;
 pub mod mlp;
+mod persist;
 pub mod repr;
 
 pub use dhe::{Dhe, DheConfig, DheOutput};

@@ -9,7 +9,7 @@ use super::stage::{Clock, Ports, Stages};
 use super::stager::{StagerJob, upload_sets};
 use super::steps::{Reporting, Stop, device_loop};
 use super::writeback::{Progress, write_back};
-use super::{Evaluate, PipelineError, Ready, Settings, window};
+use super::{Evaluate, PipelineError, Ready, Save, Settings, window};
 use crate::data::Dataset;
 use crate::device::Device;
 use crate::model::Dlrm;
@@ -35,6 +35,7 @@ pub fn run<D: Device>(
     data: &dyn Dataset,
     settings: &Settings,
     evaluate: &mut Evaluate<'_, D>,
+    save: &mut Save<'_, D>,
     on_step: &mut dyn FnMut(&Snapshot) -> ControlFlow<()>,
 ) -> Result<Recorder, PipelineError> {
     let faults = &settings.faults;
@@ -56,6 +57,7 @@ pub fn run<D: Device>(
         let mut stages = Stages::new();
         let job = LoadJob {
             steps: settings.steps,
+            first_step: settings.first_step,
             batch_size: settings.batch_size,
             hotness_every: settings.hotness_every,
             table_rows: schema.table_rows.iter().map(|&r| r as u64).collect(),
@@ -71,7 +73,13 @@ pub fn run<D: Device>(
             },
             Some(window) => {
                 let emb = model.embeddings();
-                let planner = Planner::new(&schema.table_rows, &emb.slots());
+                let mut planner = Planner::new(&schema.table_rows, &emb.slots());
+                if settings.first_step > 1 {
+                    // Resumed: the caches hold the checkpoint's rows.
+                    let resident: Vec<_> =
+                        (0..tables).map(|t| emb.resident_by_last_use(t)).collect();
+                    planner.restore(&resident);
+                }
                 let stores = emb.stores();
                 let (plan_tx, plan_rx) = bounded(DEPTH);
                 let (ready_tx, ready_rx) = bounded(DEPTH);
@@ -87,7 +95,7 @@ pub fn run<D: Device>(
                 let (recycle_tx, recycle_rx) = unbounded();
                 let progress = Arc::new(Progress::new());
                 let writeback_time = Arc::new(Mutex::new(Clock::new("writeback").lap()));
-                let steps = settings.steps;
+                let steps = (settings.first_step, settings.steps);
                 let ports = Ports::new("planner", loaded_rx, plan_tx);
                 stages.spawn(scope, "planner", move || {
                     window::plan(planner, window, steps, ports, done_rx, faults)
@@ -132,6 +140,7 @@ pub fn run<D: Device>(
         let out = Reporting {
             recorder: &mut recorder,
             evaluate,
+            save,
             on_step,
         };
         let outcome = device_loop(dev, model, side, settings, out, faults);

@@ -44,8 +44,10 @@ impl<D: Device> Laps for Ready<D> {
 
 /// What the loader produces.
 pub struct LoadJob {
-    /// Batches to load.
+    /// The last step to load.
     pub steps: u64,
+    /// The first step to load (batch `first_step - 1` of the data).
+    pub first_step: u64,
     /// Samples per batch.
     pub batch_size: usize,
     /// Steps between hotness reports (0: never).
@@ -129,7 +131,17 @@ fn dispatch(
         true => None,
         false => Some(data.open_train()?),
     };
-    for step in 1..=job.steps {
+    if let Some(s) = &mut stream
+        && job.first_step > 1
+    {
+        // A resumed run: the stream's batches before the first step were trained already.
+        let schema = data.schema();
+        let mut skipped = Batch::new(schema.num_dense, schema.table_rows.len());
+        for _ in 1..job.first_step {
+            s.next_batch(job.batch_size, &mut skipped)?;
+        }
+    }
+    for step in job.first_step..=job.steps {
         let Ok(mut p) = free.recv() else {
             return Ok(());
         };
@@ -167,7 +179,7 @@ fn collect<D: Device>(
 ) -> Result<(), PipelineError> {
     let mut hotness = (job.hotness_every > 0).then(|| HotnessTracker::new(&job.table_rows));
     let mut early = BTreeMap::new();
-    for step in 1..=job.steps {
+    for step in job.first_step..=job.steps {
         let mut p = loop {
             if let Some(p) = early.remove(&step) {
                 break p;
@@ -224,6 +236,7 @@ pub fn time_loader(
     let (ready_tx, ready_rx) = bounded::<Ready<CpuDevice>>(2);
     let job = LoadJob {
         steps,
+        first_step: 1,
         batch_size,
         hotness_every,
         table_rows: schema.table_rows.iter().map(|&r| r as u64).collect(),

@@ -81,6 +81,9 @@ pub enum PipelineError {
     /// A transfer of the stager or the write-back stage failed.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// A checkpoint could not be written.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A stage's thread stopped without saying why (it panicked; its message is above).
     #[error("the {stage} stage stopped unexpectedly (it panicked; see the message above)")]
     StageDied {
@@ -128,12 +131,25 @@ pub struct Settings {
     pub faults: Faults,
     /// Threads preparing batches (at least 1); the batches are the same for any number.
     pub loader_threads: usize,
+    /// The first step to train (1; later when resuming from a checkpoint of step
+    /// `first_step - 1`): batches, rounding noise and evaluations follow the step number.
+    pub first_step: u64,
+    /// Save a checkpoint every this many steps (0: only after the last); `None`: never.
+    pub save_every: Option<u64>,
 }
 
 impl Settings {
     /// Whether step `step` evaluates on the test split.
     pub fn evaluates(&self, step: u64) -> bool {
         (self.eval_every > 0 && step % self.eval_every == 0) || step == self.steps
+    }
+
+    /// Whether step `step` saves a checkpoint.
+    pub fn saves(&self, step: u64) -> bool {
+        match self.save_every {
+            None => false,
+            Some(n) => (n > 0 && step % n == 0) || step == self.steps,
+        }
     }
 }
 
@@ -170,3 +186,7 @@ pub struct Placed<D: Device> {
 /// Evaluates a model on the test split (the run's business): called at the steps
 /// [`Settings::evaluates`] names, after every write-back so far has landed.
 pub type Evaluate<'a, D> = dyn FnMut(&D, &mut Dlrm<D>) -> Result<EvalScore, ModelError> + 'a;
+
+/// Saves a checkpoint of a model after step `step` (the run's business): called at the steps
+/// [`Settings::saves`] names, after every write-back so far has landed.
+pub type Save<'a, D> = dyn FnMut(&D, &Dlrm<D>, u64) -> Result<(), PipelineError> + 'a;

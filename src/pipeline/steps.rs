@@ -13,7 +13,7 @@ use super::recorder::{Recorder, StepRecord};
 use super::side::DeviceSide;
 use super::stage::Clock;
 use super::stager::UploadSet;
-use super::{Evaluate, PipelineError, Ready, Settings};
+use super::{Evaluate, PipelineError, Ready, Save, Settings};
 use crate::device::Device;
 use crate::embedding::Residency;
 use crate::embedding::hotness::report;
@@ -49,6 +49,7 @@ struct InFlight<D: Device> {
 pub(super) struct Reporting<'r, 'e, D: Device> {
     pub recorder: &'r mut Recorder,
     pub evaluate: &'r mut Evaluate<'e, D>,
+    pub save: &'r mut Save<'e, D>,
     pub on_step: &'r mut dyn FnMut(&Snapshot) -> ControlFlow<()>,
 }
 
@@ -66,7 +67,7 @@ pub(super) fn device_loop<D: Device>(
     let mut clock = Clock::new("device");
     let mut in_flight: Option<InFlight<D>> = None;
     let mut stopping = false;
-    for step in 1..=settings.steps {
+    for step in settings.first_step..=settings.steps {
         clock.restart();
         let input = &side.input;
         let ready = clock.wait(|| input.recv()).map_err(|_| Stop::InputClosed)?;
@@ -81,7 +82,8 @@ pub(super) fn device_loop<D: Device>(
                 clock.exclude(|| report_step(dev, model, &side, settings, &mut out, record))?;
         }
         // A step that evaluates needs its result now; so does the last, and one after a stop.
-        let now = settings.evaluates(step) || stopping || step == settings.steps;
+        let now =
+            settings.evaluates(step) || settings.saves(step) || stopping || step == settings.steps;
         if now {
             let (mut record, lap) = (land(dev, model, &side, flight)?, clock.lap());
             record.set_device_time(lap);
@@ -236,6 +238,15 @@ fn report_step<D: Device>(
             return Err(Stop::InputClosed);
         }
         record.eval = Some((out.evaluate)(dev, model)?);
+    }
+    if settings.saves(record.step) {
+        // A checkpoint holds the stores: every write-back so far must have landed.
+        if let Some(l) = &side.lookahead
+            && !l.progress.wait_for(record.step)
+        {
+            return Err(Stop::InputClosed);
+        }
+        (out.save)(dev, model, record.step)?;
     }
     let snapshot = out.recorder.record(record);
     // Stopped by the caller after a whole step: the stages before the device step see their

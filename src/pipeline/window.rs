@@ -46,12 +46,12 @@ impl<D: Device> Laps for Planned<D> {
     }
 }
 
-/// The planner stage: `steps` batches in, `steps` plans out. `done` carries the steps the
-/// device stage finished.
+/// The planner stage: the batches of steps `first ..= steps` in, their plans out. `done`
+/// carries the steps the device stage finished.
 pub fn plan<D: Device>(
     mut planner: Planner,
     window: usize,
-    steps: u64,
+    (first, steps): (u64, u64),
     mut ports: Ports<Ready<D>, Planned<D>>,
     done: Receiver<u64>,
     faults: &Faults,
@@ -59,9 +59,9 @@ pub fn plan<D: Device>(
     let mut queue: VecDeque<Ready<D>> = VecDeque::new();
     // `queue[..pinned]` are in the window (their rows pinned); the rest wait outside it.
     let (mut pinned, mut grow_one) = (0usize, false);
-    let mut received = 0u64;
+    let mut received = first - 1;
     let mut in_flight = InFlight::default();
-    for step in 1..=steps {
+    for step in first..=steps {
         // Fill the window: the batch to plan and the W after it.
         while queue.len() <= window && received < steps {
             let Some(ready) = ports.recv() else {

@@ -5,9 +5,11 @@
 //! Evaluation runs every `eval_every` steps and at the end, on the whole test split, reading
 //! through caches without changing them.
 
+mod resume;
 mod summary;
 
 pub use crate::pipeline::{EvalPoint, Faults};
+pub use resume::{Score, score};
 pub use summary::TrainSummary;
 
 use crate::config::{ConfigError, RunConfig};
@@ -26,6 +28,9 @@ pub enum TrainError {
     /// A configuration problem.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A checkpoint that cannot be read or does not fit the run.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A data problem found before training.
     #[error(transparent)]
     Data(#[from] DataError),
@@ -100,6 +105,14 @@ pub fn train_model<D: Device>(
     let lookahead =
         (placement.policy == crate::embedding::Policy::Lookahead).then_some(cfg.lookahead);
     let mut model = Dlrm::new(dev, &cfg.model, &full_schema, placement, capacity, cfg.seed)?;
+    let start_step = match &cfg.resume {
+        Some(dir) => {
+            let ckpt = resume::load_for(dir, cfg, steps)?;
+            model.restore_from(dev, &ckpt)?;
+            ckpt.step
+        }
+        None => 0,
+    };
     // A kernel profile covers the training loop and its evaluations, not the tables' start.
     if dev.kernel_profile().is_some() {
         dev.start_kernel_profile();
@@ -116,6 +129,8 @@ pub fn train_model<D: Device>(
         loader_threads: cfg
             .thread_split(dev.info().backend, crate::config::machine_cores())
             .loader,
+        first_step: start_step + 1,
+        save_every: cfg.save.as_ref().map(|_| cfg.save_every),
     };
     // A cache must hold one batch's rows, so cached runs evaluate in training-sized batches,
     // which are known to fit.
@@ -133,8 +148,21 @@ pub fn train_model<D: Device>(
         let (a, l) = evaluate(dev, model, test, eval_batch, &mut scratch)?;
         Ok((a, l, t0.elapsed().as_secs_f64()))
     };
-    let record = crate::pipeline::run(dev, &mut model, data, &settings, &mut evaluate, on_step)?;
-    let summary = TrainSummary::new(dev, cfg, data, &model, record.steps(), record);
+    let mut save = |dev: &D, model: &Dlrm<D>, step: u64| match &cfg.save {
+        Some(dir) => resume::save(dev, model, cfg, dir, step),
+        None => Ok(()),
+    };
+    let record = crate::pipeline::run(
+        dev,
+        &mut model,
+        data,
+        &settings,
+        &mut evaluate,
+        &mut save,
+        on_step,
+    )?;
+    let ran = record.steps().max(start_step);
+    let summary = TrainSummary::new(dev, cfg, data, &model, (start_step, ran), record);
     Ok((summary, model))
 }
 

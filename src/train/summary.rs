@@ -19,8 +19,10 @@ pub struct TrainSummary {
     pub device: String,
     /// `synthetic` or the data file.
     pub data: String,
-    /// Training steps run.
+    /// Training steps done, those before a resume included.
     pub steps: u64,
+    /// The step the run resumed after (`--resume`; 0 when it started fresh).
+    pub start_step: u64,
     /// Training samples consumed.
     pub samples: u64,
     /// `samples` over the training split's size.
@@ -107,16 +109,17 @@ pub struct TrainSummary {
 
 impl TrainSummary {
     /// The summary of a run of `cfg` on `data` that trained `model` for `steps` steps, with the
-    /// pipeline's `record`.
+    /// pipeline's `record`; steps `start_step + 1 ..= steps` ran in this process.
     pub fn new<D: Device>(
         dev: &D,
         cfg: &RunConfig,
         data: &dyn Dataset,
         model: &Dlrm<D>,
-        steps: u64,
+        (start_step, steps): (u64, u64),
         record: Recorder,
     ) -> Self {
         let samples = steps * cfg.batch_size as u64;
+        let trained = (steps - start_step) * cfg.batch_size as u64;
         let emb = model.embeddings();
         let placement = emb.placement();
         let cached = placement.policy.is_cached();
@@ -138,12 +141,13 @@ impl TrainSummary {
             device: dev.info().name.clone(),
             data: data.name(),
             steps,
+            start_step,
             samples,
             epochs: samples as f64 / data.train_samples() as f64,
             batch_size: cfg.batch_size,
             lr: cfg.lr,
             seed: cfg.seed,
-            samples_per_sec: per_second(samples as f64, record.train_seconds()),
+            samples_per_sec: per_second(trained as f64, record.train_seconds()),
             train_seconds: record.train_seconds(),
             eval_seconds: record.eval_seconds(),
             test_auc: last.and_then(|e| e.test_auc),
@@ -179,7 +183,7 @@ impl TrainSummary {
             link_gbps: record.link_gbps(),
             bytes_h2d: c.bytes_h2d,
             bytes_d2h: c.bytes_d2h,
-            bytes_per_sample: (c.bytes_h2d + c.bytes_d2h) as f64 / samples.max(1) as f64,
+            bytes_per_sample: (c.bytes_h2d + c.bytes_d2h) as f64 / trained.max(1) as f64,
             representation: cfg.model.representation,
             dhe_features: model.layout().split.hashed.clone(),
             dhe_parameters: model.hashed().parameters(),

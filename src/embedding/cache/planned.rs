@@ -78,6 +78,10 @@ impl DeviceCache {
             .and_then(|()| self.place_all(at, &rows, &slot_list));
         at.io.put_lists(rows, slot_list);
         filled?;
+        // Each row's last use, so a checkpoint can rebuild the planner's LRU order.
+        for &slot in &plan.slot_of {
+            self.dir.touch(slot, noise.step as u64);
+        }
         stats.hits += hits;
         stats.misses += missing as u64;
         *stats.planner_misses.get_or_insert(0) += plan.fetch.len() as u64;

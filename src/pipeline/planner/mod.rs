@@ -86,6 +86,14 @@ impl Planner {
         }
     }
 
+    /// Takes over caches holding rows already: per table, its (row, slot) pairs least recently
+    /// used first (a run resumed from a checkpoint, whose rows are all unpinned).
+    pub fn restore(&mut self, resident: &[Vec<(u32, u32)>]) {
+        for (t, r) in self.tables.iter_mut().zip(resident) {
+            t.restore(r);
+        }
+    }
+
     /// A batch leaves (trained, or pushed out of a shortened window): its rows are unpinned.
     pub fn unpin(&mut self, maps: &[RowMap]) {
         for (t, m) in self.tables.iter_mut().zip(maps) {

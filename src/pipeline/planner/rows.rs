@@ -174,6 +174,25 @@ impl Table {
         depends
     }
 
+    /// Takes over a cache holding `resident` (row, slot) pairs, least recently used first, all
+    /// unpinned (a run resumed from a checkpoint).
+    pub(super) fn restore(&mut self, resident: &[(u32, u32)]) {
+        let mut taken = vec![false; self.slots as usize];
+        for &(row, slot) in resident {
+            let info = &mut self.rows[row as usize];
+            info.slot1 = slot + 1;
+            self.seq += 1;
+            info.stamp = self.seq;
+            self.lru.push_back((row, self.seq));
+            self.evictable += 1;
+            taken[slot as usize] = true;
+        }
+        self.free = (0..self.slots)
+            .rev()
+            .filter(|&s| !taken[s as usize])
+            .collect();
+    }
+
     /// Rows that could be made room for now: free slots and unpinned resident rows.
     pub(super) fn room(&self) -> usize {
         self.free.len() + self.evictable
