@@ -82,12 +82,15 @@ if [ -n "$STANDIN" ]; then
         --fractions 0.2 --windows 4 --policies lookahead,lru --link-gbps 0)
     TRAIN=(--steps 200 --eval-every 0)
     CHECK=(--quick)
+    REPR=(--synthetic-samples 5000 --synthetic-test-samples 2000 --criteo-epochs 1 --reps 2
+        --batch-sizes 1,256 --dhe-k 32)
 else
     GPU=cuda
     KERNEL_SIZE=()
     PIPE_SIZE=(--fractions 0.05 --windows 1,8 --policies lookahead,lru,all-on-device --steps 30 --warmup 10)
     TRAIN=()
     CHECK=()
+    REPR=(--synthetic-samples 50000 --synthetic-test-samples 20000 --criteo-epochs 1 --reps 3)
 fi
 
 step info 60 "$BIN" info --json
@@ -105,6 +108,16 @@ if [ -z "$STANDIN" ]; then
 fi
 step bench-pipeline-$GPU 150 "$BIN" bench pipeline --backend "$GPU" --json "${PIPE_SIZE[@]}"
 step train-$GPU 120 "$BIN" train --backend "$GPU" --summary-json "$OUT/train-$GPU.json" "${TRAIN[@]}"
+# Representations and checkpoints: a hybrid trained and saved, then scored from its checkpoint
+# (kept outside $OUT: it holds every table).
+ckpt="${TMPDIR:-/tmp}/rowflow-device-check-$$"
+step train-hybrid-$GPU 120 "$BIN" train --backend "$GPU" --representation hybrid --dhe-k 64 \
+    --steps 100 --eval-every 0 --save "$ckpt" --summary-json "$OUT/train-hybrid-$GPU.json"
+step eval-$GPU 60 "$BIN" eval --model "$ckpt" --backend "$GPU" --json
+rm -rf "$ckpt" "$ckpt.old" "$ckpt.tmp"
+if "$BIN" bench repr --help >/dev/null 2>&1; then
+    step bench-repr-$GPU 150 "$BIN" bench repr --backends "$GPU" --json "${REPR[@]}"
+fi
 
 say "done in $(($(date +%s) - started)) s: $failed failed step(s); results in $OUT"
 [ "$failed" = 0 ]
