@@ -28,6 +28,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of `train`'s flags costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Train a DLRM model (synthetic data by default) and evaluate it on the test split.

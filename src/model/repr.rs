@@ -53,28 +53,34 @@ impl Layout {
                 features.saturating_sub(1)
             ));
         }
-        let listed = |f: usize| dhe_features.contains(&f);
-        let (table, dhe): (Box<dyn Fn(usize) -> bool>, Box<dyn Fn(usize) -> bool>) = match repr {
-            Representation::Table | Representation::Dhe if !dhe_features.is_empty() => {
+        let none = dhe_features.is_empty();
+        match repr {
+            Representation::Table | Representation::Dhe if !none => {
                 return Err(format!(
                     "model.dhe_features (--dhe-features) applies to `select` and `hybrid`, not \
                      `{}`",
                     repr.name()
                 ));
             }
-            Representation::Table => (Box::new(|_| true), Box::new(|_| false)),
-            Representation::Dhe => (Box::new(|_| false), Box::new(|_| true)),
-            Representation::Hybrid if dhe_features.is_empty() => {
-                (Box::new(|_| true), Box::new(|_| true))
-            }
-            Representation::Hybrid => (Box::new(|_| true), Box::new(listed)),
-            Representation::Select if dhe_features.is_empty() => {
+            Representation::Select if none => {
                 return Err(
                     "model.representation = select needs the DHE features: --dhe-features 2,3,11"
                         .into(),
                 );
             }
-            Representation::Select => (Box::new(move |f| !listed(f)), Box::new(listed)),
+            _ => {}
+        }
+        // Whether feature `f` has a table, and whether it has a DHE.
+        let listed = |f: usize| none || dhe_features.contains(&f);
+        let table = |f: usize| match repr {
+            Representation::Dhe => false,
+            Representation::Select => !listed(f),
+            Representation::Table | Representation::Hybrid => true,
+        };
+        let dhe = |f: usize| match repr {
+            Representation::Table => false,
+            Representation::Dhe => true,
+            Representation::Hybrid | Representation::Select => listed(f),
         };
         let mut layout = Layout {
             split: FeatureSplit {
