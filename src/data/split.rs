@@ -17,19 +17,6 @@ pub struct FeatureSplit {
 }
 
 impl FeatureSplit {
-    /// Every one of `features` features a table, none hashed: batches pass unchanged.
-    pub fn all_tables(features: usize) -> Self {
-        FeatureSplit {
-            tables: (0..features).collect(),
-            hashed: Vec::new(),
-        }
-    }
-
-    /// Whether batches of `features` features pass unchanged.
-    pub fn is_identity(&self, features: usize) -> bool {
-        self.hashed.is_empty() && self.tables.iter().copied().eq(0..features)
-    }
-
     /// The schema of split batches: the tables' rows only.
     pub fn schema(&self, schema: &Schema) -> Schema {
         Schema {
@@ -199,8 +186,6 @@ mod tests {
         }
         assert_eq!(part.sparse, whole.sparse[..2].to_vec());
         assert_eq!(sd.test().hashed.len(), 2);
-        assert!(FeatureSplit::all_tables(3).is_identity(3));
-        assert!(!split.is_identity(3));
         let bad = FeatureSplit {
             tables: vec![0],
             hashed: vec![3],

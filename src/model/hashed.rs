@@ -35,7 +35,10 @@ pub struct HashedFeatures<D: Device> {
     /// Host scratch: `0, 1, 2, …` and the bag of each id.
     iota: Vec<u32>,
     bag_of: Vec<u32>,
-    zeros: Vec<f32>,
+    /// Zeros on the device, copied over a decoder's output gradient before the scatter adds to
+    /// it (a device copy, not an upload per step); grows with the ids.
+    zeros: D::Buffer,
+    zeros_len: usize,
     cfg: DheConfig,
 }
 
@@ -73,7 +76,8 @@ impl<D: Device> HashedFeatures<D> {
             pooling,
             iota: Vec::new(),
             bag_of: Vec::new(),
-            zeros: Vec::new(),
+            zeros: dev.buffer_from_f32(&vec![0.0; capacity * dim])?,
+            zeros_len: capacity * dim,
             cfg: cfg.clone(),
         })
     }
@@ -142,6 +146,11 @@ impl<D: Device> HashedFeatures<D> {
     /// pooled vectors (`grad`, `[bags, vectors, dim]`).
     pub fn backward(&mut self, dev: &D, grad: &D::Buffer) -> Result<(), ModelError> {
         let dim = self.dim as u32;
+        let most = self.counts.iter().max().copied().unwrap_or(0) * self.dim;
+        if most > self.zeros_len {
+            self.zeros = dev.buffer_from_f32(&vec![0.0; most])?;
+            self.zeros_len = most;
+        }
         for (i, dhe) in self.dhes.iter().enumerate() {
             let (n, inputs) = (self.counts[i], &self.inputs[i]);
             if n == 0 {
@@ -152,10 +161,8 @@ impl<D: Device> HashedFeatures<D> {
                     "a DHE backward after a forward that was not a training one".into(),
                 ));
             }
-            if self.zeros.len() < n * self.dim {
-                self.zeros.resize(n * self.dim, 0.0);
-            }
-            dev.upload_elems(dhe.output_grad(), 0, &self.zeros[..n * self.dim])?;
+            let bytes = 4 * (n * self.dim) as u64;
+            dev.copy_buffer(&self.zeros, 0, dhe.output_grad(), 0, bytes)?;
             dev.bag_backward_sgd(&BagBackward {
                 table: dhe.output_grad(),
                 map: RowGradMap {
