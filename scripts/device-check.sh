@@ -84,6 +84,7 @@ if [ -n "$STANDIN" ]; then
     CHECK=(--quick)
     REPR=(--synthetic-samples 5000 --synthetic-test-samples 2000 --criteo-epochs 1 --reps 2
         --batch-sizes 1,256 --dhe-k 32)
+    SERVE=(--backends cpu --train-samples 20480 --dhe-k 32 --duration-s 0.5 --qps 100,1000)
 else
     GPU=cuda
     KERNEL_SIZE=()
@@ -91,6 +92,8 @@ else
     TRAIN=()
     CHECK=()
     REPR=(--synthetic-samples 50000 --synthetic-test-samples 20000 --criteo-epochs 1 --reps 3)
+    # MP-Rec's setting: paths on two backends, GPU and CPU, each its own queue.
+    SERVE=(--backends cuda,cpu --train-samples 204800 --duration-s 3)
 fi
 
 step info 60 "$BIN" info --json
@@ -117,6 +120,10 @@ step eval-$GPU 60 "$BIN" eval --model "$ckpt" --backend "$GPU" --json
 rm -rf "$ckpt" "$ckpt.old" "$ckpt.tmp"
 if "$BIN" bench repr --help >/dev/null 2>&1; then
     step bench-repr-$GPU 150 "$BIN" bench repr --backends "$GPU" --json "${REPR[@]}"
+fi
+
+if "$BIN" serve --help >/dev/null 2>&1; then
+    step serve-sweep-$GPU 240 "$BIN" serve --sweep --json "${SERVE[@]}"
 fi
 
 say "done in $(($(date +%s) - started)) s: $failed failed step(s); results in $OUT"

@@ -29,6 +29,7 @@ pub mod pipeline;
 pub mod precision;
 pub mod report;
 pub mod rng;
+pub mod serve;
 pub mod shard;
 pub mod telemetry;
 pub mod train;

@@ -27,6 +27,10 @@ pub struct EvalArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write each test sample's predicted click probability, one per line in test-split
+    /// order, to this file.
+    #[arg(long, value_name = "FILE")]
+    predictions: Option<PathBuf>,
 }
 
 /// Loads the checkpoint, rebuilds its run's model on the chosen backend and scores it.
@@ -50,6 +54,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let s = on_device!(backend, cpu_threads: Some(machine_cores()), |dev| score(
         dev, &cfg, &ckpt
     )?);
+    if let Some(path) = &args.predictions {
+        let mut text = String::with_capacity(s.predictions.len() * 12);
+        for p in &s.predictions {
+            // `{}` prints the shortest text that reads back as the same f32.
+            text.push_str(&format!("{p}\n"));
+        }
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write the predictions to {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&s)?);
     } else {

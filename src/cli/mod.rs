@@ -5,6 +5,7 @@ mod bench;
 mod check;
 mod eval;
 mod info;
+mod serve;
 mod shard;
 mod train;
 
@@ -50,6 +51,9 @@ enum Command {
         #[command(subcommand)]
         which: bench::BenchCommand,
     },
+    /// Serve saved models through MP-Rec's path scheduler under a generated load: throughput,
+    /// correct predictions within the SLA per second, tail latency (`--sweep`: every policy).
+    Serve(serve::ServeArgs),
     /// Sharding of sequence embeddings over many devices (planners and traffic simulator).
     Shard {
         #[command(subcommand)]
@@ -121,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Info { json } => info::run(json),
         Command::Check(args) => check::run(args),
         Command::Bench { which } => bench::run(which),
+        Command::Serve(args) => serve::run(args),
         Command::Shard { which } => shard::run(which),
     };
     match result {

@@ -9,7 +9,7 @@ mod resume;
 mod summary;
 
 pub use crate::pipeline::{EvalPoint, Faults};
-pub use resume::{Score, score};
+pub use resume::{Score, restore_model, score};
 pub use summary::TrainSummary;
 
 use crate::config::{ConfigError, RunConfig};

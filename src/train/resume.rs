@@ -101,29 +101,20 @@ pub struct Score {
     pub test_auc: Option<f64>,
     /// Log loss on them.
     pub test_logloss: Option<f64>,
+    /// The predicted click probability of each test sample, in order (`eval --predictions`).
+    #[serde(skip)]
+    pub predictions: Vec<f32>,
 }
 
 /// Scores the model saved in `ckpt` on the test split of the data `cfg` names (the saved run's
 /// settings, its data possibly replaced), reading through its caches as training's evaluations
 /// do.
 pub fn score<D: Device>(dev: &D, cfg: &RunConfig, ckpt: &Checkpoint) -> Result<Score, TrainError> {
-    cfg.validate()?;
     let data = super::open_dataset(cfg)?;
-    let full = data.schema().clone();
-    let layout = cfg.model.layout(full.table_rows.len())?;
-    let split = crate::data::SplitDataset::new(data.as_ref(), layout.split.clone())?;
-    let test = crate::data::Dataset::test(&split);
-    let placement = cfg.placement(&layout.split.schema(&full).table_rows)?;
-    let batch = match placement.policy.is_cached() {
-        true => cfg.batch_size,
-        false => cfg.eval_batch_size,
-    }
-    .min(test.len())
-    .max(1);
-    let mut model = Dlrm::new(dev, &cfg.model, &full, placement, batch, cfg.seed)?;
-    model.restore_from(dev, ckpt)?;
+    let (mut model, test) = restore_model(dev, cfg, ckpt, data.as_ref(), None)?;
+    let batch = model.capacity();
     let mut scratch = (crate::data::Batch::new(0, 0), Vec::new());
-    let (test_auc, test_logloss) = super::evaluate(dev, &mut model, test, batch, &mut scratch)?;
+    let (test_auc, test_logloss) = super::evaluate(dev, &mut model, &test, batch, &mut scratch)?;
     Ok(Score {
         step: ckpt.step,
         data: data.name(),
@@ -131,5 +122,35 @@ pub fn score<D: Device>(dev: &D, cfg: &RunConfig, ckpt: &Checkpoint) -> Result<S
         test_samples: test.len(),
         test_auc,
         test_logloss,
+        predictions: scratch.1,
     })
+}
+
+/// The model saved in `ckpt` (made by the run `cfg`) rebuilt on `dev`, and `data`'s test split
+/// as that model reads it (its DHE features' ids set apart). The model takes batches of up to
+/// `capacity` samples (`None`: the run's evaluation batch); a cached placement takes at most the
+/// run's training batch, the size its caches are known to hold.
+pub fn restore_model<D: Device>(
+    dev: &D,
+    cfg: &RunConfig,
+    ckpt: &Checkpoint,
+    data: &dyn crate::data::Dataset,
+    capacity: Option<usize>,
+) -> Result<(Dlrm<D>, crate::data::Batch), TrainError> {
+    cfg.validate()?;
+    let full = data.schema().clone();
+    let layout = cfg.model.layout(full.table_rows.len())?;
+    let split = crate::data::SplitDataset::new(data, layout.split.clone())?;
+    let test = crate::data::Dataset::test(&split);
+    let placement = cfg.placement(&layout.split.schema(&full).table_rows)?;
+    let batch = match placement.policy.is_cached() {
+        true => cfg.batch_size,
+        false => capacity.unwrap_or(cfg.eval_batch_size),
+    }
+    .min(capacity.unwrap_or(usize::MAX))
+    .min(test.len())
+    .max(1);
+    let mut model = Dlrm::new(dev, &cfg.model, &full, placement, batch, cfg.seed)?;
+    model.restore_from(dev, ckpt)?;
+    Ok((model, test.clone()))
 }
