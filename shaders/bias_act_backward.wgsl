@@ -1,5 +1,7 @@
 // bias_act_backward: dy[r, c] *= act'(y[r, c]) in place (act 1, ReLU: 0 where y <= 0; act 2,
-// sigmoid: y (1 − y); act 0, identity: 1), then dbias[c] = sum over r of dy[r, c].
+// sigmoid: y (1 − y); act 3, Mish: y holds the pre-activation z, and the factor is
+// t + z (1 − t²) σ(z) with t = tanh(softplus(z)), as the CPU's `mish_grad`; act 0, identity: 1),
+// then dbias[c] = sum over r of dy[r, c].
 // A workgroup owns 16 adjacent columns (so each row's 16 words are read together) and splits
 // their rows over 16 lanes: lane l sums rows l, l + 16, l + 32, … in increasing order, then the
 // lanes' partial sums are added in a fixed tree (8, 4, 2, 1 apart). The order is the same on
@@ -48,6 +50,9 @@ fn main(
                 let s = y[idx];
                 v = v * (s * (1.0 - s));
                 dy[idx] = v;
+            } else if p.act == 3u {
+                v = v * mish_grad(y[idx]);
+                dy[idx] = v;
             }
             acc += v;
         }
@@ -63,4 +68,17 @@ fn main(
     if lane == 0u && c < p.cols {
         dbias[c] = partial[cx];
     }
+}
+
+// Mish's derivative at the pre-activation z, as the CPU's `mish_grad`.
+fn mish_grad(z: f32) -> f32 {
+    let t = tanh(max(z, 0.0) + log(1.0 + exp(-abs(z))));
+    var s: f32;
+    if z >= 0.0 {
+        s = 1.0 / (1.0 + exp(-z));
+    } else {
+        let e = exp(z);
+        s = e / (1.0 + e);
+    }
+    return t + z * (1.0 - t * t) * s;
 }

@@ -1,5 +1,6 @@
 // bias_act_forward: x[r, c] = act(x[r, c] + bias[c]) in place; act is the identity (act = 0),
-// ReLU (1) or the sigmoid (2, in the stable form of the CPU's `sigmoid`).
+// ReLU (1), the sigmoid (2, in the stable form of the CPU's `sigmoid`) or Mish (3,
+// z · tanh(softplus(z)), softplus as the CPU's `softplus`).
 // Bindings: 0 uniform Params (dynamic offset), 1 x (read_write, [rows, cols]), 2 bias (read, [cols]).
 // Dispatch: one invocation per element, linear index over rows * cols; workgroup size 64,
 //           workgroups split over x and y.
@@ -28,9 +29,16 @@ fn main(
         x[i] = max(z, 0.0);
     } else if p.act == 2u {
         x[i] = sigmoid(z);
+    } else if p.act == 3u {
+        x[i] = z * tanh(softplus(z));
     } else {
         x[i] = z;
     }
+}
+
+// ln(1 + e^z) with no overflow, as the CPU's `softplus`.
+fn softplus(z: f32) -> f32 {
+    return max(z, 0.0) + log(1.0 + exp(-abs(z)));
 }
 
 // The logistic function, with no overflow of exp for either sign (as the CPU's `sigmoid`).

@@ -36,6 +36,22 @@ fn tiny_batch() -> Batch {
 }
 
 fn check(pooling: Pooling, representation: Representation, dhe_features: &[usize], seed: u64) {
+    check_with(
+        pooling,
+        representation,
+        dhe_features,
+        seed,
+        DheOutput::Linear,
+    );
+}
+
+fn check_with(
+    pooling: Pooling,
+    representation: Representation,
+    dhe_features: &[usize],
+    seed: u64,
+    output: DheOutput,
+) {
     let dev = CpuDevice::new();
     let cfg = ModelConfig {
         dim: 3,
@@ -50,13 +66,13 @@ fn check(pooling: Pooling, representation: Representation, dhe_features: &[usize
         embedding_init_scale: 0.6,
         representation,
         dhe_features: dhe_features.to_vec(),
-        // Small, and linear out so the checked gradients are not flattened by a saturated
-        // sigmoid (the sigmoid itself is checked in the kernel parity suite).
+        // Small, and linear out by default so the checked gradients are not flattened by a
+        // saturated sigmoid (the sigmoid itself is checked in the kernel parity suite).
         dhe: DheConfig {
             k: 6,
             m: 1000,
             hidden: vec![4],
-            output: DheOutput::Linear,
+            output,
             ..DheConfig::default()
         },
     };
@@ -182,4 +198,23 @@ fn gradients_with_dhe_features_match_finite_differences() {
     // Features 0 and 2 are DHEs alone, 1 a table.
     check(Pooling::Sum, Representation::Select, &[0, 2], SEED);
     check(Pooling::Mean, Representation::Dhe, &[], SEED);
+}
+
+#[test]
+fn gradients_through_a_mish_decoder_output_match_finite_differences() {
+    // Mish's backward reads the pre-activation the decoder keeps.
+    check_with(
+        Pooling::Sum,
+        Representation::Dhe,
+        &[],
+        SEED,
+        DheOutput::Mish,
+    );
+    check_with(
+        Pooling::Mean,
+        Representation::Hybrid,
+        &[0, 2],
+        SEED,
+        DheOutput::Mish,
+    );
 }

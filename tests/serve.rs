@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cli::{fails_with, rowflow, text, tiny_config};
+use common::cli::{available_backends, fails_with, rowflow, text, tiny_config};
 use rowflow::device::BackendKind;
 use rowflow::serve::{Load, Policy, Server, SizeDist};
 use std::path::{Path, PathBuf};
@@ -34,6 +34,25 @@ fn saved(dir: &Path, name: &str, representation: &str, extra: &[&str]) -> PathBu
     to
 }
 
+/// Each test sample's probability as `rowflow eval --predictions` writes it (CPU backend).
+fn eval_predictions(model: &Path, file: &Path) -> Vec<f32> {
+    let o = rowflow(&[
+        "eval",
+        "--backend",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--predictions",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
+}
+
 #[test]
 fn a_served_prediction_equals_evals_for_the_same_sample() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,37 +60,37 @@ fn a_served_prediction_equals_evals_for_the_same_sample() {
         saved(dir.path(), "table", "table", &[]),
         saved(dir.path(), "hybrid", "hybrid", &[]),
     ];
-    let server = Server::start(&models, &[BackendKind::Cpu]).unwrap();
-    let names: Vec<&str> = server.paths().iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["table@cpu", "hybrid@cpu"]);
-    for (path, model) in models.iter().enumerate() {
-        let file = dir.path().join(format!("{path}.txt"));
-        let o = rowflow(&[
-            "eval",
-            "--backend",
-            "cpu",
-            "--model",
-            model.to_str().unwrap(),
-            "--predictions",
-            file.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", text(&o).1);
-        let eval: Vec<f32> = std::fs::read_to_string(&file)
-            .unwrap()
-            .lines()
-            .map(|l| l.parse().unwrap())
-            .collect();
-        assert_eq!(eval.len(), 500, "one line per test sample");
+    // Paths on the wgpu backend too where an adapter exists (lavapipe in CI): one worker per
+    // backend, each owning its device on its own thread.
+    let mut backends = vec![BackendKind::Cpu];
+    if available_backends().iter().any(|b| b == "wgpu") {
+        backends.push(BackendKind::Wgpu);
+    }
+    let mut server = Server::start(&models, &backends).unwrap();
+    let names: Vec<String> = server.paths().iter().map(|p| p.name.clone()).collect();
+    assert_eq!(names[..2], ["table@cpu", "hybrid@cpu"]);
+    let evals: Vec<Vec<f32>> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| eval_predictions(m, &dir.path().join(format!("{i}.txt"))))
+        .collect();
+    assert!(
+        evals.iter().all(|e| e.len() == 500),
+        "one line per test sample"
+    );
+    for (path, name) in names.iter().enumerate() {
+        let eval = &evals[path % models.len()];
         // A query as a load sends it: samples of the served half, in any order, repeated.
         let pool = server.pool();
         let query: Vec<u32> = vec![pool.start, pool.end - 1, pool.start + 7, pool.start, 3];
         let served = server.predict(path, &query).unwrap();
+        // The CPU is the same code as eval's; another backend sums in its own order.
+        let tol = if name.ends_with("@cpu") { 1e-6 } else { 1e-5 };
         for (&i, &p) in query.iter().zip(&served) {
             let e = eval[i as usize];
             assert!(
-                (p - e).abs() <= 1e-6,
-                "{}: sample {i}: served {p}, eval {e}",
-                names[path]
+                (p - e).abs() <= tol,
+                "{name}: sample {i}: served {p}, eval {e}"
             );
         }
     }
@@ -183,7 +202,7 @@ fn checkpoints_that_cannot_be_served_are_named() {
 fn a_load_beyond_the_machine_is_reported_not_queued_forever() {
     let dir = tempfile::tempdir().unwrap();
     let a = saved(dir.path(), "dhe", "dhe", &[]);
-    let server = Server::start(&[a], &[BackendKind::Cpu]).unwrap();
+    let mut server = Server::start(&[a], &[BackendKind::Cpu]).unwrap();
     let load = Load {
         qps: 200_000.0,
         duration_s: 0.3,

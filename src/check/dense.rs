@@ -19,7 +19,12 @@ pub fn bias_act<D: Device>(
 ) -> Result<(), DeviceError> {
     let mut r = ck.rng();
     for (rows, cols) in [(1, 1), (63, 3), (64, 64), (65, 100), (1000, 17)] {
-        for act in [Activation::Relu, Activation::Identity, Activation::Sigmoid] {
+        for act in [
+            Activation::Relu,
+            Activation::Identity,
+            Activation::Sigmoid,
+            Activation::Mish,
+        ] {
             let (x, bias, dy) = (
                 uniform(&mut r, rows * cols),
                 uniform(&mut r, cols),
@@ -41,8 +46,16 @@ pub fn bias_act<D: Device>(
                 let mut out = d.read_f32(&xb, 0..rows * cols)?;
                 if backward {
                     let (dyb, db) = (d.buffer_from_f32(&dy)?, d.alloc_elems(cols)?);
+                    // Mish's backward takes the pre-activation, as the MLP keeps it.
+                    let pre: Vec<f32> = (0..rows * cols).map(|i| x[i] + bias[i % cols]).collect();
+                    let preb = d.buffer_from_f32(&pre)?;
+                    let y = if act.needs_pre_activation() {
+                        &preb
+                    } else {
+                        &xb
+                    };
                     d.bias_act_backward(&BiasActBackward {
-                        y: &xb,
+                        y,
                         dy: &dyb,
                         dbias: &db,
                         shape,

@@ -92,7 +92,7 @@ pub fn dhe<D: Device>(dev: &D, cpu: &CpuDevice, ck: &mut Checker) -> Result<(), 
             message: other.to_string(),
         },
     };
-    for output in [DheOutput::Sigmoid, DheOutput::Linear] {
+    for output in [DheOutput::Sigmoid, DheOutput::Linear, DheOutput::Mish] {
         let cfg = DheConfig {
             k: 64,
             hidden: vec![32],

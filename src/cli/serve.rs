@@ -75,7 +75,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         // The paths hold what they need; the checkpoints were only the way there.
         let _ = std::fs::remove_dir_all(&scratch);
     }
-    let server = server?;
+    let mut server = server?;
     for p in server.paths() {
         let ms = |n: usize| p.latency.seconds(n) * 1e3;
         eprintln!(
@@ -121,7 +121,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         seed: args.seed,
     };
     if args.sweep {
-        let reports = sweep(&server, &opts, &mut print)?;
+        let reports = sweep(&mut server, &opts, &mut print)?;
         for line in verdicts(&reports) {
             eprintln!("{line}");
         }

@@ -28,6 +28,8 @@ pub enum DheOutput {
     Sigmoid,
     /// No activation.
     Linear,
+    /// Mish, `x · tanh(softplus(x))`: the artifact's other option.
+    Mish,
 }
 
 /// A DHE's sizes (`[model.dhe]` in a config file).
@@ -150,6 +152,7 @@ impl<D: Device> Dhe<D> {
         let last = match cfg.output {
             DheOutput::Sigmoid => Activation::Sigmoid,
             DheOutput::Linear => Activation::Identity,
+            DheOutput::Mish => Activation::Mish,
         };
         let decoder = Mlp::new(dev, &cfg.sizes(dim), last, capacity, rule, &mut rng)?;
         Ok(Dhe {

@@ -25,6 +25,10 @@ struct Layer<D: Device> {
     y: D::Buffer,
     /// `[capacity, output]` gradient of `y`, turned into that of the pre-activation in backward.
     dy: D::Buffer,
+    /// For an activation whose backward needs its input (Mish): `[capacity, output]`
+    /// pre-activation `x·Wᵀ + b` of the last forward, and `[output]` zeros (the bias is added
+    /// before the activation runs on `y`).
+    pre: Option<(D::Buffer, D::Buffer)>,
 }
 
 /// A stack of layers sized for batches of up to `capacity` samples.
@@ -78,14 +82,23 @@ impl<D: Device> Mlp<D> {
                 )),
                 false => None,
             };
+            let act = if l + 2 == sizes.len() {
+                last
+            } else {
+                Activation::Relu
+            };
+            let pre = match act.needs_pre_activation() {
+                true => Some((
+                    dev.alloc_elems(capacity * output)?,
+                    dev.buffer_from_f32(&vec![0.0; output])?,
+                )),
+                false => None,
+            };
             layers.push(Layer {
                 input,
                 output,
-                act: if l + 2 == sizes.len() {
-                    last
-                } else {
-                    Activation::Relu
-                },
+                act,
+                pre,
                 w: dev.buffer_from_f32(&w)?,
                 b: dev.buffer_from_f32(&b)?,
                 dw: dev.alloc_elems(input * output)?,
@@ -111,6 +124,9 @@ impl<D: Device> Mlp<D> {
         for l in &mut self.layers {
             l.y = dev.alloc_elems(capacity * l.output)?;
             l.dy = dev.alloc_elems(capacity * l.output)?;
+            if let Some((pre, _)) = &mut l.pre {
+                *pre = dev.alloc_elems(capacity * l.output)?;
+            }
         }
         self.capacity = capacity;
         Ok(())
@@ -144,15 +160,27 @@ impl<D: Device> Mlp<D> {
             // y = x · Wᵀ
             let shape = (batch, layer.output, layer.input);
             matmul(dev, (input, false), (&layer.w, true), &layer.y, shape)?;
-            dev.bias_act_forward(&BiasActForward {
-                x: &layer.y,
-                bias: &layer.b,
-                shape: BiasActShape {
-                    rows: batch as u32,
-                    cols: layer.output as u32,
-                    act: layer.act,
-                },
-            })?;
+            let bias_act = |x: &D::Buffer, bias: &D::Buffer, act: Activation| {
+                dev.bias_act_forward(&BiasActForward {
+                    x,
+                    bias,
+                    shape: BiasActShape {
+                        rows: batch as u32,
+                        cols: layer.output as u32,
+                        act,
+                    },
+                })
+            };
+            match &layer.pre {
+                None => bias_act(&layer.y, &layer.b, layer.act)?,
+                // Keep `x·Wᵀ + b` for the backward, then activate a copy of it.
+                Some((pre, zeros)) => {
+                    bias_act(&layer.y, &layer.b, Activation::Identity)?;
+                    let bytes = (batch * layer.output * 4) as u64;
+                    dev.copy_buffer(&layer.y, 0, pre, 0, bytes)?;
+                    bias_act(&layer.y, zeros, layer.act)?;
+                }
+            }
         }
         Ok(())
     }
@@ -186,7 +214,7 @@ impl<D: Device> Mlp<D> {
         for l in (0..self.layers.len()).rev() {
             let layer = &self.layers[l];
             dev.bias_act_backward(&BiasActBackward {
-                y: &layer.y,
+                y: layer.pre.as_ref().map_or(&layer.y, |(pre, _)| pre),
                 dy: &layer.dy,
                 dbias: &layer.db,
                 shape: BiasActShape {
@@ -271,9 +299,11 @@ impl<D: Device> Mlp<D> {
                     .iter()
                     .map(|b| dev.buffer_bytes(b))
                     .sum::<u64>()
-                    + l.state
-                        .as_ref()
-                        .map_or(0, |(a, b)| dev.buffer_bytes(a) + dev.buffer_bytes(b))
+                    + [&l.state, &l.pre]
+                        .into_iter()
+                        .flatten()
+                        .map(|(a, b)| dev.buffer_bytes(a) + dev.buffer_bytes(b))
+                        .sum::<u64>()
             })
             .sum()
     }

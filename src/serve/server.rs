@@ -152,8 +152,9 @@ impl Server {
     }
 
     /// Predicts test samples `samples` on path `path`, waiting for the answer (one query, as
-    /// a load would send it).
-    pub fn predict(&self, path: usize, samples: &[u32]) -> Result<Vec<f32>, ServeError> {
+    /// a load would send it). Takes the server whole (`&mut`), as a load run does: a query
+    /// between runs must not be mistaken for one of theirs.
+    pub fn predict(&mut self, path: usize, samples: &[u32]) -> Result<Vec<f32>, ServeError> {
         let run = self.current.fetch_add(1, Ordering::AcqRel) + 1;
         let (tx, rx) = crossbeam_channel::unbounded();
         self.send(path, run, 0, samples.to_vec(), &tx)?;
@@ -165,7 +166,12 @@ impl Server {
     }
 
     /// Offers `load` under `policy` with an SLA of `sla_ms` and reports what was served.
-    pub fn run(&self, policy: Policy, load: &Load, sla_ms: f64) -> Result<LoadReport, ServeError> {
+    pub fn run(
+        &mut self,
+        policy: Policy,
+        load: &Load,
+        sla_ms: f64,
+    ) -> Result<LoadReport, ServeError> {
         self.check_sla(sla_ms)?;
         let infos = self.paths();
         if let Policy::Static(i) = policy

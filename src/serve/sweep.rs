@@ -62,7 +62,7 @@ fn two_digits(v: f64) -> f64 {
 /// Runs the scheduler, then each path alone, at every load of `opts`, calling `each` with
 /// every report as it is made.
 pub fn sweep(
-    server: &Server,
+    server: &mut Server,
     opts: &SweepOptions,
     each: &mut dyn FnMut(&LoadReport),
 ) -> Result<Vec<LoadReport>, ServeError> {

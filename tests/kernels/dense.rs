@@ -8,6 +8,7 @@ use rowflow::device::{
 };
 
 pub fn bias_act_matches_naive<D: Device>(dev: &D) {
+    mish_matches_naive(dev);
     let mut r = rng(seed("bias_act"));
     for (rows, cols) in [(1, 1), (63, 3), (64, 64), (65, 100), (1000, 17)] {
         for act in [Activation::Relu, Activation::Identity] {
@@ -205,4 +206,75 @@ pub fn interaction_matches_naive<D: Device>(dev: &D) {
             0.0,
         );
     }
+}
+
+/// Mish forward and backward (which takes the pre-activation) against float64, over inputs
+/// from −20 to 20 (where softplus's two branches and tanh's saturation are).
+fn mish_matches_naive<D: Device>(dev: &D) {
+    let mut r = rng(seed("bias_act_mish"));
+    let (rows, cols) = (65, 100);
+    let x: Vec<f32> = uniform(&mut r, rows * cols)
+        .iter()
+        .map(|v| v * 20.0)
+        .collect();
+    let bias = uniform(&mut r, cols);
+    let shape = BiasActShape {
+        rows: rows as u32,
+        cols: cols as u32,
+        act: Activation::Mish,
+    };
+    let z: Vec<f32> = (0..rows * cols).map(|i| x[i] + bias[i % cols]).collect();
+    let softplus = |z: f64| z.max(0.0) + (-z.abs()).exp().ln_1p();
+    let mish = |z: f64| z * softplus(z).tanh();
+    let grad = |z: f64| {
+        let t = softplus(z).tanh();
+        t + z * (1.0 - t * t) / (1.0 + (-z).exp())
+    };
+    let xb = dev.buffer_from_f32(&x).unwrap();
+    let bb = dev.buffer_from_f32(&bias).unwrap();
+    dev.bias_act_forward(&BiasActForward {
+        x: &xb,
+        bias: &bb,
+        shape,
+    })
+    .unwrap();
+    let y = dev.read_f32(&xb, 0..rows * cols).unwrap();
+    let want: Vec<f64> = z.iter().map(|&z| mish(z as f64)).collect();
+    let scale: Vec<f64> = z.iter().map(|&z| z.abs() as f64).collect();
+    assert_close("bias_act_forward Mish", &y, &want, &scale, 1e-6, 1e-7);
+    let dy = uniform(&mut r, rows * cols);
+    let (zb, dyb, db) = (
+        dev.buffer_from_f32(&z).unwrap(),
+        dev.buffer_from_f32(&dy).unwrap(),
+        dev.alloc_elems(cols).unwrap(),
+    );
+    dev.bias_act_backward(&BiasActBackward {
+        y: &zb,
+        dy: &dyb,
+        dbias: &db,
+        shape,
+    })
+    .unwrap();
+    let dz = dev.read_f32(&dyb, 0..rows * cols).unwrap();
+    let want: Vec<f64> = (0..rows * cols)
+        .map(|i| dy[i] as f64 * grad(z[i] as f64))
+        .collect();
+    // The derivative's terms reach |z| (1 − t²) σ(z) ≤ 1.1: relative to that and to dy.
+    let scale: Vec<f64> = dy.iter().map(|d| 1.2 * d.abs() as f64).collect();
+    assert_close("bias_act_backward Mish dz", &dz, &want, &scale, 1e-5, 1e-7);
+    let dbias = dev.read_f32(&db, 0..cols).unwrap();
+    let want_db: Vec<f64> = (0..cols)
+        .map(|c| (0..rows).map(|r| want[r * cols + c]).sum())
+        .collect();
+    let scale_db: Vec<f64> = (0..cols)
+        .map(|c| (0..rows).map(|r| want[r * cols + c].abs() + 1e-5).sum())
+        .collect();
+    assert_close(
+        "bias_act_backward Mish dbias",
+        &dbias,
+        &want_db,
+        &scale_db,
+        1e-5,
+        0.0,
+    );
 }

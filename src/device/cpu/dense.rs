@@ -8,7 +8,7 @@
 //! bit-identical whatever the thread count.
 
 use super::simd::dot;
-use crate::device::kernels::sigmoid;
+use crate::device::kernels::{mish, mish_grad, sigmoid};
 use crate::device::{Activation, DeviceError, KernelId, Optimizer};
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -35,13 +35,15 @@ pub fn bias_act_forward(x: &mut [f32], bias: &[f32], act: Activation) {
                         Activation::Relu => z.max(0.0),
                         Activation::Identity => z,
                         Activation::Sigmoid => sigmoid(z),
+                        Activation::Mish => mish(z),
                     };
                 }
             }
         });
 }
 
-/// In place: `dy *= act'(y)` (ReLU's derivative is 0 where `y <= 0`), then
+/// In place: `dy *= act'(y)` (ReLU's derivative is 0 where `y <= 0`; for Mish `y` is the
+/// pre-activation), then
 /// `dbias[c] = sum over rows r of dy[r, c]`, rows summed in order.
 pub fn bias_act_backward(y: &[f32], dy: &mut [f32], dbias: &mut [f32], act: Activation) {
     let cols = dbias.len();
@@ -64,6 +66,11 @@ pub fn bias_act_backward(y: &[f32], dy: &mut [f32], dbias: &mut [f32], act: Acti
             .par_chunks_mut(ELEMS_PER_TASK)
             .zip(y.par_chunks(ELEMS_PER_TASK))
             .for_each(|(d, y)| d.iter_mut().zip(y).for_each(|(d, y)| *d *= *y * (1.0 - *y))),
+        // Mish's backward is handed the pre-activation in `y`.
+        Activation::Mish => dy
+            .par_chunks_mut(ELEMS_PER_TASK)
+            .zip(y.par_chunks(ELEMS_PER_TASK))
+            .for_each(|(d, z)| d.iter_mut().zip(z).for_each(|(d, z)| *d *= mish_grad(*z))),
         Activation::Identity => {}
     }
     // Column blocks in parallel; each column's sum runs over rows in order.

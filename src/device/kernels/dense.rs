@@ -14,16 +14,25 @@ pub enum Activation {
     /// `1 / (1 + e^-x)`, in the stable form of [`sigmoid`]; its derivative `y (1 − y)` is
     /// taken from the output.
     Sigmoid,
+    /// `x · tanh(softplus(x))` ([`mish`]); its derivative ([`mish_grad`]) needs the
+    /// pre-activation, which the backward takes in place of the output.
+    Mish,
 }
 
 impl Activation {
-    /// The kernels' code for it: 0 identity, 1 ReLU, 2 sigmoid.
+    /// The kernels' code for it: 0 identity, 1 ReLU, 2 sigmoid, 3 Mish.
     pub fn code(self) -> u32 {
         match self {
             Activation::Identity => 0,
             Activation::Relu => 1,
             Activation::Sigmoid => 2,
+            Activation::Mish => 3,
         }
+    }
+
+    /// Whether its backward takes the pre-activation rather than the output (Mish).
+    pub fn needs_pre_activation(self) -> bool {
+        self == Activation::Mish
     }
 }
 
@@ -89,7 +98,8 @@ pub struct BiasActForward<'a, B> {
 /// Arguments of `bias_act_backward`: `dy[r, c] *= act'(y[r, c])` in place, then
 /// `dbias[c] = sum_r dy[r, c]` (overwritten, rows summed in order).
 pub struct BiasActBackward<'a, B> {
-    /// `[rows, cols]` f32: the forward's output (post-activation).
+    /// `[rows, cols]` f32: the forward's output (post-activation); for
+    /// [`Activation::Mish`], its input `x + bias` (pre-activation).
     pub y: &'a B,
     /// `[rows, cols]` f32: gradient of the output, replaced by the gradient of the pre-activation.
     pub dy: &'a B,
@@ -108,6 +118,23 @@ pub fn sigmoid(z: f32) -> f32 {
         let e = z.exp();
         e / (1.0 + e)
     }
+}
+
+/// `ln(1 + e^z)` as every backend computes it: `max(z, 0) + ln(1 + e^−|z|)` (no overflow; the
+/// kernels have no `log1p`, so neither does this).
+pub fn softplus(z: f32) -> f32 {
+    z.max(0.0) + (1.0 + (-z.abs()).exp()).ln()
+}
+
+/// Mish (Misra, 2019): `z · tanh(softplus(z))`, a smooth ReLU; a DHE decoder's output option.
+pub fn mish(z: f32) -> f32 {
+    z * softplus(z).tanh()
+}
+
+/// Mish's derivative at the pre-activation `z`: `t + z (1 − t²) σ(z)` with `t = tanh(softplus(z))`.
+pub fn mish_grad(z: f32) -> f32 {
+    let t = softplus(z).tanh();
+    t + z * (1.0 - t * t) * sigmoid(z)
 }
 
 /// Width of the interaction output for `tables` embedding vectors of size `dim`: the dense vector

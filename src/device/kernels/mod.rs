@@ -15,7 +15,8 @@ pub mod quantize;
 
 pub use dense::{
     Activation, BceLoss, BiasActBackward, BiasActForward, BiasActShape, DenseUpdate, Gemm,
-    InteractionBackward, InteractionForward, InteractionShape, interaction_width, sigmoid,
+    InteractionBackward, InteractionForward, InteractionShape, interaction_width, mish, mish_grad,
+    sigmoid, softplus,
 };
 pub use embedding::{BagBackward, BagForward, BagShape, Pooling, RowGradMap, Strided};
 pub use hash::{HashEncode, HashShape, HashTransform};
