@@ -187,6 +187,7 @@ impl Server {
         let shed_s = SHED_FACTOR * sla_s;
         let run = self.current.fetch_add(1, Ordering::AcqRel) + 1;
         let (tx, rx) = crossbeam_channel::unbounded::<Done>();
+        self.settle(run, &tx, &rx)?;
         let mut queues: Vec<Queue> = self.workers.iter().map(|_| Queue::default()).collect();
         let mut corrections = vec![Correction::default(); infos.len()];
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(arrivals.len());
@@ -295,6 +296,36 @@ impl Server {
             &outcomes,
             &names,
         ))
+    }
+
+    /// Waits until every worker has put the previous run behind it: the query it was running
+    /// finished and the ones left queued skipped. Otherwise a run after an overloaded one would
+    /// start behind its leftovers, and the policies compared would not start alike.
+    fn settle(
+        &self,
+        run: u64,
+        tx: &crossbeam_channel::Sender<Done>,
+        rx: &crossbeam_channel::Receiver<Done>,
+    ) -> Result<(), ServeError> {
+        for w in 0..self.workers.len() {
+            let path = self.paths.iter().position(|&(pw, _)| pw == w).unwrap_or(0);
+            self.send(path, run, usize::MAX, Vec::new(), tx)?;
+            loop {
+                match rx.recv_timeout(Duration::from_secs(60)) {
+                    Ok(d) if d.id == usize::MAX => break,
+                    Ok(_) => continue,
+                    Err(_) => {
+                        return Err(ServeError::PathFailed {
+                            path: self.paths()[path].name.clone(),
+                            message: "its worker did not finish the previous run's query within \
+                                      60 s"
+                                .into(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn send(
