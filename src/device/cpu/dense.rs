@@ -1,5 +1,4 @@
-//! Dense kernels on the CPU: GEMM, bias + activation, DLRM dot interaction, BCE loss,
-//! optimizers.
+//! Dense kernels on the CPU: GEMM, bias + activation, DLRM dot interaction, BCE loss, optimizers.
 //!
 //! Work is split over whole rows (samples) or contiguous element ranges; every reduction runs in
 //! a fixed order inside one task, so results do not depend on the thread count. `gemm` is
@@ -43,8 +42,7 @@ pub fn bias_act_forward(x: &mut [f32], bias: &[f32], act: Activation) {
 }
 
 /// In place: `dy *= act'(y)` (ReLU's derivative is 0 where `y <= 0`; for Mish `y` is the
-/// pre-activation), then
-/// `dbias[c] = sum over rows r of dy[r, c]`, rows summed in order.
+/// pre-activation), then `dbias[c] = sum over rows r of dy[r, c]`, rows summed in order.
 pub fn bias_act_backward(y: &[f32], dy: &mut [f32], dbias: &mut [f32], act: Activation) {
     let cols = dbias.len();
     if cols == 0 {
@@ -66,7 +64,6 @@ pub fn bias_act_backward(y: &[f32], dy: &mut [f32], dbias: &mut [f32], act: Acti
             .par_chunks_mut(ELEMS_PER_TASK)
             .zip(y.par_chunks(ELEMS_PER_TASK))
             .for_each(|(d, y)| d.iter_mut().zip(y).for_each(|(d, y)| *d *= *y * (1.0 - *y))),
-        // Mish's backward is handed the pre-activation in `y`.
         Activation::Mish => dy
             .par_chunks_mut(ELEMS_PER_TASK)
             .zip(y.par_chunks(ELEMS_PER_TASK))
