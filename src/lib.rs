@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod embedding;
 pub mod hostmem;
 pub mod metrics;

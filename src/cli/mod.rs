@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod distributed;
 mod eval;
 mod info;
 mod serve;

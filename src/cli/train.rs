@@ -110,6 +110,9 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
     #[command(flatten)]
     model: ModelFlags,
+    #[command(flatten)]
+    #[serde(skip)]
+    dist: super::distributed::DistArgs,
 }
 
 /// The flags that set `[model]` keys.
@@ -120,6 +123,9 @@ struct ModelFlags {
     /// (hybrid), or a DHE for the features of --dhe-features and tables for the rest (select).
     #[arg(long, value_parser = choice::<Representation>())]
     representation: Option<Representation>,
+    /// Learning rate of the embeddings (default: --lr).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    embedding_lr: Option<f32>,
     /// Features (numbered from 0) that are DHEs (select) or hybrids (hybrid; default all).
     #[arg(long, value_delimiter = ',', value_name = "F,F,…")]
     dhe_features: Option<Vec<usize>>,
@@ -162,9 +168,15 @@ impl TrainArgs {
 
 /// `rowflow train`: validates the config, checks that every output can be written, trains on
 /// the backend `--backend` resolves to, then prints and writes the summary.
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(mut args: TrainArgs) -> Result<()> {
     let profile = args.profile_kernels;
+    let dist = std::mem::take(&mut args.dist);
+    let distributed = dist.distributed;
     let cfg = args.into_config()?;
+    if distributed {
+        return super::distributed::run(cfg, dist);
+    }
+    dist.refuse_without_distributed()?;
     let summary_out = cfg.summary_json.as_deref().map(Output::claim).transpose()?;
     let trained = (|| -> Result<TrainSummary> {
         let backend = super::select(cfg.backend)?;

@@ -37,7 +37,27 @@ impl RunConfig {
             int("steps", Some("--steps"), steps, 1, u64::MAX >> 1)?;
         }
         int("epochs", Some("--epochs"), self.epochs, 1, 1_000_000)?;
-        real("lr", Some("--lr"), self.lr as f64, 0.0, false, 1e3)?;
+        // With its own embedding rate, `--lr 0` freezes the dense layers (the distributed
+        // tests compare tables bit for bit that way); alone it would train nothing.
+        let frozen_dense_ok = self.model.embedding_lr.is_some();
+        real(
+            "lr",
+            Some("--lr"),
+            self.lr as f64,
+            0.0,
+            frozen_dense_ok,
+            1e3,
+        )?;
+        if let Some(e) = self.model.embedding_lr {
+            real(
+                "model.embedding_lr",
+                Some("--embedding-lr"),
+                e as f64,
+                0.0,
+                false,
+                1e3,
+            )?;
+        }
         real(
             "test_fraction",
             Some("--test-fraction"),

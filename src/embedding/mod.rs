@@ -15,7 +15,7 @@ mod cache;
 mod directory;
 mod error;
 pub mod hotness;
-mod init;
+pub mod init;
 mod inputs;
 mod persist;
 mod policy;

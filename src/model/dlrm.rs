@@ -6,6 +6,8 @@
 //! [`Dlrm::launch_step`] starts that read without waiting for it, so the host records the next
 //! step while the device still runs this one; [`Dlrm::finish_loss`] collects it later.
 
+mod external;
+
 use super::{HashedFeatures, Layout, Mlp, ModelConfig, ModelError, mlp::ParamRef};
 use crate::data::RowMap;
 use crate::data::{Batch, Schema};
