@@ -368,3 +368,83 @@ fn unsupported_settings_and_stray_flags_are_refused() {
         common::cli::fails_with(&job.out, says);
     }
 }
+
+#[test]
+fn measured_exchange_bytes_equal_the_simulators() {
+    if !ready() {
+        return;
+    }
+    // The sequence workload scaled to 4 ranks (2 hosts × 2): a row-wise plan and a FlexShard
+    // plan with replicas, each run for real and simulated on the same batches.
+    let dir = tempfile::tempdir().unwrap();
+    let workload = strings(&[
+        "--hosts",
+        "2",
+        "--devices-per-host",
+        "2",
+        "--tables",
+        "4",
+        "--rows",
+        "20000",
+        "--dim",
+        "16",
+        "--samples-per-device",
+        "64",
+        "--mean-length",
+        "20",
+        "--steps",
+        "3",
+    ]);
+    for planner in ["row-wise", "flexshard"] {
+        let plan = dir.path().join(format!("{planner}.json"));
+        let mut a = strings(&["shard", "plan"]);
+        a.extend(workload.clone());
+        a.extend(strings(&[
+            "--memory-budget-factor",
+            "4",
+            "--objective",
+            "all-to-all",
+        ]));
+        a.extend(strings(&[
+            "--save-planner",
+            planner,
+            "--save",
+            plan.to_str().unwrap(),
+        ]));
+        alone(&a).ok();
+        let mut a = strings(&[
+            "shard",
+            "exchange",
+            "--json",
+            "--plan",
+            plan.to_str().unwrap(),
+        ]);
+        a.extend(workload.clone());
+        let job = mpirun(&[(4, a)], &[], LIMIT).ok();
+        let r: serde_json::Value = serde_json::from_str(job.stdout().trim()).unwrap();
+        assert_eq!(r["all_to_all_exact"], true, "{planner}: {r}");
+        for tier in ["intra_host", "inter_host"] {
+            let t = &r[tier];
+            let f = |k: &str| t[k].as_f64().unwrap();
+            assert!(f("predicted_all_to_all") > 0.0, "{planner} {tier}: {t}");
+            assert_eq!(
+                f("measured_all_to_all"),
+                f("predicted_all_to_all"),
+                "{planner} {tier}"
+            );
+            // The ids: 12 bytes (table, row, bag length) per remote lookup, one row of 64
+            // bytes back and one gradient row out: ids = a2a × 12 / (2 × 64).
+            let (ids, a2a) = (f("measured_ids") * 128.0, f("measured_all_to_all") * 12.0);
+            assert!((ids - a2a).abs() <= 1e-12 * a2a, "{planner} {tier}: {t}");
+            let (ring, sim) = (f("ring_model_sync"), f("predicted_sync"));
+            assert!(
+                (ring - sim).abs() <= 1e-9 * sim.max(1.0),
+                "{planner} {tier}: {t}"
+            );
+            match planner {
+                "row-wise" => assert_eq!((sim, f("measured_sync_keys")), (0.0, 0.0)),
+                _ => assert!(sim > 0.0 && f("measured_sync_keys") > 0.0, "{t}"),
+            }
+        }
+    }
+}

@@ -147,7 +147,11 @@ fn under_mpirun() -> bool {
 
 /// The engine this process runs: MPI (or NCCL bootstrapped by MPI) under mpirun, alone
 /// otherwise.
-fn engine(name: &str, timeout: Duration, per_host: usize) -> Result<Box<dyn Collective>> {
+pub(super) fn engine(
+    name: &str,
+    timeout: Duration,
+    per_host: usize,
+) -> Result<Box<dyn Collective>> {
     if !["mpi", "nccl"].contains(&name) {
         bail!("--collective {name}: expected mpi or nccl");
     }
@@ -167,7 +171,7 @@ fn engine(name: &str, timeout: Duration, per_host: usize) -> Result<Box<dyn Coll
         return Ok(Box::new(watched(mpi, timeout)?));
     }
     let _ = per_host;
-    eprintln!("--distributed without mpirun: one rank (launch N with `mpirun -np N`)");
+    eprintln!("without mpirun: one rank (launch N with `mpirun -np N`)");
     Ok(Box::new(Local::new()))
 }
 

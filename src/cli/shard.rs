@@ -14,13 +14,135 @@ use std::path::PathBuf;
 pub enum ShardCommand {
     /// Every planner's bytes per tier, modelled latency, load and memory on one workload.
     Plan(ShardPlanArgs),
+    /// Runs a saved plan's exchange for real (`mpirun -np HOSTS×DEVICES`, feature `mpi`) on the
+    /// same workload and puts the bytes sent next to the simulator's prediction.
+    Exchange(ShardExchangeArgs),
 }
 
 /// Runs the shard subcommand.
 pub fn run(which: ShardCommand) -> Result<()> {
     match which {
-        ShardCommand::Plan(a) => run_shard_plan(&overlay(&ShardPlanOptions::default(), &a)?)?,
+        ShardCommand::Plan(a) => {
+            run_shard_plan(&overlay(&ShardPlanOptions::default(), &a)?)?;
+        }
+        ShardCommand::Exchange(a) => exchange(a)?,
     };
+    Ok(())
+}
+
+/// `rowflow shard exchange`: the workload flags of `shard plan` (same defaults) and a plan.
+#[derive(Args, Serialize)]
+pub struct ShardExchangeArgs {
+    /// The plan to run, saved by `rowflow shard plan --save plan.json` with the same flags.
+    #[arg(long, value_name = "plan.json")]
+    #[serde(skip)]
+    plan: PathBuf,
+    /// Seconds a rank waits in one collective before ending the job.
+    #[arg(long, value_name = "S", default_value_t = 30.0)]
+    #[serde(skip)]
+    comm_timeout_s: f64,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Hosts in the cluster.
+    #[arg(long, default_value_t = d().hosts)]
+    hosts: usize,
+    /// Devices per host.
+    #[arg(long, default_value_t = d().devices_per_host)]
+    devices_per_host: usize,
+    /// Sequence tables.
+    #[arg(long, default_value_t = d().tables)]
+    tables: usize,
+    /// Rows per table.
+    #[arg(long, default_value_t = d().rows)]
+    rows: u32,
+    /// Embedding dimension (FP32 rows).
+    #[arg(long, default_value_t = d().dim)]
+    dim: usize,
+    /// Zipf exponent of row popularity (0: uniform, no skew).
+    #[arg(long, default_value_t = d().alpha)]
+    alpha: f64,
+    /// The uniform workload: same as --alpha 0.
+    #[arg(long)]
+    uniform: bool,
+    /// Mean sequence length.
+    #[arg(long, default_value_t = d().mean_length)]
+    mean_length: f64,
+    /// Distribution of sequence lengths.
+    #[arg(long, value_parser = choice::<LengthDistribution>(), default_value_t = d().lengths)]
+    lengths: LengthDistribution,
+    /// Samples each device draws per step.
+    #[arg(long, default_value_t = d().samples_per_device)]
+    samples_per_device: usize,
+    /// Steps run (figures are means per step).
+    #[arg(long, default_value_t = d().steps)]
+    steps: usize,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = d().seed)]
+    seed: u64,
+}
+
+fn exchange(a: ShardExchangeArgs) -> Result<()> {
+    let opts = overlay(&ShardPlanOptions::default(), &a)?;
+    if !(a.comm_timeout_s.is_finite() && a.comm_timeout_s >= 1.0) {
+        anyhow::bail!("--comm-timeout-s {} must be at least 1", a.comm_timeout_s);
+    }
+    let plan = rowflow::shard::Plan::load(&a.plan)?;
+    let timeout = std::time::Duration::from_secs_f64(a.comm_timeout_s);
+    let coll = super::distributed::engine("mpi", timeout, opts.devices_per_host)?;
+    let report = match rowflow::dist::measure::measure_exchange(coll.as_ref(), &opts, &plan) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: rank {}: {e}", coll.rank());
+            coll.abort(1)
+        }
+    };
+    let Some(r) = report else { return Ok(()) };
+    if opts.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{} plan on {} hosts × {} devices, {} steps of {} samples per device: bytes per step",
+        r.planner.name(),
+        r.hosts,
+        r.devices_per_host,
+        r.steps,
+        r.samples_per_device
+    );
+    println!(
+        "{:>10} {:>14} {:>14} {:>12} {:>12} {:>14} {:>14}",
+        "tier",
+        "a2a measured",
+        "a2a predicted",
+        "ids",
+        "sync keys",
+        "sync ring(B)",
+        "sync predicted"
+    );
+    for (name, t) in [("intra-host", &r.intra_host), ("inter-host", &r.inter_host)] {
+        println!(
+            "{name:>10} {:>14.0} {:>14.0} {:>12.0} {:>12.0} {:>14.0} {:>14.0}",
+            t.measured_all_to_all,
+            t.predicted_all_to_all,
+            t.measured_ids,
+            t.measured_sync_keys,
+            t.ring_model_sync,
+            t.predicted_sync
+        );
+    }
+    println!(
+        "all-to-alls {} the simulator's; replica payload B = {:.0} bytes per rank per step",
+        if r.all_to_all_exact {
+            "equal"
+        } else {
+            "DIFFER from"
+        },
+        r.sync_payload
+    );
+    if !r.all_to_all_exact {
+        anyhow::bail!("the measured all-to-all bytes differ from the simulator's prediction");
+    }
     Ok(())
 }
 

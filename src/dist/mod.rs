@@ -26,6 +26,7 @@
 pub mod collective;
 pub mod exchange;
 mod finish;
+pub mod measure;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 #[cfg(feature = "nccl")]

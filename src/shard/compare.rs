@@ -165,9 +165,11 @@ pub fn run_shard_plan(args: &ShardPlanOptions) -> Result<Vec<PlannerRow>, ShardE
     Ok(rows)
 }
 
-/// Builds the topology, tables, profile and plans of `args`, simulates them and writes
-/// `--save`; one row per planner, infeasible ones included.
-pub fn plan_and_simulate(args: &ShardPlanOptions) -> Result<Vec<PlannerRow>, ShardError> {
+/// The topology, tables and sequence generator `args` describe (what `rowflow shard plan`
+/// simulates and `rowflow shard exchange` runs).
+pub fn workload(
+    args: &ShardPlanOptions,
+) -> Result<(Topology, Vec<TableSpec>, SequenceGenerator), ShardError> {
     let alpha = if args.uniform { 0.0 } else { args.alpha };
     let topo = Topology::new(
         args.hosts,
@@ -202,7 +204,6 @@ pub fn plan_and_simulate(args: &ShardPlanOptions) -> Result<Vec<PlannerRow>, Sha
         };
         args.tables
     ];
-    let budget = memory_budget_bytes(&topo, &tables, args.memory_budget_factor)?;
     let generator = SequenceGenerator::new(
         &SequenceOptions {
             table_rows: vec![args.rows; args.tables],
@@ -213,6 +214,24 @@ pub fn plan_and_simulate(args: &ShardPlanOptions) -> Result<Vec<PlannerRow>, Sha
         args.seed,
     )
     .map_err(|e| ShardError::Workload(e.to_string()))?;
+    Ok((topo, tables, generator))
+}
+
+/// The simulator's replay of `args`' steps (streams from 0, as `rowflow shard plan` runs it).
+pub fn sim_options(args: &ShardPlanOptions) -> SimOptions {
+    SimOptions {
+        samples_per_device: args.samples_per_device,
+        steps: args.steps,
+        dedup: args.dedup,
+        first_stream: 0,
+    }
+}
+
+/// Builds the topology, tables, profile and plans of `args`, simulates them and writes
+/// `--save`; one row per planner, infeasible ones included.
+pub fn plan_and_simulate(args: &ShardPlanOptions) -> Result<Vec<PlannerRow>, ShardError> {
+    let (topo, tables, generator) = workload(args)?;
+    let budget = memory_budget_bytes(&topo, &tables, args.memory_budget_factor)?;
     let profile = profile_workload(
         &generator,
         topo.devices(),
@@ -233,13 +252,7 @@ pub fn plan_and_simulate(args: &ShardPlanOptions) -> Result<Vec<PlannerRow>, Sha
         }
     }
     let feasible: Vec<&Plan> = plans.iter().filter_map(|p| p.1.as_ref().ok()).collect();
-    let opts = SimOptions {
-        samples_per_device: args.samples_per_device,
-        steps: args.steps,
-        dedup: args.dedup,
-        first_stream: 0,
-    };
-    let mut stats = simulate(&feasible, &topo, &generator, &opts)?.into_iter();
+    let mut stats = simulate(&feasible, &topo, &generator, &sim_options(args))?.into_iter();
     let mut rows = Vec::new();
     for (kind, plan) in &plans {
         let s = plan.as_ref().ok().and_then(|_| stats.next());
@@ -259,7 +272,7 @@ pub fn plan_and_simulate(args: &ShardPlanOptions) -> Result<Vec<PlannerRow>, Sha
             hosts: args.hosts,
             devices_per_host: args.devices_per_host,
             dedup: args.dedup,
-            alpha,
+            alpha: if args.uniform { 0.0 } else { args.alpha },
             steps: args.steps,
             detail: s,
         });
