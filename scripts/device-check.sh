@@ -4,6 +4,9 @@
 #
 #   scripts/device-check.sh [BIN]        BIN: the rowflow binary (default target/release/rowflow)
 #
+# Build BIN with `cargo build --release --features nccl` for the NCCL self-test (not `mpi`: the
+# GPU machine has no libmpi, and one rank needs none).
+#
 # Environment:
 #   OUT                      where results go (default out/device-check)
 #   ROWFLOW_STANDIN=cpu      no GPU here: the CPU stands in for CUDA and every size is small
@@ -124,6 +127,23 @@ fi
 
 if "$BIN" serve --help >/dev/null 2>&1; then
     step serve-sweep-$GPU 240 "$BIN" serve --sweep --json "${SERVE[@]}"
+fi
+
+# The distributed path alone (one rank): the Local engine, and where a GPU is, NCCL's one-rank
+# communicator, which must give the same run bit for bit (the dense layers on the CPU both times).
+if "$BIN" train --help 2>/dev/null | grep -q -- --collective; then
+    DIST=(train --distributed --backend cpu --steps 50 --eval-every 0 --table-rows 20000)
+    step dist-local 60 "$BIN" "${DIST[@]}" --summary-json "$OUT/dist-local.json"
+    if [ -z "$STANDIN" ]; then
+        step dist-nccl 60 "$BIN" "${DIST[@]}" --collective nccl --summary-json "$OUT/dist-nccl.json"
+        step dist-nccl-equals-local 10 python3 -c '
+import json, sys
+a, b = (json.load(open(sys.argv[i])) for i in (1, 2))
+keys = ("final_loss", "test_auc", "test_logloss", "shard_bytes")
+diff = [k for k in keys if a[k] != b[k]]
+print({k: (a[k], b[k]) for k in keys})
+sys.exit("NCCL differs from Local in " + ", ".join(diff) if diff else 0)' "$OUT/dist-local.json" "$OUT/dist-nccl.json"
+    fi
 fi
 
 say "done in $(($(date +%s) - started)) s: $failed failed step(s); results in $OUT"

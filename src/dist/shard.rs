@@ -16,10 +16,25 @@ use crate::shard::{Router, Source};
 pub struct TableShard {
     /// Global row ids held, strictly increasing.
     rows: Vec<u32>,
+    /// The held rows as runs of consecutive ids, `(first id, its index in rows)`: one run per
+    /// range of a row-wise or table-wise plan, so finding a row is a search among few runs.
+    runs: Vec<(u32, u32)>,
     /// `rows.len() × dim` values.
     values: Vec<f32>,
     /// Adagrad's accumulator per held row.
     state: Option<Vec<f32>>,
+}
+
+/// The runs of consecutive ids in `rows` (strictly increasing): `(first id, index)` each.
+fn runs_of(rows: &[u32]) -> Vec<(u32, u32)> {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for (i, &r) in rows.iter().enumerate() {
+        let follows = i > 0 && rows[i - 1] + 1 == r;
+        if !follows {
+            runs.push((r, i as u32));
+        }
+    }
+    runs
 }
 
 /// The gradient units one table received in a step, in global batch order: each is one lookup
@@ -82,6 +97,7 @@ impl ShardStore {
             }
             let state = rule.has_state().then(|| vec![rule.init; rows.len()]);
             tables.push(TableShard {
+                runs: runs_of(&rows),
                 rows,
                 values,
                 state,
@@ -120,11 +136,14 @@ impl ShardStore {
 
     /// The local index of global row `row` of table `t`, if held here.
     pub fn local(&self, t: usize, row: u32) -> Option<u32> {
-        self.tables[t]
-            .rows
-            .binary_search(&row)
-            .ok()
-            .map(|i| i as u32)
+        let s = &self.tables[t];
+        let k = s
+            .runs
+            .partition_point(|&(first, _)| first <= row)
+            .checked_sub(1)?;
+        let (first, at) = s.runs[k];
+        let i = at + (row - first);
+        (s.rows.get(i as usize) == Some(&row)).then_some(i)
     }
 
     /// Appends the values of local row `local` of table `t` to `out`.
@@ -228,6 +247,7 @@ impl ShardStore {
             pooling,
             tables: (0..=t)
                 .map(|_| TableShard {
+                    runs: runs_of(&unique),
                     rows: unique.clone(),
                     values: vec![0.0; unique.len() * self.dim],
                     state: None,
@@ -267,5 +287,37 @@ impl ShardStore {
             grads: grad,
         };
         self.apply_with(t, &units, lr, Pooling::Sum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_of;
+
+    #[test]
+    fn rows_are_found_through_their_runs() {
+        let rows = [3u32, 4, 5, 9, 20, 21];
+        let runs = runs_of(&rows);
+        assert_eq!(runs, vec![(3, 0), (9, 3), (20, 4)]);
+        let store = super::TableShard {
+            runs,
+            rows: rows.to_vec(),
+            values: Vec::new(),
+            state: None,
+        };
+        let s = super::ShardStore {
+            dim: 0,
+            rule: crate::device::OptimizerRule {
+                optimizer: crate::device::Optimizer::Sgd,
+                eps: 0.0,
+                init: 0.0,
+            },
+            pooling: crate::device::Pooling::Sum,
+            tables: vec![store],
+        };
+        for r in 0..25 {
+            let want = rows.iter().position(|&x| x == r).map(|i| i as u32);
+            assert_eq!(s.local(0, r), want, "row {r}");
+        }
     }
 }

@@ -7,13 +7,45 @@ use super::collective::{Collective, CollectiveExt};
 use super::exchange::{Exchange, pool};
 use super::shard::ShardStore;
 use super::traffic::Phase;
-use crate::data::{Bags, Batch};
+use crate::data::{Bags, Batch, DataError, SampleStream};
 use crate::device::{Device, Pooling};
 use crate::model::Dlrm;
+use crossbeam_channel::Receiver;
 
 /// The bounds of `rank`'s slice of `len` samples.
 pub(super) fn slice(len: usize, rank: usize, n: usize) -> (usize, usize) {
     (len * rank / n, len * (rank + 1) / n)
+}
+
+/// This rank's slices of the global batches `stream` reads, `b` samples each, read on a thread
+/// of `scope` two steps ahead (the single-process loader overlaps reading the same way); each
+/// comes with its global batch's size.
+pub(super) fn slices<'s, 'e>(
+    scope: &'s std::thread::Scope<'s, 'e>,
+    mut stream: Box<dyn SampleStream + 'e>,
+    steps: u64,
+    b: usize,
+    (me, n): (usize, usize),
+    (num_dense, tables): (usize, usize),
+) -> Receiver<Result<(Batch, usize), DataError>> {
+    let (tx, rx) = crossbeam_channel::bounded(2);
+    scope.spawn(move || {
+        let mut global = Batch::new(num_dense, tables);
+        for _ in 0..steps {
+            let next = stream.next_batch(b, &mut global).map(|()| {
+                let (lo, hi) = slice(global.len(), me, n);
+                let mut local = Batch::new(num_dense, tables);
+                global.copy_range_into(lo, hi - lo, &mut local);
+                (local, global.len())
+            });
+            let failed = next.is_err();
+            // A closed channel: the run ended (or failed) first.
+            if tx.send(next).is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// One rank's training state.

@@ -5,12 +5,12 @@ use super::collective::{Collective, CollectiveExt};
 use super::exchange::Exchange;
 use super::finish::{evaluate, same_dense_weights, save};
 use super::shard::ShardStore;
-use super::step::{Run, slice};
+use super::step::{Run, slices};
 use super::traffic::TrafficReport;
 use super::watchdog::Fault;
 use super::{DistError, fnv1a};
 use crate::config::RunConfig;
-use crate::data::{Batch, Schema};
+use crate::data::Schema;
 use crate::device::Device;
 use crate::embedding::{Placement, Policy};
 use crate::model::Dlrm;
@@ -225,11 +225,7 @@ pub fn train_distributed<D: Device, C: Collective + ?Sized>(
     )?;
     let (v, tv) = (model.vectors(), layout.table_vectors.clone());
     let exch = Exchange::new(coll, router, &schema.table_rows, opts.devices_per_host);
-    let mut stream = data.open_train()?;
-    let (mut global, mut local) = (
-        Batch::new(schema.num_dense, tables),
-        Batch::new(schema.num_dense, tables),
-    );
+    let stream = data.open_train()?;
     let mut run = Run {
         coll,
         model,
@@ -245,53 +241,57 @@ pub fn train_distributed<D: Device, C: Collective + ?Sized>(
     let (mut test_auc, mut test_logloss) = (None, None);
     let (t0, mut eval_s) = (Instant::now(), 0.0);
     let mut trained = run.exch.traffic().clone();
-    for step in 1..=steps {
-        Fault::strike(opts.fault, me, step);
-        let t = Instant::now();
-        stream.next_batch(b, &mut global)?;
-        let (lo, hi) = slice(global.len(), me, n);
-        global.copy_range_into(lo, hi - lo, &mut local);
-        final_loss = run.step(dev, &local, global.len())?;
-        let step_s = t.elapsed().as_secs_f64();
-        trained = run.exch.traffic().clone();
-        let mut record = DistStep {
-            schema: DIST_TELEMETRY_SCHEMA,
-            kind: "distributed",
-            step,
-            samples: step * b as u64,
-            elapsed_s: t0.elapsed().as_secs_f64(),
-            step_s,
-            samples_per_sec: (step * b as u64) as f64 / (t0.elapsed().as_secs_f64() - eval_s),
-            loss: final_loss,
-            test_auc: None,
-            test_logloss: None,
-            traffic: None,
-        };
-        if step == steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0) {
-            let te = Instant::now();
-            // The traffic report covers training: the evaluation's exchanges are not counted.
-            let (ta, tl) = evaluate(dev, &mut run, data.test(), cfg)?;
-            run.exch.restore_traffic(trained.clone());
-            (test_auc, test_logloss) = (ta, tl);
-            (record.test_auc, record.test_logloss) = (ta, tl);
-            eval_s += te.elapsed().as_secs_f64();
+    std::thread::scope(|scope| -> Result<(), DistError> {
+        let batches = slices(scope, stream, steps, b, (me, n), (schema.num_dense, tables));
+        for step in 1..=steps {
+            Fault::strike(opts.fault, me, step);
+            let t = Instant::now();
+            let (local, global_len) = batches
+                .recv()
+                .map_err(|_| DistError::Engine("the batch loader thread ended early".into()))??;
+            final_loss = run.step(dev, &local, global_len)?;
+            let step_s = t.elapsed().as_secs_f64();
+            trained = run.exch.traffic().clone();
+            let mut record = DistStep {
+                schema: DIST_TELEMETRY_SCHEMA,
+                kind: "distributed",
+                step,
+                samples: step * b as u64,
+                elapsed_s: t0.elapsed().as_secs_f64(),
+                step_s,
+                samples_per_sec: (step * b as u64) as f64 / (t0.elapsed().as_secs_f64() - eval_s),
+                loss: final_loss,
+                test_auc: None,
+                test_logloss: None,
+                traffic: None,
+            };
+            if step == steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0) {
+                let te = Instant::now();
+                // The traffic report covers training: the evaluation's exchanges are not counted.
+                let (ta, tl) = evaluate(dev, &mut run, data.test(), cfg)?;
+                run.exch.restore_traffic(trained.clone());
+                (test_auc, test_logloss) = (ta, tl);
+                (record.test_auc, record.test_logloss) = (ta, tl);
+                eval_s += te.elapsed().as_secs_f64();
+            }
+            if cfg.telemetry.is_some() {
+                record.traffic = trained
+                    .gather(coll)?
+                    .map(|p| TrafficReport::new(p, opts.devices_per_host, step));
+            }
+            if me == 0 {
+                on_step(&record);
+            }
+            if let (Some(dir), e) = (&cfg.save, cfg.save_every)
+                && e > 0
+                && step % e == 0
+                && step < steps
+            {
+                save(dev, &run, cfg, &schema.table_rows, dir, step)?;
+            }
         }
-        if cfg.telemetry.is_some() {
-            record.traffic = trained
-                .gather(coll)?
-                .map(|p| TrafficReport::new(p, opts.devices_per_host, step));
-        }
-        if me == 0 {
-            on_step(&record);
-        }
-        if let (Some(dir), e) = (&cfg.save, cfg.save_every)
-            && e > 0
-            && step % e == 0
-            && step < steps
-        {
-            save(dev, &run, cfg, &schema.table_rows, dir, step)?;
-        }
-    }
+        Ok(())
+    })?;
     let train_seconds = t0.elapsed().as_secs_f64() - eval_s;
     same_dense_weights(dev, coll, &run.model)?;
     if let Some(dir) = &cfg.save {
