@@ -22,6 +22,10 @@
 //! What a rank keeps of its shard: every row in host memory ([`shard`]); the device of each
 //! rank runs the dense layers. Cached placements of a shard (LRU, lookahead) are not wired in
 //! yet, and DHE features are not sharded: both are refused with a message.
+//!
+//! No rank waits forever ([`watchdog`]): a rank that fails aborts the job, and a collective
+//! that waits past `--comm-timeout-s` ends its rank. [`measure`] runs a plan's exchange on the
+//! simulator's workload and compares the bytes (`rowflow shard exchange`).
 
 pub mod collective;
 pub mod exchange;
