@@ -77,13 +77,16 @@ pub fn run(cfg: RunConfig, args: DistArgs) -> Result<()> {
     )?;
     let rank = coll.rank();
     let backend = super::select(cfg.backend).unwrap_or_else(|e| {
-        eprintln!("error: rank {rank}: {e:#}");
+        eprintln!("error: rank {rank}: {}", rowflow::report::describe(&e));
         coll.abort(1)
     });
     // Rank 0 creates the telemetry file before any rank trains: a path that cannot be written
     // ends the job at once rather than after the run.
     let fail = |e: anyhow::Error| -> ! {
-        eprintln!("error: rank {rank}: {e:#}");
+        eprintln!(
+            "error: rank {rank}: {}",
+            rowflow::report::describe(e.as_ref())
+        );
         coll.abort(1)
     };
     let mut telemetry = match (&cfg.telemetry, rank) {

@@ -93,7 +93,11 @@ fn exchange(a: ShardExchangeArgs) -> Result<()> {
     let report = match rowflow::dist::measure::measure_exchange(coll.as_ref(), &opts, &plan) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: rank {}: {e}", coll.rank());
+            eprintln!(
+                "error: rank {}: {}",
+                coll.rank(),
+                rowflow::report::describe(&e)
+            );
             coll.abort(1)
         }
     };

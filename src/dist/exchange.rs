@@ -5,8 +5,9 @@
 //!
 //! Units travel in a fixed order — per peer, table by table, sample by sample — and an owner
 //! takes its senders in rank order, so it sees every row's lookups in the global batch's order
-//! and sums their gradients as a single process would. Every byte handed to the engine is
-//! counted per peer and phase ([`Traffic`]).
+//! and sums their gradients as a single process would. What a rank asks of its own shard is
+//! served in place, never handed to the engine, at its rank's position in that order. Every
+//! byte is counted per peer and phase ([`Traffic`]); a rank's bytes to itself cross no network.
 
 use super::DistError;
 use super::collective::{Collective, CollectiveExt};
@@ -24,8 +25,6 @@ struct Step {
     sent: Vec<Vec<(u32, u32)>>,
     /// Units received, in rank order: (table, global row, bag length).
     recv: Vec<[u32; 3]>,
-    /// Units received from each rank.
-    recv_counts: Vec<usize>,
     /// The local row of each unit received.
     recv_local: Vec<u32>,
 }
@@ -108,20 +107,38 @@ impl<'c, C: Collective + ?Sized> Exchange<'c, C> {
                 }
             }
         }
-        let counts: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let mut counts: Vec<usize> = ids.iter().map(Vec::len).collect();
         for (p, c) in counts.iter().enumerate() {
             self.traffic.add(Phase::Ids, p, 4 * *c as u64);
         }
+        // What this rank asks of itself never goes through the engine: it is served in place,
+        // at its rank's position in the order received.
+        let mine = std::mem::take(&mut ids[me]);
+        counts[me] = 0;
         let flat: Vec<u32> = ids.concat();
-        let (recv, recv_counts) = self.coll.all_to_all_v(&flat, &counts)?;
-        let recv: Vec<[u32; 3]> = recv.chunks_exact(3).map(|u| [u[0], u[1], u[2]]).collect();
+        let (others, mut recv_counts) = self.coll.all_to_all_v(&flat, &counts)?;
+        let split: usize = recv_counts[..me].iter().sum();
+        recv_counts[me] = mine.len();
+        let recv: Vec<[u32; 3]> = others[..split]
+            .iter()
+            .chain(&mine)
+            .chain(&others[split..])
+            .copied()
+            .collect::<Vec<u32>>()
+            .chunks_exact(3)
+            .map(|u| [u[0], u[1], u[2]])
+            .collect();
         let recv_counts: Vec<usize> = recv_counts.iter().map(|c| c / 3).collect();
-        // Serve the units received, in their order.
+        let mut out: Vec<Vec<f32>> = sparse
+            .iter()
+            .map(|b| vec![0f32; b.indices.len() * dim])
+            .collect();
+        // Serve the units received, in their order: others' into the reply, ours into `out`.
         let mut recv_local = Vec::with_capacity(recv.len());
         let mut values = Vec::with_capacity(recv.len() * dim);
         let mut at = 0;
         for (p, &c) in recv_counts.iter().enumerate() {
-            for &[t, row, _] in &recv[at..at + c] {
+            for (k, &[t, row, _]) in recv[at..at + c].iter().enumerate() {
                 let local = store.local(t as usize, row).ok_or_else(|| {
                     DistError::Config(format!(
                         "rank {me} was asked by rank {p} for row {row} of table {t}, which its \
@@ -129,19 +146,22 @@ impl<'c, C: Collective + ?Sized> Exchange<'c, C> {
                     ))
                 })?;
                 recv_local.push(local);
-                store.push_row(t as usize, local, &mut values);
+                if p == me {
+                    let (tt, j) = sent[me][k];
+                    out[tt as usize][j as usize * dim..][..dim]
+                        .copy_from_slice(store.row(t as usize, local));
+                } else {
+                    store.push_row(t as usize, local, &mut values);
+                }
             }
             self.traffic.add(Phase::Forward, p, (4 * c * dim) as u64);
             at += c;
         }
-        let back: Vec<usize> = recv_counts.iter().map(|c| c * dim).collect();
+        let mut back: Vec<usize> = recv_counts.iter().map(|c| c * dim).collect();
+        back[me] = 0;
         let (got, _) = self.coll.all_to_all_v(&values, &back)?;
-        let mut out: Vec<Vec<f32>> = sparse
-            .iter()
-            .map(|b| vec![0f32; b.indices.len() * dim])
-            .collect();
         let mut at = 0;
-        for list in &sent {
+        for (_, list) in sent.iter().enumerate().filter(|&(p, _)| p != me) {
             for &(t, j) in list {
                 out[t as usize][j as usize * dim..][..dim].copy_from_slice(&got[at..at + dim]);
                 at += dim;
@@ -150,7 +170,6 @@ impl<'c, C: Collective + ?Sized> Exchange<'c, C> {
         self.step = Step {
             sent,
             recv,
-            recv_counts,
             recv_local,
         };
         Ok(out)
@@ -168,32 +187,45 @@ impl<'c, C: Collective + ?Sized> Exchange<'c, C> {
     ) -> Result<(), DistError> {
         let dim = store.dim();
         let step = std::mem::take(&mut self.step);
-        let mut send = Vec::new();
+        let me = self.coll.rank();
+        // Gradients of this rank's own units stay here, as in the forward.
+        let (mut send, mut own) = (Vec::new(), Vec::new());
         let counts: Vec<usize> = step
             .sent
             .iter()
             .enumerate()
             .map(|(p, list)| {
+                let to = if p == me { &mut own } else { &mut send };
                 for &(t, j) in list {
-                    send.extend_from_slice(grad(t as usize, j as usize));
+                    to.extend_from_slice(grad(t as usize, j as usize));
                 }
                 self.traffic
                     .add(Phase::Backward, p, (4 * list.len() * dim) as u64);
-                list.len() * dim
+                if p == me { 0 } else { list.len() * dim }
             })
             .collect();
-        let (grads, _) = self.coll.all_to_all_v(&send, &counts)?;
-        debug_assert_eq!(grads.len(), step.recv.len() * dim);
-        // Per table, in the order received (rank order, then each sender's order).
-        let me = self.coll.rank();
+        let (others, from) = self.coll.all_to_all_v(&send, &counts)?;
+        debug_assert_eq!(others.len() + own.len(), step.recv.len() * dim);
+        // Unit k's gradient: the others' before this rank's position, then our own, then theirs.
+        let (own_at, own_units) = (from[..me].iter().sum::<usize>() / dim, own.len() / dim);
+        let grad_of = |k: usize| -> &[f32] {
+            match k.checked_sub(own_at) {
+                None => &others[k * dim..][..dim],
+                Some(i) if i < own_units => &own[i * dim..][..dim],
+                Some(_) => &others[(k - own_units) * dim..][..dim],
+            }
+        };
+        // Units per table, in the order received (rank order, then each sender's order).
+        let mut by_table: Vec<Vec<usize>> = vec![Vec::new(); store.tables()];
+        for (k, u) in step.recv.iter().enumerate() {
+            by_table[u[0] as usize].push(k);
+        }
         let mut replicated: Vec<(u32, u32, Vec<f32>)> = Vec::new();
-        for t in 0..store.tables() {
+        for (t, units_of_t) in by_table.iter().enumerate() {
             let (mut local, mut len, mut g) = (Vec::new(), Vec::new(), Vec::new());
             let (mut rep_local, mut rep_len, mut rep_g) = (Vec::new(), Vec::new(), Vec::new());
-            for (k, &[tt, row, l]) in step.recv.iter().enumerate() {
-                if tt as usize != t {
-                    continue;
-                }
+            for &k in units_of_t {
+                let [_, row, l] = step.recv[k];
                 let rep = self.router.route(t, row, me).is_some_and(|(_, r)| r > 0);
                 let (lv, ln, gv) = match rep {
                     false => (&mut local, &mut len, &mut g),
@@ -201,7 +233,7 @@ impl<'c, C: Collective + ?Sized> Exchange<'c, C> {
                 };
                 lv.push(step.recv_local[k]);
                 ln.push(l);
-                gv.extend_from_slice(&grads[k * dim..][..dim]);
+                gv.extend_from_slice(grad_of(k));
             }
             let units = Units {
                 local: &local,
@@ -220,7 +252,6 @@ impl<'c, C: Collective + ?Sized> Exchange<'c, C> {
                 }
             }
         }
-        let _ = step.recv_counts;
         if self.replicas {
             self.sync_replicas(store, replicated, lr)?;
         }

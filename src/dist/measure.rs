@@ -75,11 +75,13 @@ pub fn measure_exchange<C: Collective + ?Sized>(
     let (topo, tables, generator) = workload(args)?;
     if topo.devices() != n {
         return Err(DistError::Config(format!(
-            "--hosts {} × --devices-per-host {} is {} devices, but {n} ranks run: launch \
+            "--hosts {} × --devices-per-host {} is {} devices, but {n} rank{} run{}: launch \
              mpirun -np {}",
             topo.hosts,
             topo.devices_per_host,
             topo.devices(),
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "s" } else { "" },
             topo.devices()
         )));
     }

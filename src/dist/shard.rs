@@ -146,6 +146,11 @@ impl ShardStore {
         (s.rows.get(i as usize) == Some(&row)).then_some(i)
     }
 
+    /// The values of local row `local` of table `t`.
+    pub fn row(&self, t: usize, local: u32) -> &[f32] {
+        &self.tables[t].values[local as usize * self.dim..][..self.dim]
+    }
+
     /// Appends the values of local row `local` of table `t` to `out`.
     pub fn push_row(&self, t: usize, local: u32, out: &mut Vec<f32>) {
         out.extend_from_slice(&self.tables[t].values[local as usize * self.dim..][..self.dim]);

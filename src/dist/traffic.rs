@@ -1,4 +1,4 @@
-//! Bytes a rank really handed to the engine, per peer and phase, and their sums per network
+//! Bytes a rank really sent, per peer and phase, and their sums per network
 //! tier (ranks map to `hosts × devices_per_host` as the shard simulator's devices do).
 
 use super::DistError;

@@ -87,9 +87,11 @@ fn plan_for(opts: &DistOptions, n: usize, specs: &[TableSpec]) -> Result<Plan, D
     };
     if plan.hosts * plan.devices_per_host != n || plan.devices_per_host != g {
         return Err(DistError::Config(format!(
-            "the plan is for {} hosts × {} devices, but this run has {n} ranks with \
+            "the plan is for {} hosts × {} devices, but this run has {n} rank{} with \
              --devices-per-host {g}",
-            plan.hosts, plan.devices_per_host
+            plan.hosts,
+            plan.devices_per_host,
+            if n == 1 { "" } else { "s" }
         )));
     }
     for (t, (tp, s)) in plan.tables.iter().zip(specs).enumerate() {
